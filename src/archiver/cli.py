@@ -1,0 +1,225 @@
+"""Command line: parse, call one library function, print. ``archiver --help`` lists the commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import ArchiverError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Neural collection archiver (.nca)."
+)
+# soft_wrap: messages stay one line each (scripts grep them), whatever the terminal width.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Map library errors to `error: ...` on stderr and exit code 2; Ctrl-C to exit code 130."""
+    try:
+        yield
+    except ArchiverError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was left half-written", err=True)
+        raise typer.Exit(130)
+
+
+class _Bars:
+    """Rich progress bars driven by the library's ProgressEvents."""
+
+    def __init__(self, progress: Progress | None, time_limit: float = 0.0) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+        self.time_limit = time_limit
+        self.started = False
+
+    def close(self) -> None:
+        if self.started:
+            self.progress.stop()  # type: ignore[union-attr]
+
+    def __call__(self, event) -> None:
+        if self.progress is None:
+            return
+        if not self.started:
+            # Started on the first event only, so that an early error prints nothing but itself.
+            self.progress.start()
+            self.started = True
+        if event.stage not in self.tasks:
+            total = self.time_limit if event.stage == "train" else event.total
+            self.tasks[event.stage] = self.progress.add_task(event.stage, total=total or None, info="")
+        task = self.tasks[event.stage]
+        if event.stage == "train":
+            p = event.detail
+            info = (
+                f"step {p.step}  loss {p.loss:.3f}  PSNR {p.psnr:.2f} dB  bpp {p.bpp:.3f}  "
+                f"lr {p.lr:.0e}  ≤{max(p.remaining, 0) / 60:.1f} min left"
+            )
+            self.progress.update(task, completed=p.elapsed, info=info)
+        else:
+            info = f"{event.detail['psnr']:.2f} dB" if isinstance(event.detail, dict) and "psnr" in event.detail else ""
+            self.progress.update(task, completed=event.done, total=event.total, info=info)
+
+
+@contextmanager
+def _bars(quiet: bool, time_limit: float = 0.0) -> Iterator[_Bars]:
+    progress = None
+    if not quiet:
+        progress = Progress(
+            TextColumn("{task.description:>7}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=err,
+            transient=True,  # the summary printed afterwards says what the bars said
+        )
+    bars = _Bars(progress, time_limit)
+    try:
+        yield bars
+    finally:
+        bars.close()
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@app.command()
+def pack(
+    source: Path = typer.Argument(..., help="Folder to archive (walked recursively)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Archive to write (.nca)."),
+    quality: int = typer.Option(4, "--quality", "-q", help="1 smallest … 8 best."),
+    time_limit: str = typer.Option("15m", "--time-limit", help="Cap on training time: 90, 90s, 15m, 2h."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random generator."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Learn a codec for the images under SOURCE and write one archive."""
+    from .config import config_for_quality, parse_duration
+    from .pack import pack as do_pack
+
+    with _user_errors():
+        cfg = config_for_quality(quality, time_limit=parse_duration(time_limit), seed=seed, device=device)
+        with _bars(quiet, cfg.train.time_limit) as bars:
+            report = do_pack(source, output, cfg, force=force, progress=bars)
+    t = report.training
+    out.print(
+        f"[bold]{report.archive}[/]: {_fmt_bytes(report.archive_bytes)} from {_fmt_bytes(report.input_bytes)} "
+        f"(ratio {report.ratio:.1f}:1) in {report.seconds:.0f} s"
+    )
+    if report.images:
+        out.print(
+            f"  {report.images} images coded, {report.pixels / 1e6:.2f} Mpx, {report.bpp:.3f} bpp with the model, "
+            f"mean PSNR {report.mean_psnr:.2f} dB; trained {t['steps']} steps in {t['train_seconds']:.0f} s "
+            f"(stopped: {t['stop_reason']})"
+        )
+    out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
+    for name, reason in report.stored_as_is:
+        out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)
+
+
+@app.command()
+def extract(
+    archive: Path = typer.Argument(..., help="Archive to read."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to write the collection into."),
+    names: Optional[List[str]] = typer.Argument(None, help="Entries to extract: names, folders or globs."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+    image_format: Optional[str] = typer.Option(None, "--format", help="Write images as this format (png)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Recreate the archived tree (or the named entries) under OUTPUT."""
+    from .extract import extract as do_extract
+
+    with _user_errors():
+        with _bars(quiet) as bars:
+            report = do_extract(archive, output, names or [], force=force, image_format=image_format, progress=bars)
+    out.print(
+        f"{output}: {report.images} images decoded, {report.files} files, {report.folders} folders, "
+        f"{report.symlinks} symlinks"
+    )
+
+
+@app.command("list")
+def list_cmd(archive: Path = typer.Argument(..., help="Archive to read.")) -> None:
+    """One row per entry: name, size WxH, mode, record bytes, bpp, PSNR."""
+    from .inspect import list_entries
+
+    with _user_errors():
+        rows = list_entries(archive)
+    table = Table(box=None)
+    for col in ("name", "kind", "size", "mode", "bytes", "bpp", "PSNR", "note"):
+        table.add_column(col, justify="right" if col in ("bytes", "bpp", "PSNR") else "left")
+    for r in rows:
+        table.add_row(
+            r["name"], r["kind"], r["size"], r["mode"], str(r["bytes"]),
+            f"{r['bpp']:.3f}" if r["bpp"] is not None else "", f"{r['psnr']:.2f}" if r["psnr"] is not None else "",
+            r["note"],
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def info(
+    archive: Path = typer.Argument(..., help="Archive to read."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Totals, model/latent/other bytes, ratios, training summary and config."""
+    from .inspect import archive_info
+
+    with _user_errors():
+        data = archive_info(archive)
+    if as_json:
+        print(json.dumps(data, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+        return
+    table = Table(box=None, show_header=False)
+    for key, value in data.items():
+        if key == "config":
+            value = json.dumps(value)
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@app.command()
+def verify(
+    archive: Path = typer.Argument(..., help="Archive to check."),
+    decode: bool = typer.Option(False, "--decode", help="Also decode every image and compare with pack time."),
+) -> None:
+    """Check every checksum (exit 0 if intact, 1 if not)."""
+    from .inspect import verify as do_verify
+
+    with _user_errors():
+        report = do_verify(archive, decode=decode)
+    for problem in report.problems:
+        err.print(f"FAIL {problem}", markup=False, highlight=False)
+    if not report.ok:
+        err.print(f"{archive}: {len(report.problems)} problem(s) in {report.checked} entries", markup=False)
+        raise typer.Exit(1)
+    extra = f", {report.decoded} images decoded identically" if decode else ""
+    out.print(f"{archive}: OK, {report.checked} entries checked{extra}", markup=False)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m archiver`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

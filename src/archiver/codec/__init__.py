@@ -1,0 +1,1 @@
+"""Bitstream code: latent frequency tables, the range coder, weight blobs. numpy only, no torch."""

@@ -1,0 +1,54 @@
+"""Serialize named numpy arrays (the int8 decoder) into one zstd blob plus a JSON-able manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import zstandard
+
+from ..errors import CorruptArchiveError
+
+__all__ = ["pack_arrays", "unpack_arrays", "ALLOWED_DTYPES"]
+
+#: dtypes a weight blob may hold (little-endian on disk).
+ALLOWED_DTYPES = ("int8", "float32")
+
+
+def pack_arrays(arrays: dict[str, np.ndarray], level: int = 19) -> tuple[bytes, list[dict]]:
+    """Concatenate arrays (C order, little-endian) and zstd-compress them.
+
+    Returns the blob and a manifest: one ``{"name", "dtype", "shape"}`` per array, in blob order.
+    """
+    manifest: list[dict] = []
+    chunks: list[bytes] = []
+    for name, array in arrays.items():
+        dtype = np.dtype(array.dtype).name
+        if dtype not in ALLOWED_DTYPES:
+            raise ValueError(f"array {name} has dtype {dtype}; allowed: {ALLOWED_DTYPES}")
+        manifest.append({"name": name, "dtype": dtype, "shape": list(array.shape)})
+        chunks.append(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
+    return zstandard.ZstdCompressor(level=level).compress(b"".join(chunks)), manifest
+
+
+def unpack_arrays(blob: bytes, manifest: list[dict]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`pack_arrays`; checks sizes against the manifest before slicing."""
+    expected = 0
+    for item in manifest:
+        if item.get("dtype") not in ALLOWED_DTYPES:
+            raise CorruptArchiveError(f"model manifest: dtype {item.get('dtype')!r} not allowed")
+        expected += int(np.prod(item["shape"], dtype=np.int64)) * np.dtype(item["dtype"]).itemsize
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=expected)
+    except zstandard.ZstdError as exc:
+        raise CorruptArchiveError(f"model weights do not decompress: {exc}") from None
+    if len(raw) != expected:
+        raise CorruptArchiveError(f"model weights hold {len(raw)} bytes, manifest says {expected}")
+    out: dict[str, np.ndarray] = {}
+    pos = 0
+    for item in manifest:
+        dtype = np.dtype(item["dtype"]).newbyteorder("<")
+        count = int(np.prod(item["shape"], dtype=np.int64))
+        out[item["name"]] = np.frombuffer(raw, dtype=dtype, count=count, offset=pos).reshape(item["shape"]).astype(
+            dtype.newbyteorder("=")
+        )
+        pos += count * dtype.itemsize
+    return out

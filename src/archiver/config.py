@@ -1,0 +1,183 @@
+"""Configuration as frozen, documented dataclasses.
+
+The archive stores the full :class:`PackConfig` (``to_dict``) so that a reader knows exactly how the
+decoder was built and how the archive was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec.geometry import STRIDE
+from .errors import InputError
+
+__all__ = [
+    "ModelConfig",
+    "TrainConfig",
+    "PackConfig",
+    "QUALITY_LAMBDAS",
+    "parse_duration",
+    "config_for_quality",
+]
+
+#: Rate–distortion trade-off per ``--quality`` level (1 smallest … 8 best). The loss is
+#: ``lambda * 255**2 * MSE + bpp`` (MSE on [0, 1] pixels), the convention of CompressAI's presets.
+QUALITY_LAMBDAS: dict[int, float] = {
+    1: 0.0018,
+    2: 0.0035,
+    3: 0.0067,
+    4: 0.0130,
+    5: 0.0250,
+    6: 0.0483,
+    7: 0.0932,
+    8: 0.1800,
+}
+
+
+class _Serializable:
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dictionary of every field (tuples become lists)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Inverse of :meth:`to_dict`; unknown keys are an error so that typos do not pass silently."""
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - set(names)
+        if unknown:
+            raise InputError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+        kwargs = {}
+        for key, value in data.items():
+            if isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Serializable):
+    """Shape of the residual convolutional autoencoder.
+
+    Attributes:
+        latent_channels: channels C of the spatial latent (one latent vector per 16×16 pixels).
+        widths: feature channels of the decoder stages at 1/16, 1/8, 1/4, 1/2 of full resolution;
+            the encoder mirrors them.
+        res_blocks: residual blocks after each of the first ``res_blocks`` decoder stages
+            (0 = plain CAE, the ablation's baseline).
+        residual: if False the residual blocks lose their skip connection (essay ablation).
+        upsample: ``"nearest"`` (nearest ×2 then conv3) or ``"shuffle"`` (sub-pixel conv, ICNR init);
+            both are free of checkerboard artefacts, ``nearest`` has 4× fewer decoder weights.
+    """
+
+    latent_channels: int = 64
+    widths: tuple[int, int, int, int] = (64, 48, 32, 16)
+    res_blocks: int = 2
+    residual: bool = True
+    upsample: str = "nearest"
+
+    @property
+    def stride(self) -> int:
+        """Total downsampling of the latent grid, in pixels per latent position (per side)."""
+        return STRIDE
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serializable):
+    """How the codec is trained on one collection.
+
+    Attributes:
+        lmbda: rate–distortion weight (see :data:`QUALITY_LAMBDAS`).
+        crop: side of the square random training crops, in pixels (multiple of 16).
+        batch: crops per step.
+        lr: Adam learning rate.
+        time_limit: cap on training wall time, in seconds.
+        max_steps: cap on optimisation steps.
+        check_every: K, the convergence window in steps: every K steps a linear regression over the
+            last K losses and the change of the held-back PSNR are tested.
+        slope_tol: converged if the fitted loss change over the window is below this fraction of the
+            mean loss …
+        psnr_tol: … and the held-back PSNR moved by less than this many dB since the last check.
+        lr_drops: on convergence the learning rate is divided by 10 this many times before stopping.
+        refine_steps: per-image latent refinement steps against the int8 decoder (0 = off).
+        seed: seed of every random number generator used by pack.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+    """
+
+    lmbda: float = QUALITY_LAMBDAS[4]
+    crop: int = 128
+    batch: int = 8
+    lr: float = 1e-3
+    time_limit: float = 900.0
+    max_steps: int = 200_000
+    check_every: int = 200
+    slope_tol: float = 0.01
+    psnr_tol: float = 0.05
+    lr_drops: int = 1
+    refine_steps: int = 0
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class PackConfig(_Serializable):
+    """Everything that decides how an archive is made.
+
+    Attributes:
+        quality: the ``--quality`` level the user asked for (1 smallest … 8 best).
+        model: architecture of the codec.
+        train: training schedule and stopping rule.
+        zstd_level: zstd level for byte-exact files, alpha planes, metadata and model weights.
+    """
+
+    quality: int = 4
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    zstd_level: int = 19
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PackConfig":
+        data = dict(data)
+        model = ModelConfig.from_dict(data.pop("model", {}))
+        train = TrainConfig.from_dict(data.pop("train", {}))
+        base = super().from_dict(data)
+        return dataclasses.replace(base, model=model, train=train)
+
+
+def config_for_quality(
+    quality: int = 4,
+    *,
+    time_limit: float = 900.0,
+    seed: int = 0,
+    device: str = "auto",
+    **train_overrides: Any,
+) -> PackConfig:
+    """The default :class:`PackConfig` for a ``--quality`` level."""
+    if quality not in QUALITY_LAMBDAS:
+        raise InputError(f"--quality must be an integer from 1 to 8, got {quality}")
+    if time_limit <= 0:
+        raise InputError(f"--time-limit must be positive, got {time_limit} s")
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
+    train = TrainConfig(
+        lmbda=QUALITY_LAMBDAS[quality], time_limit=float(time_limit), seed=seed, device=device, **train_overrides
+    )
+    return PackConfig(quality=quality, train=train)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``90``, ``90s``, ``15m``, ``2h``. Raises :class:`InputError` otherwise."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise InputError(f"cannot read time limit {text!r}: give seconds or a unit, e.g. 90, 15m, 2h")
+    unit = match.group(2).lower() if match.group(2) else None
+    seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
+    if seconds <= 0:
+        raise InputError(f"time limit {text!r} must be positive")
+    return seconds

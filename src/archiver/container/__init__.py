@@ -1,0 +1,1 @@
+"""The .nca container: HDF5 layout (format), atomic writer, checking reader, record encoding."""

@@ -1,0 +1,51 @@
+"""Constants of the .nca format, version 1. ``docs/FORMAT.md`` is the prose spec of the same thing."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_VERSION",
+    "SUPPORTED_VERSIONS",
+    "EntryKind",
+    "ImageMode",
+    "IMAGE_FORMATS",
+    "FILE_SUFFIX",
+    "RECORD_CHUNK_BYTES",
+]
+
+#: Value of the root attribute ``magic``.
+MAGIC = "archiver-nca"
+#: Integer ``format_version`` this code writes.
+FORMAT_VERSION = 1
+#: Versions this code reads.
+SUPPORTED_VERSIONS = (1,)
+#: Customary file name suffix.
+FILE_SUFFIX = ".nca"
+#: Block size, in bytes, in which the writer copies records into the contiguous ``/entries/data``.
+RECORD_CHUNK_BYTES = 1 << 18
+
+
+class EntryKind(enum.IntEnum):
+    """Values of ``/entries/kind``."""
+
+    DIRECTORY = 0  #: a folder (kept so that empty folders come back); empty record
+    IMAGE = 1  #: an image coded by the learned codec; record = latent bitstream + extras
+    FILE = 2  #: any file stored byte-exact; record = one zstd frame of its bytes
+    SYMLINK = 3  #: a symbolic link; record = the link target's bytes
+
+
+class ImageMode(enum.IntEnum):
+    """Values of ``/entries/mode``: the Pillow mode an image is extracted in (0 for non-images)."""
+
+    NONE = 0
+    RGB = 1
+    L = 2
+    RGBA = 3
+    LA = 4
+    P = 5
+
+
+#: ``/entries/format`` holds an index into this tuple: the Pillow format name of the original image.
+IMAGE_FORMATS: tuple[str, ...] = ("", "PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "AVIF", "PPM", "TGA")

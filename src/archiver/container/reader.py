@@ -1,0 +1,172 @@
+"""Reader of .nca archives: checks magic and format_version, then serves entries one record at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zlib
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the zstd filter with HDF5)
+import numpy as np
+
+from ..codec.tables import PRECISION, FrequencyTables
+from ..codec.weights import unpack_arrays
+from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
+from .entries import Entry
+from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, SUPPORTED_VERSIONS, EntryKind, ImageMode
+
+__all__ = ["ArchiveReader"]
+
+_COLUMNS = (
+    "path", "kind", "mtime_ns", "perm", "size", "offset", "length", "checksum",
+    "source_sha256", "width", "height", "mode", "format", "psnr", "pixel_crc32",
+)  # fmt: skip
+
+
+class ArchiveReader:
+    """Open archive. Use as a context manager. Entries are read eagerly (metadata only, not records)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise NotAnArchiveError(f"{self.path}: no such archive file")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError:
+            raise NotAnArchiveError(f"{self.path} is not an .nca archive (not an HDF5 file)") from None
+        try:
+            self._check_header()
+            self.config: dict = self._json_attr("config")
+            self.training: dict = self._json_attr("training")
+            self.summary: dict = self._json_attr("summary")
+            self.entries: list[Entry] = self._read_entries()
+        except Exception:
+            self._file.close()
+            raise
+
+    # -- header ---------------------------------------------------------------------------------
+    def _check_header(self) -> None:
+        attrs = self._file.attrs
+        magic = attrs.get("magic")
+        if isinstance(magic, bytes):
+            magic = magic.decode(errors="replace")
+        if magic != MAGIC:
+            raise NotAnArchiveError(
+                f"{self.path} is not an .nca archive (magic {magic!r}, expected {MAGIC!r})"
+            )
+        version = attrs.get("format_version")
+        if version is None or not np.issubdtype(np.asarray(version).dtype, np.integer):
+            raise CorruptArchiveError(f"{self.path}: root attribute format_version is missing or not an integer")
+        self.format_version = int(version)
+        if self.format_version not in SUPPORTED_VERSIONS:
+            raise FormatVersionError(
+                f"{self.path} has format_version {self.format_version}; this archiver "
+                f"reads version(s) {', '.join(map(str, SUPPORTED_VERSIONS))} (writes {FORMAT_VERSION})"
+            )
+
+    def _json_attr(self, name: str) -> dict:
+        raw = self._file.attrs.get(name)
+        if raw is None:
+            raise CorruptArchiveError(f"{self.path}: root attribute {name!r} is missing")
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise CorruptArchiveError(f"{self.path}: root attribute {name!r} is not valid JSON") from None
+
+    def _read_entries(self) -> list[Entry]:
+        try:
+            group = self._file["entries"]
+            cols = {name: group[name][()] for name in _COLUMNS}
+            count = int(group.attrs["count"])
+            notes = json.loads(group.attrs.get("notes", "{}"))
+            data_size = group["data"].shape[0]
+        except (KeyError, ValueError, OSError) as exc:
+            raise CorruptArchiveError(f"{self.path}: /entries is damaged or incomplete ({exc})") from None
+        paths = bytes(cols.pop("path").tobytes()).split(b"\0")
+        if paths and paths[-1] == b"":
+            paths.pop()
+        if len(paths) != count or any(len(col) != count for col in cols.values()):
+            raise CorruptArchiveError(f"{self.path}: /entries columns disagree on the number of entries")
+        entries = []
+        for i in range(count):
+            offset, length = int(cols["offset"][i]), int(cols["length"][i])
+            if offset + length > data_size:
+                raise CorruptArchiveError(f"{self.path}: entry {i} points past the end of /entries/data")
+            try:
+                kind = EntryKind(int(cols["kind"][i]))
+                mode = ImageMode(int(cols["mode"][i]))
+                fmt = IMAGE_FORMATS[int(cols["format"][i])]
+            except (ValueError, IndexError):
+                raise CorruptArchiveError(f"{self.path}: entry {i} has an unknown kind, mode or format") from None
+            psnr = float(cols["psnr"][i])
+            entries.append(
+                Entry(
+                    path=paths[i], kind=kind, mtime_ns=int(cols["mtime_ns"][i]), perm=int(cols["perm"][i]),
+                    size=int(cols["size"][i]), source_sha256=bytes(cols["source_sha256"][i]),
+                    width=int(cols["width"][i]), height=int(cols["height"][i]), mode=mode, format=fmt,
+                    psnr=psnr if not math.isnan(psnr) else math.nan, pixel_crc32=int(cols["pixel_crc32"][i]),
+                    note=notes.get(str(i), ""),
+                    offset=offset, length=length, checksum=int(cols["checksum"][i]),
+                )
+            )  # fmt: skip
+        return entries
+
+    # -- content --------------------------------------------------------------------------------
+    def read_record(self, entry: Entry, verify: bool = True) -> bytes:
+        """The record bytes of ``entry``; with ``verify`` its CRC-32 is checked."""
+        data = bytes(self._file["entries/data"][entry.offset : entry.offset + entry.length].tobytes())
+        if verify and zlib.crc32(data) != entry.checksum:
+            raise CorruptArchiveError(f"{self.path}: checksum mismatch in entry {entry.name!r}")
+        return data
+
+    def model_arrays(self) -> dict[str, np.ndarray]:
+        """The int8 decoder's arrays, after checking the blob's SHA-256."""
+        try:
+            ds = self._file["model/decoder"]
+            blob = ds[()].tobytes()
+            manifest = json.loads(ds.attrs["manifest"])
+            digest = ds.attrs["sha256"]
+        except (KeyError, ValueError, OSError) as exc:
+            raise CorruptArchiveError(f"{self.path}: /model/decoder is damaged or missing ({exc})") from None
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise CorruptArchiveError(f"{self.path}: checksum mismatch in the decoder weights")
+        return unpack_arrays(blob, manifest)
+
+    def tables(self) -> FrequencyTables:
+        """The integer entropy tables (validated)."""
+        try:
+            group = self._file["model/prior"]
+            if int(group.attrs["precision"]) != PRECISION:
+                raise CorruptArchiveError(f"{self.path}: entropy tables have precision {group.attrs['precision']}")
+            tables = FrequencyTables(group["offsets"][()], group["freqs"][()], group["lengths"][()])
+        except (KeyError, ValueError, OSError) as exc:
+            raise CorruptArchiveError(f"{self.path}: /model/prior is damaged or missing ({exc})") from None
+        tables.validate()
+        return tables
+
+    def stored_bytes(self, name: str) -> int:
+        """Bytes stored for a dataset or for all datasets under a group (after HDF5 filters)."""
+        obj = self._file[name]
+        if isinstance(obj, h5py.Dataset):
+            return int(obj.id.get_storage_size())
+        total = 0
+
+        def visit(_: str, item) -> None:
+            nonlocal total
+            if isinstance(item, h5py.Dataset):
+                total += int(item.id.get_storage_size())
+
+        obj.visititems(visit)
+        return total
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "ArchiveReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

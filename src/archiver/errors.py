@@ -1,0 +1,46 @@
+"""Typed errors. The library raises these; only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiverError",
+    "InputError",
+    "OutputExistsError",
+    "NotAnArchiveError",
+    "FormatVersionError",
+    "CorruptArchiveError",
+    "EntryNotFoundError",
+    "MissingDependencyError",
+]
+
+
+class ArchiverError(Exception):
+    """Base class of every error the archiver raises on purpose."""
+
+
+class InputError(ArchiverError):
+    """The input to pack (folder, file, option) cannot be used."""
+
+
+class OutputExistsError(ArchiverError):
+    """An output file exists and overwriting was not asked for."""
+
+
+class NotAnArchiveError(ArchiverError):
+    """The file is not an .nca archive (no HDF5 container or wrong magic)."""
+
+
+class FormatVersionError(ArchiverError):
+    """The archive's format_version is not one this reader understands."""
+
+
+class CorruptArchiveError(ArchiverError):
+    """A checksum failed or a structure in the archive is inconsistent."""
+
+
+class EntryNotFoundError(ArchiverError):
+    """A name or glob given to extract matched no entry."""
+
+
+class MissingDependencyError(ArchiverError):
+    """An optional dependency (e.g. torch for pack) is not installed."""

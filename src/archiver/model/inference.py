@@ -1,0 +1,75 @@
+"""Latents for one image at pack time and pixels from a latent at extract time (torch, CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import ModelConfig
+from .autoencoder import Decoder, Encoder, pad_to_stride
+from .int8 import load_quantized
+from .prior import ChannelPrior, quantize_ste
+
+__all__ = ["int8_decoder", "decode_latent", "infer_latent", "to_tensor"]
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 → (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def int8_decoder(cfg: ModelConfig, arrays: dict[str, np.ndarray]) -> Decoder:
+    """A CPU decoder in eval mode carrying the dequantized int8 weights of the archive."""
+    decoder = Decoder(cfg)
+    load_quantized(decoder, arrays)
+    return decoder.eval()
+
+
+def _to_uint8(x_hat: torch.Tensor) -> torch.Tensor:
+    return torch.round(x_hat.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+
+
+@torch.no_grad()
+def decode_latent(decoder: Decoder, latent: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Decode an integer latent (C, h, w) to (height, width, 3) uint8 pixels (the padding cropped off)."""
+    y = torch.from_numpy(latent.astype(np.float32))[None]
+    out = _to_uint8(decoder(y))[0, :, :height, :width]
+    return out.permute(1, 2, 0).contiguous().numpy()
+
+
+def infer_latent(
+    encoder: Encoder,
+    decoder: Decoder,
+    prior: ChannelPrior,
+    rgb: np.ndarray,
+    lmbda: float,
+    refine_steps: int = 0,
+    min_size: int = 0,
+) -> np.ndarray:
+    """Integer latent (C, h, w) int32 of one image.
+
+    The encoder gives the starting point; with ``refine_steps`` > 0 the latent is then optimised for
+    the rate–distortion loss *through the int8 decoder* (straight-through rounding), which makes up
+    for part of the error that weight quantization added. ``min_size`` is the training crop side:
+    smaller images are padded up to it, as they were in training.
+    """
+    x = to_tensor(rgb)
+    height, width = x.shape[-2:]
+    padded = pad_to_stride(x, min_size=min_size)
+    with torch.no_grad():
+        y = encoder(padded)
+    if refine_steps > 0:
+        y = y.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([y], lr=0.02)
+        for p in decoder.parameters():
+            p.requires_grad_(False)
+        for _ in range(refine_steps):
+            y_q = quantize_ste(y)
+            x_hat = decoder(y_q)[..., :height, :width]
+            bpp = prior.bits(y_q).sum() / (height * width)
+            loss = lmbda * 255.0**2 * torch.mean((x_hat - x) ** 2) + bpp
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        y = y.detach()
+    return torch.round(y)[0].to(torch.int32).numpy()

@@ -1,0 +1,51 @@
+"""Per-output-channel symmetric int8 quantization of the decoder's convolution weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["quantize_decoder", "dequantize", "load_quantized"]
+
+
+def quantize_decoder(decoder: nn.Module) -> dict[str, np.ndarray]:
+    """Arrays that define the int8 decoder.
+
+    For every conv weight ``W`` (out, in, kh, kw): ``<name>.q`` int8 = round(W / s) with
+    ``<name>.scale`` float32 s = max|W[o]| / 127 per output channel o. Biases stay float32
+    (``<name>`` as is): they are a few hundred numbers and quantizing them buys nothing.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, tensor in decoder.state_dict().items():
+        array = tensor.detach().cpu().float().numpy()
+        if name.endswith(".weight") and array.ndim == 4:
+            flat = array.reshape(array.shape[0], -1)
+            scale = np.abs(flat).max(axis=1) / 127.0
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+            q = np.clip(np.round(flat / scale[:, None]), -127, 127).astype(np.int8)
+            out[name + ".q"] = q.reshape(array.shape)
+            out[name + ".scale"] = scale
+        else:
+            out[name] = array.astype(np.float32)
+    return out
+
+
+def dequantize(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """float32 state dict (name → array) from the arrays of :func:`quantize_decoder`."""
+    state: dict[str, np.ndarray] = {}
+    for name, array in arrays.items():
+        if name.endswith(".q"):
+            base = name[: -len(".q")]
+            scale = arrays[base + ".scale"].astype(np.float32)
+            state[base] = array.astype(np.float32) * scale.reshape(-1, *([1] * (array.ndim - 1)))
+        elif not name.endswith(".scale"):
+            state[name] = array.astype(np.float32)
+    return state
+
+
+def load_quantized(decoder: nn.Module, arrays: dict[str, np.ndarray]) -> nn.Module:
+    """Load the dequantized int8 weights into ``decoder`` (in place) and return it."""
+    state = {k: torch.from_numpy(v) for k, v in dequantize(arrays).items()}
+    decoder.load_state_dict(state, strict=True)
+    return decoder

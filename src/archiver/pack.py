@@ -1,0 +1,211 @@
+"""``pack``: folder → trained codec → one .nca archive."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zstandard
+
+from .collection.images import SourceImage, load_image, pixel_crc32, quality_psnr, restore_image
+from .collection.scan import ScanItem, check_output_outside, scan_tree
+from .config import PackConfig
+from .container.entries import Entry
+from .container.format import EntryKind
+from .container.records import ImageRecord, encode_image_record
+from .container.writer import ArchiveWriter
+from .errors import InputError, MissingDependencyError, OutputExistsError
+from .progress import ProgressCallback, emit
+
+__all__ = ["PackReport", "pack"]
+
+
+@dataclass
+class PackReport:
+    """What pack did, for the CLI summary."""
+
+    archive: Path
+    archive_bytes: int
+    input_bytes: int
+    images: int
+    files: int
+    folders: int
+    symlinks: int
+    pixels: int
+    latent_bytes: int
+    mean_psnr: float
+    seconds: float
+    training: dict
+    stored_as_is: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def bpp(self) -> float:
+        """Archive bits per coded pixel, everything included."""
+        return self.archive_bytes * 8 / self.pixels if self.pixels else math.nan
+
+    @property
+    def ratio(self) -> float:
+        """Input bytes / archive bytes."""
+        return self.input_bytes / self.archive_bytes if self.archive_bytes else math.nan
+
+
+def _base_entry(item: ScanItem) -> Entry:
+    return Entry(
+        path=item.rel, kind=item.kind, mtime_ns=item.stat.st_mtime_ns, perm=stat.S_IMODE(item.stat.st_mode)
+    )
+
+
+def _classify(items: list[ScanItem], progress: ProgressCallback | None) -> dict[int, SourceImage | str]:
+    """For every regular file: its SourceImage if coded, else the reason it is kept byte-exact."""
+    out: dict[int, SourceImage | str] = {}
+    files = [i for i, it in enumerate(items) if it.kind is EntryKind.FILE]
+    for n, i in enumerate(files, 1):
+        try:
+            image, reason = load_image(items[i].path)
+        except OSError as exc:
+            raise InputError(f"{items[i].path}: cannot read ({exc.strerror or exc})") from None
+        out[i] = image if image is not None else reason
+        emit(progress, "scan", n, len(files))
+    return out
+
+
+def _import_training():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            "pack needs PyTorch: install the training extra (pip install torch==2.13.0 'archiver[train]')"
+        ) from None
+    from .model import inference, int8, training
+
+    return inference, int8, training
+
+
+def pack(
+    source: Path,
+    output: Path,
+    cfg: PackConfig,
+    *,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> PackReport:
+    """Pack the folder ``source`` into the archive ``output``.
+
+    Images are coded by a codec trained on them (see :class:`PackConfig`); everything else is stored
+    byte-exact. The archive appears only when complete (temporary file + fsync + rename).
+    """
+    started = time.monotonic()
+    source, output = Path(source), Path(output)
+    check_output_outside(source, output)
+    if output.exists() and not force:
+        raise OutputExistsError(f"{output} already exists (use --force to overwrite)")
+    if not output.parent.is_dir():
+        raise InputError(f"{output.parent}: output folder does not exist")
+    items = scan_tree(source)
+    classes = _classify(items, progress)
+    image_ids = [i for i, c in classes.items() if isinstance(c, SourceImage)]
+    images: dict[int, SourceImage] = {i: classes[i] for i in image_ids}  # type: ignore[misc]
+
+    training: dict = {"steps": 0, "train_seconds": 0.0, "stop_reason": "no images", "history": []}
+    latents: dict[int, np.ndarray] = {}
+    psnrs: dict[int, float] = {}
+    crcs: dict[int, int] = {}
+    model_blob: tuple[bytes, list[dict]] | None = None
+    tables = None
+    if images:
+        inference, int8, training_mod = _import_training()
+        import torch
+
+        torch.manual_seed(cfg.train.seed)
+        result = training_mod.train_codec(
+            [images[i].rgb for i in image_ids], cfg, progress=lambda p: emit(progress, "train", p.step, 0, p)
+        )
+        training = result.summary()
+        training["device"] = str(training_mod.resolve_device(cfg.train.device))
+        from .codec.weights import pack_arrays
+
+        arrays = int8.quantize_decoder(result.model.decoder)
+        model_blob = pack_arrays(arrays, cfg.zstd_level)
+        decoder = inference.int8_decoder(cfg.model, arrays)
+        for n, i in enumerate(image_ids, 1):
+            im = images[i]
+            latent = inference.infer_latent(
+                result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, cfg.train.refine_steps,
+                min_size=result.crop,
+            )
+            pixels = inference.decode_latent(decoder, latent, im.height, im.width)
+            restored = restore_image(pixels, im.mode, im.blobs)
+            psnrs[i] = quality_psnr(restored, im)
+            crcs[i] = pixel_crc32(restored)
+            latents[i] = latent
+            emit(progress, "encode", n, len(image_ids), {"psnr": psnrs[i]})
+        from .codec.tables import build_tables
+
+        tables = build_tables([latents[i] for i in image_ids])
+
+    report = PackReport(
+        archive=output, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
+        pixels=sum(im.width * im.height for im in images.values()), latent_bytes=0,
+        mean_psnr=float(np.mean([psnrs[i] for i in image_ids])) if image_ids else math.nan,
+        seconds=0.0, training=training,
+    )  # fmt: skip
+    with ArchiveWriter(output) as writer:
+        coder = None
+        if tables is not None and model_blob is not None:
+            from .codec.entropy import LatentCoder
+
+            writer.write_model(*model_blob)
+            writer.write_tables(tables)
+            coder = LatentCoder(tables)
+        compressor = zstandard.ZstdCompressor(level=cfg.zstd_level)
+        for i, item in enumerate(items):
+            entry = _base_entry(item)
+            record = b""
+            if item.kind is EntryKind.DIRECTORY:
+                report.folders += 1
+            elif item.kind is EntryKind.SYMLINK:
+                record = os.readlink(os.fsencode(item.path))
+                report.symlinks += 1
+            else:
+                if i in images:
+                    im = images[i]
+                    latent_bytes = coder.encode(latents[i])  # type: ignore[union-attr]
+                    report.latent_bytes += len(latent_bytes)
+                    record = encode_image_record(ImageRecord(latent_bytes, im.info, im.blobs), cfg.zstd_level)
+                    entry.kind, entry.size = EntryKind.IMAGE, item.stat.st_size
+                    entry.width, entry.height, entry.mode, entry.format = im.width, im.height, im.mode, im.format
+                    entry.psnr, entry.pixel_crc32 = psnrs[i], crcs[i]
+                else:
+                    # One read serves both the hash and the record, so they cannot disagree.
+                    try:
+                        data = item.path.read_bytes()
+                    except OSError as exc:
+                        raise InputError(f"{item.path}: cannot read ({exc.strerror or exc})") from None
+                    entry.source_sha256, entry.size = hashlib.sha256(data).digest(), len(data)
+                    entry.note = str(classes[i])
+                    report.files += 1
+                    report.stored_as_is.append((entry.name, entry.note))
+                    record = compressor.compress(data)
+            report.input_bytes += entry.size
+            writer.add(entry, record)
+            emit(progress, "write", i + 1, len(items))
+        writer.set_json("config", cfg.to_dict())
+        writer.set_json("training", training)
+        report.seconds = time.monotonic() - started
+        writer.set_json(
+            "summary",
+            {
+                "images": report.images, "files": report.files, "folders": report.folders,
+                "symlinks": report.symlinks, "pixels": report.pixels, "input_bytes": report.input_bytes,
+                "latent_bytes": report.latent_bytes, "mean_psnr": report.mean_psnr,
+                "pack_seconds": round(report.seconds, 3),
+            },
+        )  # fmt: skip
+        report.archive_bytes = writer.commit()
+    return report

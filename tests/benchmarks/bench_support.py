@@ -1,0 +1,52 @@
+"""Shared setup for the benchmark tests: puts the repo root on sys.path and defines fixtures.
+
+This is deliberately *not* a conftest.py: the existing suite runs in pytest's default "prepend"
+import mode and does ``from conftest import ...`` (tests/conftest.py); a second, non-package
+conftest.py would replace sys.modules["conftest"] and break those imports. Each test module here
+starts with ``import bench_support`` (its own folder is on sys.path in prepend mode) and imports
+the fixtures it uses from this module.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def synthetic_rgb(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8: smooth gradients plus a disc and mild noise (compressible, photo-like)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = np.empty((height, width, 3), np.float32)
+    for c in range(3):
+        a, b, f = rng.uniform(-1, 1, 3)
+        out[..., c] = 128 + 60 * (a * xx / width + b * yy / height) + 30 * np.sin(6 * f * xx / width + c)
+    cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(4, width / 3)
+    out[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    out += rng.normal(0, 3, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def synthetic():
+    """The synthetic_rgb(rng, width, height) image maker."""
+    return synthetic_rgb
+
+
+@pytest.fixture
+def png_folder(tmp_path: Path) -> Path:
+    """Four seeded synthetic PNG photos (two sizes, one too small for 128 px crops)."""
+    rng = np.random.default_rng(1234)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, (w, h) in enumerate([(200, 160), (256, 140), (180, 300), (100, 90)]):
+        Image.fromarray(synthetic_rgb(rng, w, h)).save(src / f"photo_{i}.png")
+    (src / "notes.txt").write_text("not an image")
+    return src

@@ -1,0 +1,133 @@
+import json
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from archiver.codec.tables import build_tables
+from archiver.codec.weights import pack_arrays
+from archiver.container.entries import Entry
+from archiver.container.format import FORMAT_VERSION, MAGIC, EntryKind, ImageMode
+from archiver.container.reader import ArchiveReader
+from archiver.container.writer import ArchiveWriter, partial_path
+from archiver.errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
+
+_names = st.lists(
+    st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b and b"/" not in b), unique=True, max_size=8
+)
+
+
+def _write(path: Path, entries_records, *, tables=None, model=None) -> int:
+    with ArchiveWriter(path) as w:
+        if model is not None:
+            w.write_model(*model)
+        if tables is not None:
+            w.write_tables(tables)
+        for entry, record in entries_records:
+            w.add(entry, record)
+        for name in ("config", "training", "summary"):
+            w.set_json(name, {"name": name})
+        return w.commit()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=_names, data=st.data())
+def test_round_trip(tmp_path, names, data):
+    path = tmp_path / "a.nca"
+    items = []
+    for i, name in enumerate(names):
+        kind = data.draw(st.sampled_from(list(EntryKind)))
+        record = data.draw(st.binary(max_size=300))
+        entry = Entry(
+            path=name, kind=kind, mtime_ns=data.draw(st.integers(0, 2**62)), perm=0o640, size=len(record),
+            width=i, height=2 * i, mode=ImageMode.RGB if kind is EntryKind.IMAGE else ImageMode.NONE,
+            format="PNG" if kind is EntryKind.IMAGE else "", psnr=30.5 if kind is EntryKind.IMAGE else math.nan,
+            note="why" if kind is EntryKind.FILE else "",
+        )  # fmt: skip
+        items.append((entry, record))
+    size = _write(path, items)
+    assert size == path.stat().st_size
+    with ArchiveReader(path) as r:
+        assert r.format_version == FORMAT_VERSION
+        assert r.config == {"name": "config"}
+        assert len(r.entries) == len(items)
+        for got, (want, record) in zip(r.entries, items):
+            assert (got.path, got.kind, got.mtime_ns, got.size, got.width, got.height, got.mode, got.note) == (
+                want.path, want.kind, want.mtime_ns, want.size, want.width, want.height, want.mode, want.note
+            )  # fmt: skip
+            assert r.read_record(got) == record
+
+
+def test_model_and_tables_round_trip(tmp_path, rng):
+    latents = [rng.integers(-3, 4, (3, 2, 2)).astype(np.int32)]
+    tables = build_tables(latents)
+    arrays = {"w.q": np.ones((2, 1, 1, 1), np.int8), "w.scale": np.ones(2, np.float32)}
+    _write(tmp_path / "m.nca", [], tables=tables, model=pack_arrays(arrays))
+    with ArchiveReader(tmp_path / "m.nca") as r:
+        np.testing.assert_array_equal(r.tables().freqs, tables.freqs)
+        np.testing.assert_array_equal(r.model_arrays()["w.q"], arrays["w.q"])
+
+
+def test_small_overhead(tmp_path):
+    """The container itself must stay small: it is counted in every archive's bytes."""
+    size = _write(tmp_path / "s.nca", [(Entry(path=b"x", kind=EntryKind.FILE, size=1), b"x")])
+    assert size < 16_000
+
+
+def test_flipped_record_byte_detected(tmp_path):
+    path = tmp_path / "f.nca"
+    _write(path, [(Entry(path=b"x", kind=EntryKind.FILE), b"payload-bytes")])
+    raw = bytearray(path.read_bytes())
+    pos = raw.find(b"payload-bytes")
+    raw[pos] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with ArchiveReader(path) as r, pytest.raises(CorruptArchiveError, match="checksum mismatch in entry 'x'"):
+        r.read_record(r.entries[0])
+
+
+def test_abort_leaves_nothing(tmp_path):
+    path = tmp_path / "a.nca"
+    with pytest.raises(RuntimeError):
+        with ArchiveWriter(path) as w:
+            w.add(Entry(path=b"x", kind=EntryKind.FILE), b"1")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_partial_is_replaced(tmp_path):
+    path = tmp_path / "a.nca"
+    partial_path(path).write_bytes(b"stale")
+    _write(path, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nca"]
+
+
+def test_not_hdf5(tmp_path):
+    path = tmp_path / "x.nca"
+    path.write_bytes(b"hello")
+    with pytest.raises(NotAnArchiveError, match=r"x.nca is not an .nca archive \(not an HDF5 file\)"):
+        ArchiveReader(path)
+
+
+def test_wrong_magic(tmp_path):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["magic"] = "something-else"
+    with pytest.raises(NotAnArchiveError, match="magic 'something-else', expected 'archiver-nca'"):
+        ArchiveReader(path)
+
+
+def test_newer_version_refused(tmp_path):
+    path = tmp_path / "v.nca"
+    _write(path, [])
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = np.int64(FORMAT_VERSION + 1)
+    with pytest.raises(FormatVersionError, match=f"has format_version {FORMAT_VERSION + 1}; this archiver reads"):
+        ArchiveReader(path)
+
+
+def test_magic_constant():
+    assert MAGIC == "archiver-nca"
