@@ -80,3 +80,15 @@ def test_files_only_archive_needs_no_model(tmp_path):
     assert "1 files stored as is" in result.output
     result = runner.invoke(app, ["extract", str(tmp_path / "a.nca"), "-o", str(tmp_path / "out"), "--quiet"])
     assert result.exit_code == 0 and (tmp_path / "out" / "a.txt").read_text() == "hello"
+
+
+def test_real_process_exit_code_and_message(tmp_path):
+    """The installed entry point (not just the in-process runner) maps errors to exit 2 and one line."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "archiver", "info", str(tmp_path / "gone.nca")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {tmp_path / 'gone.nca'}: no such archive file\n"

@@ -1,0 +1,54 @@
+"""Regenerate the golden archive of the current format version (only when the format changes!).
+
+    python tests/golden/make_golden.py
+
+Old versions' files must stay as they are: tests/container/test_golden.py checks that they still open,
+list and decode to exactly the pixels measured when they were written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from conftest import smooth_image  # noqa: E402
+
+from archiver.config import ModelConfig, config_for_quality  # noqa: E402
+from archiver.container.format import FORMAT_VERSION  # noqa: E402
+from archiver.inspect import list_entries  # noqa: E402
+from archiver.pack import pack  # noqa: E402
+
+
+def build(root: Path) -> None:
+    rng = np.random.default_rng(7)
+    (root / "sub").mkdir(parents=True)
+    (root / "empty").mkdir()
+    Image.fromarray(smooth_image(rng, 37, 29)).save(root / "rgb.png")
+    Image.fromarray(smooth_image(rng, 20, 24)[..., 1]).save(root / "sub" / "gray.png")
+    (root / "sub" / "readme.txt").write_bytes(b"golden archive, format version 1\n")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        build(src)
+        cfg = config_for_quality(6, time_limit=5, seed=0)
+        cfg = dataclasses.replace(cfg, model=ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=1))
+        out = HERE / f"v{FORMAT_VERSION}-mixed.nca"
+        pack(src, out, cfg, force=True)
+        rows = list_entries(out)
+        (HERE / f"v{FORMAT_VERSION}-mixed.json").write_text(json.dumps(rows, indent=1) + "\n")
+        print(out, out.stat().st_size, "bytes")
+
+
+if __name__ == "__main__":
+    main()
