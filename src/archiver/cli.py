@@ -76,7 +76,7 @@ class _Bars:
 @contextmanager
 def _bars(quiet: bool, time_limit: float = 0.0) -> Iterator[_Bars]:
     progress = None
-    if not quiet:
+    if not quiet and err.is_terminal:  # no bars in logs and pipes: the final summary says it all
         progress = Progress(
             TextColumn("{task.description:>7}"),
             BarColumn(),
@@ -142,14 +142,19 @@ def extract(
     names: Optional[List[str]] = typer.Argument(None, help="Entries to extract: names, folders or globs."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
     image_format: Optional[str] = typer.Option(None, "--format", help="Write images as this format (png)."),
+    provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto, cpu, cuda, dml, coreml, qnn, openvino, …"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Recreate the archived tree (or the named entries) under OUTPUT."""
+    """Recreate the archived tree (or the named entries) under OUTPUT. Needs no torch."""
     from .extract import extract as do_extract
 
     with _user_errors():
         with _bars(quiet) as bars:
-            report = do_extract(archive, output, names or [], force=force, image_format=image_format, progress=bars)
+            report = do_extract(
+                archive, output, names or [], force=force, image_format=image_format, provider=provider,
+                threads=threads, progress=bars,
+            )  # fmt: skip
     out.print(
         f"{output}: {report.images} images decoded, {report.files} files, {report.folders} folders, "
         f"{report.symlinks} symlinks"
@@ -202,12 +207,13 @@ def info(
 def verify(
     archive: Path = typer.Argument(..., help="Archive to check."),
     decode: bool = typer.Option(False, "--decode", help="Also decode every image and compare with pack time."),
+    provider: str = typer.Option("cpu", "--provider", help="ONNX Runtime provider for --decode."),
 ) -> None:
     """Check every checksum (exit 0 if intact, 1 if not)."""
     from .inspect import verify as do_verify
 
     with _user_errors():
-        report = do_verify(archive, decode=decode)
+        report = do_verify(archive, decode=decode, provider=provider)
     for problem in report.problems:
         err.print(f"FAIL {problem}", markup=False, highlight=False)
     if not report.ok:

@@ -17,10 +17,12 @@ __all__ = ["ArchiveDecoder"]
 
 
 class ArchiveDecoder:
-    """Decodes image entries one at a time; the network and the coder are built on first use."""
+    """Decodes image entries through ONNX Runtime (no torch); network and coder are built on first use."""
 
-    def __init__(self, reader: ArchiveReader) -> None:
+    def __init__(self, reader: ArchiveReader, provider: str = "auto", threads: int | None = None) -> None:
         self.reader = reader
+        self.provider = provider
+        self.threads = threads
         self._coder: LatentCoder | None = None
         self._decoder = None
         self._model_cfg = ModelConfig.from_dict(reader.config.get("model", {}))
@@ -30,23 +32,21 @@ class ArchiveDecoder:
         if self._decoder is not None:
             return
         try:
-            from .model.inference import int8_decoder
-        except ImportError:
-            raise MissingDependencyError(
-                "decoding images needs PyTorch in this version: pip install torch==2.13.0"
-            ) from None
+            from .runtime.graph import attach_weights
+            from .runtime.session import OnnxDecoder
+        except ImportError as exc:
+            raise MissingDependencyError(f"decoding images needs onnx and onnxruntime ({exc})") from None
         self._coder = LatentCoder(self.reader.tables())
-        self._decoder = int8_decoder(self._model_cfg, self.reader.model_arrays())
+        model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
+        self._decoder = OnnxDecoder(model, self.provider, self.threads)
 
     def image(self, entry: Entry) -> tuple[Image.Image, ImageRecord]:
         """The restored image of ``entry`` (mode and size of the original) and its parsed record."""
         self._ensure()
-        from .model.inference import decode_latent
-
         record = decode_image_record(self.reader.read_record(entry))
         h, w = latent_grid(entry.height, entry.width, self._min_size, self._model_cfg.stride)
         latent = self._coder.decode(record.latent, h, w)  # type: ignore[union-attr]
-        pixels = decode_latent(self._decoder, latent, entry.height, entry.width)
+        pixels = self._decoder.decode(latent, entry.height, entry.width)  # type: ignore[union-attr]
         try:
             return restore_image(pixels, entry.mode, record.blobs), record
         except (KeyError, ValueError) as exc:

@@ -90,13 +90,16 @@ def extract(
     *,
     force: bool = False,
     image_format: str | None = None,
+    provider: str = "auto",
+    threads: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> ExtractReport:
     """Extract ``archive`` (all entries, or those matching ``patterns``) under the folder ``output``.
 
     Existing files are never overwritten unless ``force``; the check covers every target before
     anything is written. ``image_format`` (e.g. ``"png"``) writes images in that format instead of
-    their original one.
+    their original one. ``provider`` and ``threads`` choose ONNX Runtime's execution provider
+    (:func:`archiver.runtime.session.resolve_providers`) and its intra-op thread count.
     """
     fmt = image_format.upper() if image_format else None
     if fmt and fmt not in ("PNG",):
@@ -112,7 +115,7 @@ def extract(
             for entry, target in targets:
                 if entry.kind is not EntryKind.DIRECTORY and (target.exists() or target.is_symlink()):
                     raise OutputExistsError(f"{target} already exists (use --force to overwrite)")
-        decoder = ArchiveDecoder(reader)
+        decoder = ArchiveDecoder(reader, provider, threads)
         dctx = zstandard.ZstdDecompressor()
         output.mkdir(parents=True, exist_ok=True)
         links: list[tuple[Entry, Path]] = []

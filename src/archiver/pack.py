@@ -101,6 +101,7 @@ def pack(
     byte-exact. The archive appears only when complete (temporary file + fsync + rename).
     """
     started = time.monotonic()
+    _import_training()  # fail before any work when torch is missing
     source, output = Path(source), Path(output)
     check_output_outside(source, output)
     if output.exists() and not force:
@@ -117,6 +118,7 @@ def pack(
     psnrs: dict[int, float] = {}
     crcs: dict[int, int] = {}
     model_blob: tuple[bytes, list[dict]] | None = None
+    onnx_graph = b""
     tables = None
     if images:
         inference, int8, training_mod = _import_training()
@@ -130,16 +132,23 @@ def pack(
         training["device"] = str(training_mod.resolve_device(cfg.train.device))
         from .codec.weights import pack_arrays
 
+        from .runtime.graph import OPSET, attach_weights, build_graph, graph_only
+        from .runtime.session import OnnxDecoder
+
         arrays = int8.quantize_decoder(result.model.decoder)
         model_blob = pack_arrays(arrays, cfg.zstd_level)
-        decoder = inference.int8_decoder(cfg.model, arrays)
+        onnx_graph = graph_only(build_graph(cfg.model))
+        decoder = inference.int8_decoder(cfg.model, arrays)  # torch, for latent refinement
+        # Quality is measured through the same runtime extract uses (ONNX Runtime, CPU), so the stored
+        # PSNR and pixel CRC are exactly what extract produces on a CPU.
+        runtime = OnnxDecoder(attach_weights(onnx_graph, arrays), "cpu")
         for n, i in enumerate(image_ids, 1):
             im = images[i]
             latent = inference.infer_latent(
                 result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, cfg.train.refine_steps,
                 min_size=result.crop,
             )
-            pixels = inference.decode_latent(decoder, latent, im.height, im.width)
+            pixels = runtime.decode(latent, im.height, im.width)
             restored = restore_image(pixels, im.mode, im.blobs)
             psnrs[i] = quality_psnr(restored, im)
             crcs[i] = pixel_crc32(restored)
@@ -161,6 +170,7 @@ def pack(
             from .codec.entropy import LatentCoder
 
             writer.write_model(*model_blob)
+            writer.write_onnx(onnx_graph, OPSET, cfg.zstd_level)
             writer.write_tables(tables)
             coder = LatentCoder(tables)
         compressor = zstandard.ZstdCompressor(level=cfg.zstd_level)

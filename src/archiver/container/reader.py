@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import hdf5plugin  # noqa: F401  (registers the zstd filter with HDF5)
 import numpy as np
+import zstandard
 
 from ..codec.tables import PRECISION, FrequencyTables
 from ..codec.weights import unpack_arrays
@@ -134,6 +135,23 @@ class ArchiveReader:
         if hashlib.sha256(blob).hexdigest() != digest:
             raise CorruptArchiveError(f"{self.path}: checksum mismatch in the decoder weights")
         return unpack_arrays(blob, manifest)
+
+    def onnx_graph(self) -> bytes:
+        """The decoder's ONNX graph without weights (``/model/decoder_onnx``), or, for archives written
+        before it was stored, the graph rebuilt from ``config.model``."""
+        if "model/decoder_onnx" not in self._file:
+            from ..config import ModelConfig
+            from ..runtime.graph import build_graph, graph_only
+
+            return graph_only(build_graph(ModelConfig.from_dict(self.config.get("model", {}))))
+        ds = self._file["model/decoder_onnx"]
+        blob = ds[()].tobytes()
+        if hashlib.sha256(blob).hexdigest() != ds.attrs.get("sha256"):
+            raise CorruptArchiveError(f"{self.path}: checksum mismatch in the decoder's ONNX graph")
+        try:
+            return zstandard.ZstdDecompressor().decompress(blob, max_output_size=1 << 26)
+        except zstandard.ZstdError as exc:
+            raise CorruptArchiveError(f"{self.path}: the decoder's ONNX graph does not decompress: {exc}") from None
 
     def tables(self) -> FrequencyTables:
         """The integer entropy tables (validated)."""

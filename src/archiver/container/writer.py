@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import hdf5plugin
 import numpy as np
+import zstandard
 
 from .. import __version__
 from ..codec.tables import PRECISION, FrequencyTables
@@ -68,6 +69,13 @@ class ArchiveWriter:
         """Store the decoder weight blob (:func:`archiver.codec.weights.pack_arrays`)."""
         ds = self._file.create_dataset("model/decoder", data=np.frombuffer(blob, dtype=np.uint8))
         ds.attrs["manifest"] = json.dumps(manifest)
+        ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
+
+    def write_onnx(self, graph: bytes, opset: int, level: int = 19) -> None:
+        """Store the decoder's ONNX graph (without weights) as one zstd frame at ``/model/decoder_onnx``."""
+        blob = zstandard.ZstdCompressor(level=level).compress(graph)
+        ds = self._file.create_dataset("model/decoder_onnx", data=np.frombuffer(blob, dtype=np.uint8))
+        ds.attrs["opset"] = np.int64(opset)
         ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
 
     def write_tables(self, tables: FrequencyTables) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..architecture import LEAKY_SLOPE, decoder_plan
 from ..codec.geometry import padded_size
 from ..config import ModelConfig
 from .blocks import Downsample, ResBlock, conv3, make_upsample
@@ -48,18 +49,16 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        w16, w8, w4, w2 = cfg.widths
-        layers: list[nn.Module] = [conv3(cfg.latent_channels, w16), nn.LeakyReLU(0.2)]
-        if cfg.res_blocks >= 1:
-            layers.append(ResBlock(w16, cfg.residual))
-        up = cfg.upsample
-        layers += [make_upsample(up, w16, w8), nn.LeakyReLU(0.2)]
-        if cfg.res_blocks >= 2:
-            layers.append(ResBlock(w8, cfg.residual))
-        layers += [make_upsample(up, w8, w4), nn.LeakyReLU(0.2)]
-        layers += [make_upsample(up, w4, w2), nn.LeakyReLU(0.2)]
-        layers += [make_upsample(up, w2, w2), nn.LeakyReLU(0.2)]
-        layers.append(conv3(w2, 3))
+        layers: list[nn.Module] = []
+        for layer in decoder_plan(cfg):
+            if layer.kind == "conv":
+                layers.append(conv3(layer.cin, layer.cout))
+            elif layer.kind == "act":
+                layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+            elif layer.kind == "res":
+                layers.append(ResBlock(layer.cin, layer.residual))
+            else:
+                layers.append(make_upsample(layer.mode, layer.cin, layer.cout))
         self.net = nn.Sequential(*layers)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,49 @@
+"""The decoder's layer sequence as plain data (no torch), shared by the torch model and the ONNX graph.
+
+Both :class:`archiver.model.autoencoder.Decoder` and :mod:`archiver.runtime.graph` are built from
+:func:`decoder_plan`, so the weight names in an archive (``net.<index>.…``) mean the same layers in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ModelConfig
+
+__all__ = ["Layer", "decoder_plan", "LEAKY_SLOPE"]
+
+#: Negative slope of every LeakyReLU in the codec.
+LEAKY_SLOPE = 0.2
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One entry of the decoder's ``net`` Sequential.
+
+    kind: ``conv`` (3×3, weights ``net.i.weight/bias``), ``act`` (LeakyReLU), ``res`` (ResBlock:
+    ``net.i.conv1``, ``net.i.conv2``; ``residual`` says if the input is added back), ``up`` (×2
+    upsampling then conv, weights ``net.i.conv``; ``mode`` is ``nearest`` or ``shuffle``).
+    """
+
+    kind: str
+    cin: int = 0
+    cout: int = 0
+    residual: bool = True
+    mode: str = ""
+
+
+def decoder_plan(cfg: ModelConfig) -> list[Layer]:
+    """Layers of the decoder for ``cfg``, in order (the output is then offset by +0.5)."""
+    w16, w8, w4, w2 = cfg.widths
+    act = Layer("act")
+    plan = [Layer("conv", cfg.latent_channels, w16), act]
+    if cfg.res_blocks >= 1:
+        plan.append(Layer("res", w16, w16, cfg.residual))
+    plan += [Layer("up", w16, w8, mode=cfg.upsample), act]
+    if cfg.res_blocks >= 2:
+        plan.append(Layer("res", w8, w8, cfg.residual))
+    plan += [Layer("up", w8, w4, mode=cfg.upsample), act]
+    plan += [Layer("up", w4, w2, mode=cfg.upsample), act]
+    plan += [Layer("up", w2, w2, mode=cfg.upsample), act]
+    plan.append(Layer("conv", w2, 3))
+    return plan

@@ -1,0 +1,119 @@
+"""The decoder as an ONNX graph, built from the layer plan with numpy and onnx only (no torch).
+
+Weights stay int8: each convolution reads ``DequantizeLinear(q, scale, 0, axis=0)`` of its int8
+initializer, so the graph carries exactly the archive's numbers. The graph ends with the same
+``round(clip(x + 0.5, 0, 1) · 255)`` as the torch decoder and outputs uint8 pixels.
+
+The archive stores the graph *without* its initializers (:func:`graph_only`); :func:`attach_weights`
+puts the int8 arrays of ``/model/decoder`` back in before a session is created.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..architecture import LEAKY_SLOPE, decoder_plan
+from ..config import ModelConfig
+
+__all__ = ["OPSET", "build_graph", "graph_only", "attach_weights", "INPUT", "OUTPUT"]
+
+#: ONNX opset of the graph.
+OPSET = 17
+INPUT = "latent"  #: float32 [N, C, h, w]
+OUTPUT = "rgb"  #: uint8 [N, 3, 16h, 16w]
+
+
+class _Builder:
+    def __init__(self, arrays: dict[str, np.ndarray] | None) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.arrays = arrays
+        self.count = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], **attrs) -> str:
+        out = self.name(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def conv(self, x: str, base: str, cout: int) -> str:
+        # Weight initializers are named after the archive's arrays; values come from attach_weights.
+        if self.arrays is not None:
+            self.const(base + ".weight.q", self.arrays[base + ".weight.q"].astype(np.int8))
+            self.const(base + ".weight.scale", self.arrays[base + ".weight.scale"].astype(np.float32))
+            self.const(base + ".bias", self.arrays[base + ".bias"].astype(np.float32))
+        zero = self.const(self.name("zp"), np.zeros(cout, np.int8))
+        w = self.node("DequantizeLinear", [base + ".weight.q", base + ".weight.scale", zero], axis=0)
+        return self.node("Conv", [x, w, base + ".bias"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+
+    def act(self, x: str) -> str:
+        return self.node("LeakyRelu", [x], alpha=LEAKY_SLOPE)
+
+
+def build_graph(cfg: ModelConfig, arrays: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """ONNX model of the decoder; with ``arrays`` (from ``/model/decoder``) its weights are included."""
+    b = _Builder(arrays)
+    x = INPUT
+    for i, layer in enumerate(decoder_plan(cfg)):
+        base = f"net.{i}"
+        if layer.kind == "conv":
+            x = b.conv(x, base, layer.cout)
+        elif layer.kind == "act":
+            x = b.act(x)
+        elif layer.kind == "res":
+            y = b.conv(b.act(b.conv(x, base + ".conv1", layer.cout)), base + ".conv2", layer.cout)
+            x = b.act(b.node("Add", [x, y]) if layer.residual else y)
+        elif layer.mode == "nearest":
+            scales = b.const(b.name("scales"), np.array([1, 1, 2, 2], np.float32))
+            up = b.node("Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric",
+                        nearest_mode="floor")  # fmt: skip
+            x = b.conv(up, base + ".conv", layer.cout)
+        else:
+            x = b.node("DepthToSpace", [b.conv(x, base + ".conv", layer.cout * 4)], blocksize=2, mode="CRD")
+    half = b.const("half", np.array(0.5, np.float32))
+    lo, hi = b.const("zero", np.array(0.0, np.float32)), b.const("one", np.array(1.0, np.float32))
+    peak = b.const("peak", np.array(255.0, np.float32))
+    x = b.node("Round", [b.node("Mul", [b.node("Clip", [b.node("Add", [x, half]), lo, hi]), peak])])
+    b.nodes.append(helper.make_node("Cast", [x], [OUTPUT], name="to_uint8", to=TensorProto.UINT8))
+    graph = helper.make_graph(
+        b.nodes,
+        "archiver_decoder",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", cfg.latent_channels, "h", "w"])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, ["N", 3, "H", "W"])],
+        initializer=b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="archiver")
+    model.ir_version = 8
+    return model
+
+
+def graph_only(model: onnx.ModelProto) -> bytes:
+    """Serialized model without the weight initializers that ``/model/decoder`` already holds."""
+    stripped = onnx.ModelProto()
+    stripped.CopyFrom(model)
+    keep = [t for t in stripped.graph.initializer if not t.name.startswith("net.")]
+    del stripped.graph.initializer[:]
+    stripped.graph.initializer.extend(keep)
+    return stripped.SerializeToString()
+
+
+def attach_weights(data: bytes, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """Parse a graph from :func:`graph_only` and add the archive's int8 arrays as its initializers."""
+    model = onnx.ModelProto()
+    model.ParseFromString(data)
+    have = {t.name for t in model.graph.initializer}
+    needed = {i for n in model.graph.node for i in n.input if i.startswith("net.")} - have
+    missing = needed - set(arrays)
+    if missing:
+        raise KeyError(f"decoder weights missing for the ONNX graph: {sorted(missing)[:3]}")
+    model.graph.initializer.extend(numpy_helper.from_array(arrays[name], name) for name in sorted(needed))
+    return model
