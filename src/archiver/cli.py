@@ -144,6 +144,7 @@ def extract(
     image_format: Optional[str] = typer.Option(None, "--format", help="Write images as this format (png)."),
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto, cpu, cuda, dml, coreml, qnn, openvino, …"),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images of equal coded size decoded per runtime call."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Recreate the archived tree (or the named entries) under OUTPUT. Needs no torch."""
@@ -153,7 +154,7 @@ def extract(
         with _bars(quiet) as bars:
             report = do_extract(
                 archive, output, names or [], force=force, image_format=image_format, provider=provider,
-                threads=threads, progress=bars,
+                threads=threads, batch_size=batch_size, progress=bars,
             )  # fmt: skip
     out.print(
         f"{output}: {report.images} images decoded, {report.files} files, {report.folders} folders, "

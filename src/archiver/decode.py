@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import numpy as np
 from PIL import Image
 
 from .codec.entropy import LatentCoder
@@ -13,7 +17,11 @@ from .container.records import ImageRecord, decode_image_record
 from .collection.images import restore_image
 from .errors import CorruptArchiveError, MissingDependencyError
 
-__all__ = ["ArchiveDecoder"]
+__all__ = ["ArchiveDecoder", "BATCH_PIXELS"]
+
+#: Default cap on the coded pixels decoded in one runtime call (bounds memory: the widest decoder
+#: activation is 16 float32 channels at full resolution, 64 bytes a pixel, so 4 Mpx ≈ 256 MiB).
+BATCH_PIXELS = 4_000_000
 
 
 class ArchiveDecoder:
@@ -40,14 +48,53 @@ class ArchiveDecoder:
         model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
         self._decoder = OnnxDecoder(model, self.provider, self.threads)
 
+    def _grid(self, entry: Entry) -> tuple[int, int]:
+        return latent_grid(entry.height, entry.width, self._min_size, self._model_cfg.stride)
+
+    def _prepare(self, chunk: list[Entry]) -> tuple[list[ImageRecord], np.ndarray]:
+        records = [decode_image_record(self.reader.read_record(e)) for e in chunk]
+        h, w = self._grid(chunk[0])
+        latents = np.stack([self._coder.decode(r.latent, h, w) for r in records])  # type: ignore[union-attr]
+        return records, latents
+
+    def images(
+        self, entries: list[Entry], batch_size: int = 8, batch_pixels: int = BATCH_PIXELS
+    ) -> Iterator[tuple[Entry, Image.Image, ImageRecord]]:
+        """Decode many image entries: bucketed by latent shape so a batch is one runtime call, with the
+        entropy decoding of the next batch overlapping the network run of this one.
+
+        A batch holds at most ``batch_size`` images and ``batch_pixels`` coded pixels (one image at
+        least). Yields (entry, restored image, record) in bucket order.
+        """
+        if not entries:
+            return
+        self._ensure()
+        buckets: dict[tuple[int, int], list[Entry]] = {}
+        for entry in entries:
+            buckets.setdefault(self._grid(entry), []).append(entry)
+        chunks: list[list[Entry]] = []
+        for (h, w), group in buckets.items():
+            per = max(1, min(batch_size, batch_pixels // (h * w * self._model_cfg.stride**2)))
+            chunks += [group[i : i + per] for i in range(0, len(group), per)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropy") as pool:
+            pending = pool.submit(self._prepare, chunks[0])
+            for k, chunk in enumerate(chunks):
+                records, latents = pending.result()
+                if k + 1 < len(chunks):
+                    pending = pool.submit(self._prepare, chunks[k + 1])
+                pixels = self._decoder.decode_batch(latents)  # type: ignore[union-attr]
+                for entry, record, px in zip(chunk, records, pixels):
+                    yield entry, self._restore(entry, px[: entry.height, : entry.width], record), record
+
+    def _restore(self, entry: Entry, pixels: np.ndarray, record: ImageRecord) -> Image.Image:
+        try:
+            return restore_image(pixels, entry.mode, record.blobs)
+        except (KeyError, ValueError) as exc:
+            raise CorruptArchiveError(f"{self.reader.path}: entry {entry.name!r}: {exc}") from None
+
     def image(self, entry: Entry) -> tuple[Image.Image, ImageRecord]:
         """The restored image of ``entry`` (mode and size of the original) and its parsed record."""
         self._ensure()
-        record = decode_image_record(self.reader.read_record(entry))
-        h, w = latent_grid(entry.height, entry.width, self._min_size, self._model_cfg.stride)
-        latent = self._coder.decode(record.latent, h, w)  # type: ignore[union-attr]
-        pixels = self._decoder.decode(latent, entry.height, entry.width)  # type: ignore[union-attr]
-        try:
-            return restore_image(pixels, entry.mode, record.blobs), record
-        except (KeyError, ValueError) as exc:
-            raise CorruptArchiveError(f"{self.reader.path}: entry {entry.name!r}: {exc}") from None
+        records, latents = self._prepare([entry])
+        pixels = self._decoder.decode(latents[0], entry.height, entry.width)  # type: ignore[union-attr]
+        return self._restore(entry, pixels, records[0]), records[0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -72,6 +74,25 @@ def _target_for(root: Path, entry: Entry, fmt: str | None) -> Path:
     return target
 
 
+def _file_bytes(reader: ArchiveReader, entry: Entry, dctx: zstandard.ZstdDecompressor) -> bytes:
+    record = reader.read_record(entry)
+    try:
+        data = dctx.decompress(record, max_output_size=min(entry.size, MAX_FILE_BYTES) or 1)
+    except zstandard.ZstdError as exc:
+        raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} does not decompress: {exc}") from None
+    if len(data) != entry.size:
+        raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} has the wrong size")
+    return data
+
+
+def _place(target: Path, entry: Entry, write) -> None:
+    """Write a file atomically, then give it the entry's permission bits and modification time."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target, write)
+    os.chmod(target, entry.perm & 0o7777)
+    os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
+
+
 def _write_atomic(target: Path, write) -> None:
     tmp = target.with_name(f".{target.name}.partial")
     try:
@@ -92,6 +113,7 @@ def extract(
     image_format: str | None = None,
     provider: str = "auto",
     threads: int | None = None,
+    batch_size: int = 8,
     progress: ProgressCallback | None = None,
 ) -> ExtractReport:
     """Extract ``archive`` (all entries, or those matching ``patterns``) under the folder ``output``.
@@ -99,7 +121,9 @@ def extract(
     Existing files are never overwritten unless ``force``; the check covers every target before
     anything is written. ``image_format`` (e.g. ``"png"``) writes images in that format instead of
     their original one. ``provider`` and ``threads`` choose ONNX Runtime's execution provider
-    (:func:`archiver.runtime.session.resolve_providers`) and its intra-op thread count.
+    (:func:`archiver.runtime.session.resolve_providers`) and its intra-op thread count; images are
+    decoded ``batch_size`` at a time (same latent shape per batch), the entropy decoding of the next
+    batch and the writing of finished files overlapping the network run.
     """
     fmt = image_format.upper() if image_format else None
     if fmt and fmt not in ("PNG",):
@@ -119,34 +143,40 @@ def extract(
         dctx = zstandard.ZstdDecompressor()
         output.mkdir(parents=True, exist_ok=True)
         links: list[tuple[Entry, Path]] = []
-        for n, (entry, target) in enumerate(targets, 1):
+        images: list[Entry] = []
+        where: dict[int, Path] = {}
+        done = 0
+        for entry, target in targets:
             if entry.kind is EntryKind.DIRECTORY:
                 target.mkdir(parents=True, exist_ok=True)
                 report.folders += 1
             elif entry.kind is EntryKind.SYMLINK:
                 links.append((entry, target))
+            elif entry.kind is EntryKind.IMAGE:
+                images.append(entry)
+                where[id(entry)] = target
+                continue
             else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if entry.kind is EntryKind.FILE:
-                    record = reader.read_record(entry)
-                    try:
-                        data = dctx.decompress(record, max_output_size=min(entry.size, MAX_FILE_BYTES) or 1)
-                    except zstandard.ZstdError as exc:
-                        raise CorruptArchiveError(f"{archive}: entry {entry.name!r} does not decompress: {exc}")
-                    if len(data) != entry.size:
-                        raise CorruptArchiveError(f"{archive}: entry {entry.name!r} has the wrong size")
-                    _write_atomic(target, lambda h, d=data: h.write(d))
-                    report.files += 1
-                else:
-                    image, record = decoder.image(entry)
-                    _write_atomic(
-                        target, lambda h: save_image(image, h, fmt or entry.format, record.info, record.blobs)
-                    )
-                    report.images += 1
-                os.chmod(target, entry.perm & 0o7777)
-                os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
+                data = _file_bytes(reader, entry, dctx)
+                _place(target, entry, lambda h, d=data: h.write(d))
+                report.files += 1
                 report.written.append(target)
-            emit(progress, "extract", n, len(targets))
+            done += 1
+            emit(progress, "extract", done, len(targets))
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="write") as writers:
+            pending: deque[Future] = deque()
+            for entry, image, record in decoder.images(images, batch_size):
+                target = where[id(entry)]
+                save = lambda h, im=image, e=entry, r=record: save_image(im, h, fmt or e.format, r.info, r.blobs)  # noqa: E731
+                pending.append(writers.submit(_place, target, entry, save))
+                report.written.append(target)
+                while len(pending) > 4:  # bounded: at most a few decoded images wait in memory
+                    pending.popleft().result()
+                report.images += 1
+                done += 1
+                emit(progress, "extract", done, len(targets))
+            for future in pending:
+                future.result()
         # Links last, so that no file of this extraction is written through a link it created.
         for entry, target in links:
             if target.is_symlink() or target.exists():
