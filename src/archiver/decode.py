@@ -10,6 +10,7 @@ from PIL import Image
 
 from .codec.entropy import LatentCoder
 from .codec.geometry import latent_grid
+from .runtime.session import TILE
 from .config import ModelConfig
 from .container.entries import Entry
 from .container.reader import ArchiveReader
@@ -75,6 +76,8 @@ class ArchiveDecoder:
         chunks: list[list[Entry]] = []
         for (h, w), group in buckets.items():
             per = max(1, min(batch_size, batch_pixels // (h * w * self._model_cfg.stride**2)))
+            if h > TILE or w > TILE:
+                per = 1  # tiled, exactly as pack measured it
             chunks += [group[i : i + per] for i in range(0, len(group), per)]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropy") as pool:
             pending = pool.submit(self._prepare, chunks[0])
@@ -82,7 +85,10 @@ class ArchiveDecoder:
                 records, latents = pending.result()
                 if k + 1 < len(chunks):
                     pending = pool.submit(self._prepare, chunks[k + 1])
-                pixels = self._decoder.decode_batch(latents)  # type: ignore[union-attr]
+                if len(chunk) == 1:  # alone: maybe large, decode() tiles it
+                    pixels = [self._decoder.decode(latents[0], chunk[0].height, chunk[0].width)]  # type: ignore[union-attr]
+                else:
+                    pixels = self._decoder.decode_batch(latents)  # type: ignore[union-attr]
                 for entry, record, px in zip(chunk, records, pixels):
                     yield entry, self._restore(entry, px[: entry.height, : entry.width], record), record
 

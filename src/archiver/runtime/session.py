@@ -8,7 +8,13 @@ import onnx
 from ..errors import InputError
 from .graph import INPUT, OUTPUT
 
-__all__ = ["PROVIDER_ALIASES", "resolve_providers", "OnnxDecoder"]
+__all__ = ["PROVIDER_ALIASES", "resolve_providers", "OnnxDecoder", "TILE", "HALO"]
+
+#: Latents larger than TILE × TILE positions (512 × 512 px at stride 16) are decoded tile by tile.
+TILE = 32
+#: Latent positions of context added around each tile: more than the decoder's receptive radius
+#: (about 5 positions), so every kept output pixel sees exactly the inputs it sees in one piece.
+HALO = 6
 
 #: Short names accepted by ``--provider`` and the ONNX Runtime providers they mean, best first for auto.
 PROVIDER_ALIASES: dict[str, str] = {
@@ -56,6 +62,25 @@ class OnnxDecoder:
         out = self.session.run([OUTPUT], {INPUT: latents.astype(np.float32)})[0]
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
 
-    def decode(self, latent: np.ndarray, height: int, width: int) -> np.ndarray:
-        """One (C, h, w) latent → (height, width, 3) uint8, the padding cropped off."""
-        return self.decode_batch(latent[None])[0, :height, :width]
+    def decode(self, latent: np.ndarray, height: int, width: int, stride: int = 16) -> np.ndarray:
+        """One (C, h, w) latent → (height, width, 3) uint8, the padding cropped off.
+
+        Latents over :data:`TILE` × :data:`TILE` are decoded in tiles with :data:`HALO` positions of
+        overlap, keeping each tile's centre, so memory stays bounded whatever the image size. Whether
+        an image is tiled depends only on its size, so pack and extract always take the same path.
+        """
+        _, h, w = latent.shape
+        if h <= TILE and w <= TILE:
+            return self.decode_batch(latent[None])[0, :height, :width]
+        out = np.empty((h * stride, w * stride, 3), dtype=np.uint8)
+        for y0 in range(0, h, TILE):
+            for x0 in range(0, w, TILE):
+                y1, x1 = min(y0 + TILE, h), min(x0 + TILE, w)
+                ya, xa = max(0, y0 - HALO), max(0, x0 - HALO)
+                yb, xb = min(h, y1 + HALO), min(w, x1 + HALO)
+                tile = self.decode_batch(latent[None, :, ya:yb, xa:xb])[0]
+                oy, ox = (y0 - ya) * stride, (x0 - xa) * stride
+                out[y0 * stride : y1 * stride, x0 * stride : x1 * stride] = tile[
+                    oy : oy + (y1 - y0) * stride, ox : ox + (x1 - x0) * stride
+                ]
+        return out[:height, :width]
