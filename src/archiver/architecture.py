@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .config import ModelConfig
 
-__all__ = ["Layer", "decoder_plan", "LEAKY_SLOPE"]
+__all__ = ["Layer", "decoder_plan", "decoder_macs_per_pixel", "LEAKY_SLOPE"]
 
 #: Negative slope of every LeakyReLU in the codec.
 LEAKY_SLOPE = 0.2
@@ -47,3 +47,23 @@ def decoder_plan(cfg: ModelConfig) -> list[Layer]:
     plan += [Layer("up", w2, w2, mode=cfg.upsample), act]
     plan.append(Layer("conv", w2, 3))
     return plan
+
+
+def decoder_macs_per_pixel(cfg: ModelConfig) -> float:
+    """Multiply–accumulates of the decoder per output pixel (convolutions only; activations are free).
+
+    A 3×3 convolution costs cin·cout·9 MAC per position of the resolution it runs at; the latent is at
+    1/16 of each side and every ``up`` layer doubles it (``shuffle`` convolves at the lower resolution
+    into 4·cout channels, ``nearest`` at the higher one into cout: the same count).
+    """
+    scale = 1.0 / cfg.stride**2  # positions per output pixel at the current resolution
+    total = 0.0
+    for layer in decoder_plan(cfg):
+        if layer.kind == "conv":
+            total += layer.cin * layer.cout * 9 * scale
+        elif layer.kind == "res":
+            total += 2 * layer.cin * layer.cout * 9 * scale
+        elif layer.kind == "up":
+            scale *= 4
+            total += layer.cin * layer.cout * 9 * scale
+    return total

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import zstandard
 
+from .architecture import decoder_macs_per_pixel
 from .collection.images import pixel_crc32
+from .config import ModelConfig
 from .container.format import EntryKind
 from .container.reader import ArchiveReader
 from .decode import ArchiveDecoder
@@ -56,6 +58,7 @@ def archive_info(path: Path) -> dict:
             "stop_reason": training.get("stop_reason"),
             "device": training.get("device"),
             "pack_seconds": summary.get("pack_seconds"),
+            "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig.from_dict(reader.config.get("model", {}))),
             "config": reader.config,
         }
 
