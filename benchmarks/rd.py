@@ -36,9 +36,9 @@ from benchmarks.regimes import DEFAULT_SRC_DIR, build_regime  # noqa: E402
 #: Default archiver points and training budget per point (seconds), sized so that one regime runs
 #: within 45 minutes on a 2-core CPU, classic sweep included.
 DEFAULTS = {
-    "dataset": ([2, 4, 6], 600.0),
-    "album": ([2, 4, 6], 720.0),
-    "tiny": ([2, 4, 6], 600.0),
+    "dataset": ([2, 4, 6], 480.0),
+    "album": ([2, 4, 6], 480.0),  # the classic sweep of 48 full photos alone takes ~16 minutes: reuse it
+    "tiny": ([2, 4, 6], 480.0),
 }
 
 
@@ -130,6 +130,8 @@ def markdown(result: dict) -> str:
         f"- date: {result['date']}, commit {result['commit']}, machine: {result['machine']['platform']}, "
         f"{result['machine']['cores']} cores, torch {result['machine']['torch']}",
         f"- images: {result['n_images']} ({result['pixels']} pixels); archiver bytes = whole `.nca` file, model included",
+        *([f"- classic codec points reused from `{result['classic_reused_from']}` (same images)"]
+          if result.get("classic_reused_from") else []),
         "",
         "| codec | setting | bpp | PSNR (dB) | MS-SSIM | notes |",
         "|---|---|---|---|---|---|",
@@ -185,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codecs", default=None, help="comma-separated classic codecs (default all)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--tag", default="", help="suffix for the result file names")
+    ap.add_argument("--reuse-classic", type=Path, default=None,
+                    help="take the classic codecs' points from an earlier result JSON of the same regime, "
+                         "seed and image count instead of sweeping again")  # fmt: skip
     args = ap.parse_args(argv)
     from archiver.config import parse_duration
 
@@ -197,13 +202,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix=f"rd-{args.regime}-") as tmp:
         src = Path(tmp) / "images"
         paths = build_regime(args.regime, args.src, src, seed=args.seed, limit=args.limit)
-        classic = sweep(paths, codecs=args.codecs.split(",") if args.codecs else None)
+        classic = None
+        if args.reuse_classic:
+            old = json.loads(args.reuse_classic.read_text())
+            same = (old.get("regime"), old.get("seed", 0), old.get("n_images")) == (args.regime, args.seed, len(paths))
+            if not same:
+                raise SystemExit(f"{args.reuse_classic}: not the same regime, seed and image count")
+            classic = {k: old[k] for k in ("skipped", "errors")}
+            classic["points"] = [p for p in old["points"] if p["codec"] != "archiver"]
+            classic["reused_from"] = str(args.reuse_classic)
+        if classic is None:
+            classic = sweep(paths, codecs=args.codecs.split(",") if args.codecs else None)
         points = list(classic["points"])
         for q in qualities:
             print(f"archiver --quality {q}, training budget {budget:.0f} s", file=sys.stderr, flush=True)
             points.append(archiver_point(paths, src, Path(tmp), q, budget, args.seed))
     result = {
         "regime": args.regime,
+        "seed": args.seed,
+        "classic_reused_from": classic.get("reused_from"),
         "command": "python benchmarks/rd.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": started.isoformat(timespec="seconds"),
         "commit": git_commit(),
