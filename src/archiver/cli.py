@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,17 +25,29 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM takes the same way out as Ctrl-C, so that temporary files are removed.
+    raise KeyboardInterrupt
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Map library errors to `error: ...` on stderr and exit code 2; Ctrl-C to exit code 130."""
+    """Map library errors to `error: ...` on stderr and exit code 2; Ctrl-C / SIGTERM to exit code 130."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
     except ArchiverError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
+    except OSError as exc:  # disk full, permission denied, … while writing
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        raise typer.Exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was left half-written", err=True)
         raise typer.Exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Bars:
@@ -108,7 +121,9 @@ def pack(
     time_limit: str = typer.Option("15m", "--time-limit", help="Cap on training time: 90, 90s, 15m, 2h."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random generator."),
+    max_steps: int = typer.Option(200_000, "--max-steps", min=1, help="Cap on training steps (reproducible runs)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Learn a codec for the images under SOURCE and write one archive."""
@@ -116,9 +131,11 @@ def pack(
     from .pack import pack as do_pack
 
     with _user_errors():
-        cfg = config_for_quality(quality, time_limit=parse_duration(time_limit), seed=seed, device=device)
+        cfg = config_for_quality(
+            quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps
+        )
         with _bars(quiet, cfg.train.time_limit) as bars:
-            report = do_pack(source, output, cfg, force=force, progress=bars)
+            report = do_pack(source, output, cfg, force=force, strict=strict, progress=bars)
     t = report.training
     out.print(
         f"[bold]{report.archive}[/]: {_fmt_bytes(report.archive_bytes)} from {_fmt_bytes(report.input_bytes)} "
@@ -145,6 +162,7 @@ def extract(
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto, cpu, cuda, dml, coreml, qnn, openvino, …"),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images of equal coded size decoded per runtime call."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Skip damaged entries (exit 1) instead of stopping."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Recreate the archived tree (or the named entries) under OUTPUT. Needs no torch."""
@@ -154,12 +172,17 @@ def extract(
         with _bars(quiet) as bars:
             report = do_extract(
                 archive, output, names or [], force=force, image_format=image_format, provider=provider,
-                threads=threads, batch_size=batch_size, progress=bars,
+                threads=threads, batch_size=batch_size, keep_going=keep_going, progress=bars,
             )  # fmt: skip
     out.print(
         f"{output}: {report.images} images decoded, {report.files} files, {report.folders} folders, "
         f"{report.symlinks} symlinks"
     )
+    for name, why in report.failed:
+        typer.echo(f"error: {name}: not extracted: {why}", err=True)
+    if report.failed:
+        typer.echo(f"{len(report.failed)} damaged entries skipped", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("list")

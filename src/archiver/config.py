@@ -112,10 +112,10 @@ class TrainConfig(_Serializable):
     lr: float = 1e-3
     time_limit: float = 900.0
     max_steps: int = 200_000
-    check_every: int = 200
-    slope_tol: float = 0.01
-    psnr_tol: float = 0.05
-    lr_drops: int = 1
+    check_every: int = 500
+    slope_tol: float = 0.005
+    psnr_tol: float = 0.02
+    lr_drops: int = 2
     refine_steps: int = 0
     seed: int = 0
     device: str = "auto"

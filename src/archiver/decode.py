@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -16,7 +16,7 @@ from .container.entries import Entry
 from .container.reader import ArchiveReader
 from .container.records import ImageRecord, decode_image_record
 from .collection.images import restore_image
-from .errors import CorruptArchiveError, MissingDependencyError
+from .errors import ArchiverError, CorruptArchiveError, MissingDependencyError
 
 __all__ = ["ArchiveDecoder", "BATCH_PIXELS"]
 
@@ -59,17 +59,29 @@ class ArchiveDecoder:
         return records, latents
 
     def images(
-        self, entries: list[Entry], batch_size: int = 8, batch_pixels: int = BATCH_PIXELS
+        self,
+        entries: list[Entry],
+        batch_size: int = 8,
+        batch_pixels: int = BATCH_PIXELS,
+        on_error: Callable[[Entry, ArchiverError], None] | None = None,
     ) -> Iterator[tuple[Entry, Image.Image, ImageRecord]]:
         """Decode many image entries: bucketed by latent shape so a batch is one runtime call, with the
         entropy decoding of the next batch overlapping the network run of this one.
 
         A batch holds at most ``batch_size`` images and ``batch_pixels`` coded pixels (one image at
-        least). Yields (entry, restored image, record) in bucket order.
+        least). Yields (entry, restored image, record) in bucket order. With ``on_error``, a damaged
+        entry is reported to it and skipped instead of raising; the others are still decoded.
         """
         if not entries:
             return
-        self._ensure()
+        try:
+            self._ensure()
+        except ArchiverError as exc:
+            if on_error is None:
+                raise
+            for entry in entries:
+                on_error(entry, exc)
+            return
         buckets: dict[tuple[int, int], list[Entry]] = {}
         for entry in entries:
             buckets.setdefault(self._grid(entry), []).append(entry)
@@ -82,15 +94,34 @@ class ArchiveDecoder:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropy") as pool:
             pending = pool.submit(self._prepare, chunks[0])
             for k, chunk in enumerate(chunks):
-                records, latents = pending.result()
+                try:
+                    records, latents = pending.result()
+                except ArchiverError:
+                    if on_error is None:
+                        raise
+                    records, latents = None, None
                 if k + 1 < len(chunks):
                     pending = pool.submit(self._prepare, chunks[k + 1])
+                if records is None:  # some record of the batch is damaged: go one by one
+                    for entry in chunk:
+                        try:
+                            yield (entry, *self.image(entry))
+                        except ArchiverError as exc:
+                            on_error(entry, exc)  # type: ignore[misc]
+                    continue
                 if len(chunk) == 1:  # alone: maybe large, decode() tiles it
-                    pixels = [self._decoder.decode(latents[0], chunk[0].height, chunk[0].width)]  # type: ignore[union-attr]
+                    pixels = [self._decoder.decode(latents[0], chunk[0].height, chunk[0].width)]  # type: ignore[union-attr, index]
                 else:
-                    pixels = self._decoder.decode_batch(latents)  # type: ignore[union-attr]
+                    pixels = self._decoder.decode_batch(latents)  # type: ignore[union-attr, arg-type]
                 for entry, record, px in zip(chunk, records, pixels):
-                    yield entry, self._restore(entry, px[: entry.height, : entry.width], record), record
+                    try:
+                        image = self._restore(entry, px[: entry.height, : entry.width], record)
+                    except ArchiverError as exc:
+                        if on_error is None:
+                            raise
+                        on_error(entry, exc)
+                        continue
+                    yield entry, image, record
 
     def _restore(self, entry: Entry, pixels: np.ndarray, record: ImageRecord) -> Image.Image:
         try:

@@ -7,7 +7,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import zstandard
 
@@ -16,7 +16,7 @@ from .container.entries import Entry
 from .container.format import EntryKind
 from .container.reader import ArchiveReader
 from .decode import ArchiveDecoder
-from .errors import CorruptArchiveError, EntryNotFoundError, InputError, OutputExistsError
+from .errors import ArchiverError, CorruptArchiveError, EntryNotFoundError, InputError, OutputExistsError
 from .progress import ProgressCallback, emit
 
 __all__ = ["ExtractReport", "extract", "select_entries", "safe_target"]
@@ -35,6 +35,7 @@ class ExtractReport:
     folders: int = 0
     symlinks: int = 0
     written: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  #: (entry name, why) with keep_going
 
 
 def select_entries(entries: list[Entry], patterns: list[str]) -> list[Entry]:
@@ -59,12 +60,30 @@ def select_entries(entries: list[Entry], patterns: list[str]) -> list[Entry]:
 
 
 def safe_target(root: Path, entry: Entry) -> Path:
-    """Where ``entry`` goes under ``root``; refuses absolute paths and ``..`` components."""
+    """Where ``entry`` goes under ``root``.
+
+    Refuses empty names, NUL bytes, absolute paths, ``..`` and ``.`` components, backslashes and
+    drive letters (a Windows path in a hostile archive), and any path whose existing parent folders
+    lead outside ``root`` through a symlink.
+    """
     name = entry.name
-    parts = PurePosixPath(name).parts
-    if not name or "\0" in name or name.startswith("/") or any(p in ("..", "") for p in parts):
+    parts = name.split("/")
+    bad = (
+        not name
+        or "\0" in name
+        or "\\" in name
+        or name.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or (len(parts[0]) >= 2 and parts[0][1] == ":")
+    )
+    if bad:
         raise CorruptArchiveError(f"entry name {name!r} would write outside the output folder")
-    return root.joinpath(*parts)
+    target = root.joinpath(*parts)
+    real_root = os.path.realpath(root)
+    real_parent = os.path.realpath(target.parent)
+    if real_parent != real_root and not real_parent.startswith(real_root + os.sep):
+        raise CorruptArchiveError(f"entry {name!r}: {target.parent} leads outside {root} through a symlink")
+    return target
 
 
 def _target_for(root: Path, entry: Entry, fmt: str | None) -> Path:
@@ -114,6 +133,7 @@ def extract(
     provider: str = "auto",
     threads: int | None = None,
     batch_size: int = 8,
+    keep_going: bool = False,
     progress: ProgressCallback | None = None,
 ) -> ExtractReport:
     """Extract ``archive`` (all entries, or those matching ``patterns``) under the folder ``output``.
@@ -124,6 +144,9 @@ def extract(
     (:func:`archiver.runtime.session.resolve_providers`) and its intra-op thread count; images are
     decoded ``batch_size`` at a time (same latent shape per batch), the entropy decoding of the next
     batch and the writing of finished files overlapping the network run.
+
+    A damaged entry raises :class:`CorruptArchiveError` (files written so far stay, each complete);
+    with ``keep_going`` it is recorded in ``report.failed`` and every intact entry is still extracted.
     """
     fmt = image_format.upper() if image_format else None
     if fmt and fmt not in ("PNG",):
@@ -157,7 +180,13 @@ def extract(
                 where[id(entry)] = target
                 continue
             else:
-                data = _file_bytes(reader, entry, dctx)
+                try:
+                    data = _file_bytes(reader, entry, dctx)
+                except ArchiverError as exc:
+                    if not keep_going:
+                        raise
+                    report.failed.append((entry.name, str(exc)))
+                    continue
                 _place(target, entry, lambda h, d=data: h.write(d))
                 report.files += 1
                 report.written.append(target)
@@ -165,7 +194,8 @@ def extract(
             emit(progress, "extract", done, len(targets))
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="write") as writers:
             pending: deque[Future] = deque()
-            for entry, image, record in decoder.images(images, batch_size):
+            on_error = (lambda e, exc: report.failed.append((e.name, str(exc)))) if keep_going else None
+            for entry, image, record in decoder.images(images, batch_size, on_error=on_error):
                 target = where[id(entry)]
                 save = lambda h, im=image, e=entry, r=record: save_image(im, h, fmt or e.format, r.info, r.blobs)  # noqa: E731
                 pending.append(writers.submit(_place, target, entry, save))
@@ -179,10 +209,17 @@ def extract(
                 future.result()
         # Links last, so that no file of this extraction is written through a link it created.
         for entry, target in links:
+            try:
+                link = reader.read_record(entry)
+            except ArchiverError as exc:
+                if not keep_going:
+                    raise
+                report.failed.append((entry.name, str(exc)))
+                continue
             if target.is_symlink() or target.exists():
                 target.unlink()
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(reader.read_record(entry), os.fsencode(target))
+            os.symlink(link, os.fsencode(target))
             os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
             report.symlinks += 1
         # Folder times last and deepest first: writing into a folder changes its mtime.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from .collection.images import SourceImage, load_image, pixel_crc32, quality_psnr, restore_image
+from .collection.images import NOT_AN_IMAGE, SourceImage, load_image, pixel_crc32, quality_psnr, restore_image
 from .collection.scan import ScanItem, check_output_outside, scan_tree
 from .config import PackConfig
 from .container.entries import Entry
@@ -61,8 +61,13 @@ def _base_entry(item: ScanItem) -> Entry:
     )
 
 
-def _classify(items: list[ScanItem], progress: ProgressCallback | None) -> dict[int, SourceImage | str]:
-    """For every regular file: its SourceImage if coded, else the reason it is kept byte-exact."""
+def _classify(
+    items: list[ScanItem], progress: ProgressCallback | None, strict: bool = False
+) -> dict[int, SourceImage | str]:
+    """For every regular file: its SourceImage if coded, else the reason it is kept byte-exact.
+
+    With ``strict`` an image-looking file that would be kept byte-exact is an error instead.
+    """
     out: dict[int, SourceImage | str] = {}
     files = [i for i, it in enumerate(items) if it.kind is EntryKind.FILE]
     for n, i in enumerate(files, 1):
@@ -70,6 +75,8 @@ def _classify(items: list[ScanItem], progress: ProgressCallback | None) -> dict[
             image, reason = load_image(items[i].path)
         except OSError as exc:
             raise InputError(f"{items[i].path}: cannot read ({exc.strerror or exc})") from None
+        if image is None and strict and reason != NOT_AN_IMAGE:
+            raise InputError(f"{items[i].path}: would be stored as is ({reason}); --strict refuses fallbacks")
         out[i] = image if image is not None else reason
         emit(progress, "scan", n, len(files))
     return out
@@ -93,12 +100,16 @@ def pack(
     cfg: PackConfig,
     *,
     force: bool = False,
+    strict: bool = False,
     progress: ProgressCallback | None = None,
 ) -> PackReport:
     """Pack the folder ``source`` into the archive ``output``.
 
     Images are coded by a codec trained on them (see :class:`PackConfig`); everything else is stored
-    byte-exact. The archive appears only when complete (temporary file + fsync + rename).
+    byte-exact. The archive appears only when complete (temporary file + fsync + rename). With
+    ``strict``, an image that would fall back to byte-exact storage (damaged, 16-bit, CMYK,
+    animated, too large, …) is an :class:`InputError` instead; files that are not images at all
+    are still stored as they are.
     """
     started = time.monotonic()
     _import_training()  # fail before any work when torch is missing
@@ -109,7 +120,7 @@ def pack(
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: output folder does not exist")
     items = scan_tree(source)
-    classes = _classify(items, progress)
+    classes = _classify(items, progress, strict)
     image_ids = [i for i, c in classes.items() if isinstance(c, SourceImage)]
     images: dict[int, SourceImage] = {i: classes[i] for i in image_ids}  # type: ignore[misc]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, PngImagePlugin
+from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from ..container.format import IMAGE_FORMATS, ImageMode
 from ..metrics import psnr
@@ -27,9 +27,17 @@ __all__ = [
     "pixel_crc32",
     "JPEG_QUALITY",
     "LOSSLESS_FORMATS",
+    "MAX_CODED_PIXELS",
+    "NOT_AN_IMAGE",
 ]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+#: The reason given for files Pillow does not recognise as images at all (not a fallback).
+NOT_AN_IMAGE = "not an image"
+#: Images with more pixels than this are stored byte-exact rather than coded (decoded size in RAM:
+#: 3 bytes a pixel, ×16 float activations in the network).
+MAX_CODED_PIXELS = 100_000_000
 
 #: Quality (Pillow scale) used when an extracted image is written back as JPEG, or AVIF.
 JPEG_QUALITY = 95
@@ -101,6 +109,8 @@ def load_image(path: Path) -> tuple[SourceImage | None, str]:
     try:
         im = Image.open(io.BytesIO(data))
         fmt = im.format or ""
+        if im.width * im.height > MAX_CODED_PIXELS:
+            return None, f"{im.width}x{im.height} is over {MAX_CODED_PIXELS // 1_000_000} megapixels"
         if getattr(im, "n_frames", 1) > 1:
             return None, f"{fmt} with {im.n_frames} frames (animation or multi-page)"
         if fmt not in IMAGE_FORMATS or not fmt:
@@ -112,6 +122,8 @@ def load_image(path: Path) -> tuple[SourceImage | None, str]:
         if fmt == "TIFF" and im.info.get("compression", "raw") not in _TIFF_LOSSLESS:
             return None, f"TIFF with {im.info.get('compression')} compression"
         im.load()
+    except UnidentifiedImageError:
+        return None, NOT_AN_IMAGE
     except Image.DecompressionBombError as exc:
         return None, f"too many pixels ({exc})"
     except Exception as exc:  # Pillow raises many types for damaged files

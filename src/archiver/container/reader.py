@@ -16,15 +16,14 @@ import zstandard
 from ..codec.tables import PRECISION, FrequencyTables
 from ..codec.weights import unpack_arrays
 from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
+from .digest import COLUMNS, index_digest
 from .entries import Entry
 from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, SUPPORTED_VERSIONS, EntryKind, ImageMode
 
 __all__ = ["ArchiveReader"]
 
-_COLUMNS = (
-    "path", "kind", "mtime_ns", "perm", "size", "offset", "length", "checksum",
-    "source_sha256", "width", "height", "mode", "format", "psnr", "pixel_crc32",
-)  # fmt: skip
+#: Largest image side, in pixels, a reader accepts (checked before anything is allocated).
+MAX_SIDE = 1 << 16
 
 
 class ArchiveReader:
@@ -40,10 +39,15 @@ class ArchiveReader:
             raise NotAnArchiveError(f"{self.path} is not an .nca archive (not an HDF5 file)") from None
         try:
             self._check_header()
+            self._check_digest()
             self.config: dict = self._json_attr("config")
             self.training: dict = self._json_attr("training")
             self.summary: dict = self._json_attr("summary")
             self.entries: list[Entry] = self._read_entries()
+        except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            # h5py reports damaged structures as OSError/KeyError; never let them escape raw.
+            self._file.close()
+            raise CorruptArchiveError(f"{self.path}: damaged archive structure ({type(exc).__name__}: {exc})") from None
         except Exception:
             self._file.close()
             raise
@@ -68,6 +72,15 @@ class ArchiveReader:
                 f"reads version(s) {', '.join(map(str, SUPPORTED_VERSIONS))} (writes {FORMAT_VERSION})"
             )
 
+    def _check_digest(self) -> None:
+        stored = self._file.attrs.get("index_sha256")
+        if isinstance(stored, bytes):
+            stored = stored.decode(errors="replace")
+        if stored != index_digest(self._file):
+            raise CorruptArchiveError(
+                f"{self.path}: index checksum mismatch (names, sizes, offsets or model tables are damaged)"
+            )
+
     def _json_attr(self, name: str) -> dict:
         raw = self._file.attrs.get(name)
         if raw is None:
@@ -80,7 +93,7 @@ class ArchiveReader:
     def _read_entries(self) -> list[Entry]:
         try:
             group = self._file["entries"]
-            cols = {name: group[name][()] for name in _COLUMNS}
+            cols = {name: group[name][()] for name in COLUMNS}
             count = int(group.attrs["count"])
             notes = json.loads(group.attrs.get("notes", "{}"))
             data_size = group["data"].shape[0]
@@ -96,6 +109,8 @@ class ArchiveReader:
             offset, length = int(cols["offset"][i]), int(cols["length"][i])
             if offset + length > data_size:
                 raise CorruptArchiveError(f"{self.path}: entry {i} points past the end of /entries/data")
+            if int(cols["width"][i]) > MAX_SIDE or int(cols["height"][i]) > MAX_SIDE:
+                raise CorruptArchiveError(f"{self.path}: entry {i} declares an image over {MAX_SIDE} px a side")
             try:
                 kind = EntryKind(int(cols["kind"][i]))
                 mode = ImageMode(int(cols["mode"][i]))

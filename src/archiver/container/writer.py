@@ -17,6 +17,7 @@ import zstandard
 
 from .. import __version__
 from ..codec.tables import PRECISION, FrequencyTables
+from .digest import index_digest
 from .entries import Entry
 from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, RECORD_CHUNK_BYTES
 
@@ -143,6 +144,7 @@ class ArchiveWriter:
         """Finish the file, fsync it and rename it into place. Returns the archive size in bytes."""
         self._write_data()
         self._write_columns()
+        self._file.attrs["index_sha256"] = index_digest(self._file)
         self._file.close()
         with open(self.tmp, "rb+") as handle:
             os.fsync(handle.fileno())

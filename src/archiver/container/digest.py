@@ -1,0 +1,67 @@
+"""SHA-256 over everything in an archive except the records: attributes, entry columns, model tables.
+
+Records carry their own CRC-32 and the weight blobs their own SHA-256; this digest (root attribute
+``index_sha256``) protects the rest, so that a flipped byte in a width, an offset or a frequency
+table is detected when the archive is opened, not trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import h5py
+import numpy as np
+
+__all__ = ["index_digest", "ROOT_ATTRS", "COLUMNS"]
+
+#: Root attributes covered by the digest, in digest order.
+ROOT_ATTRS = ("magic", "format_version", "config", "training", "summary")
+#: Datasets of /entries covered by the digest (all but ``data``), in digest order.
+COLUMNS = (
+    "path", "kind", "mtime_ns", "perm", "size", "offset", "length", "checksum",
+    "source_sha256", "width", "height", "mode", "format", "psnr", "pixel_crc32",
+)  # fmt: skip
+_MODEL = (
+    ("model/decoder", ("manifest", "sha256")),
+    ("model/decoder_onnx", ("opset", "sha256")),
+    ("model/prior", ("precision",)),
+)
+
+
+def _attr_bytes(value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return np.asarray(value).astype(np.asarray(value).dtype.newbyteorder("<")).tobytes()
+
+
+def index_digest(f: h5py.File) -> str:
+    """Hex SHA-256 of the covered attributes and datasets of an open archive (missing ones count as
+    absent, so removing one changes the digest too)."""
+    h = hashlib.sha256()
+
+    def feed(tag: str, data: bytes | None) -> None:
+        h.update(tag.encode() + b"\0")
+        if data is None:
+            h.update(b"\xff")
+        else:
+            h.update(len(data).to_bytes(8, "little") + data)
+
+    for name in ROOT_ATTRS:
+        feed("/@" + name, _attr_bytes(f.attrs[name]) if name in f.attrs else None)
+    entries = f.get("entries")
+    for name in ("count", "notes"):
+        feed("/entries@" + name, _attr_bytes(entries.attrs[name]) if entries is not None and name in entries.attrs else None)
+    for name in COLUMNS:
+        ds = entries.get(name) if entries is not None else None
+        feed("/entries/" + name, None if ds is None else np.ascontiguousarray(ds[()]).astype(ds.dtype.newbyteorder("<")).tobytes())
+    for path, attrs in _MODEL:
+        obj = f.get(path)
+        for a in attrs:
+            feed(f"/{path}@{a}", _attr_bytes(obj.attrs[a]) if obj is not None and a in obj.attrs else None)
+    prior = f.get("model/prior")
+    for name in ("offsets", "lengths", "freqs"):
+        ds = prior.get(name) if prior is not None else None
+        feed("/model/prior/" + name, None if ds is None else np.ascontiguousarray(ds[()]).astype(ds.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()
