@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,9 +21,6 @@ from .errors import ArchiverError, CorruptArchiveError, EntryNotFoundError, Inpu
 from .progress import ProgressCallback, emit
 
 __all__ = ["ExtractReport", "extract", "select_entries", "safe_target"]
-
-#: Largest byte-exact file extract will inflate, in bytes (guards against hostile size fields).
-MAX_FILE_BYTES = 1 << 40
 
 
 @dataclass
@@ -93,15 +91,31 @@ def _target_for(root: Path, entry: Entry, fmt: str | None) -> Path:
     return target
 
 
-def _file_bytes(reader: ArchiveReader, entry: Entry, dctx: zstandard.ZstdDecompressor) -> bytes:
+def _file_writer(reader: ArchiveReader, entry: Entry, dctx: zstandard.ZstdDecompressor):
+    """A writer for :func:`_place` that streams the entry's zstd frame into the file.
+
+    Streaming keeps memory bounded whatever size the frame declares, and the byte count and SHA-256
+    are checked as the data arrives: a record that inflates past the entry's size (a decompression
+    bomb) stops at that size, and content that differs from the original's hash is an error.
+    """
     record = reader.read_record(entry)
-    try:
-        data = dctx.decompress(record, max_output_size=min(entry.size, MAX_FILE_BYTES) or 1)
-    except zstandard.ZstdError as exc:
-        raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} does not decompress: {exc}") from None
-    if len(data) != entry.size:
-        raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} has the wrong size")
-    return data
+
+    def write(handle) -> None:
+        digest, total = hashlib.sha256(), 0
+        try:
+            with dctx.stream_reader(record) as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    total += len(block)
+                    if total > entry.size:
+                        raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} inflates past its size")
+                    digest.update(block)
+                    handle.write(block)
+        except zstandard.ZstdError as exc:
+            raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} does not decompress: {exc}") from None
+        if total != entry.size or digest.digest() != entry.source_sha256:
+            raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} differs from the original's hash")
+
+    return write
 
 
 def _place(target: Path, entry: Entry, write) -> None:
@@ -156,6 +170,11 @@ def extract(
         raise InputError(f"{output} exists and is not a folder")
     report = ExtractReport(output)
     with ArchiveReader(archive) as reader:
+        links_at = {e.path for e in reader.entries if e.kind is EntryKind.SYMLINK}
+        for e in reader.entries:
+            parts = e.path.split(b"/")
+            if any(b"/".join(parts[:k]) in links_at for k in range(1, len(parts))):
+                raise CorruptArchiveError(f"{archive}: entry {e.display!r} lies inside a symlink entry")
         selected = select_entries(reader.entries, patterns or [])
         targets = [(e, _target_for(output, e, fmt)) for e in selected]
         if not force:
@@ -181,20 +200,19 @@ def extract(
                 continue
             else:
                 try:
-                    data = _file_bytes(reader, entry, dctx)
+                    _place(target, entry, _file_writer(reader, entry, dctx))
                 except ArchiverError as exc:
                     if not keep_going:
                         raise
-                    report.failed.append((entry.name, str(exc)))
+                    report.failed.append((entry.display, str(exc)))
                     continue
-                _place(target, entry, lambda h, d=data: h.write(d))
                 report.files += 1
                 report.written.append(target)
             done += 1
             emit(progress, "extract", done, len(targets))
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="write") as writers:
             pending: deque[Future] = deque()
-            on_error = (lambda e, exc: report.failed.append((e.name, str(exc)))) if keep_going else None
+            on_error = (lambda e, exc: report.failed.append((e.display, str(exc)))) if keep_going else None
             for entry, image, record in decoder.images(images, batch_size, on_error=on_error):
                 target = where[id(entry)]
                 save = lambda h, im=image, e=entry, r=record: save_image(im, h, fmt or e.format, r.info, r.blobs)  # noqa: E731
@@ -214,7 +232,7 @@ def extract(
             except ArchiverError as exc:
                 if not keep_going:
                     raise
-                report.failed.append((entry.name, str(exc)))
+                report.failed.append((entry.display, str(exc)))
                 continue
             if target.is_symlink() or target.exists():
                 target.unlink()

@@ -12,6 +12,7 @@ import zstandard
 from .architecture import decoder_macs_per_pixel
 from .collection.images import pixel_crc32
 from .config import ModelConfig
+from .container.digest import check_file_digest
 from .container.format import EntryKind
 from .container.reader import ArchiveReader
 from .decode import ArchiveDecoder
@@ -71,7 +72,7 @@ def list_entries(path: Path) -> list[dict]:
             image = e.kind is EntryKind.IMAGE
             rows.append(
                 {
-                    "name": e.name,
+                    "name": e.display,
                     "kind": e.kind.name.lower(),
                     "size": f"{e.width}x{e.height}" if image else "",
                     "mode": e.mode.name if image else "",
@@ -111,10 +112,16 @@ def verify(
     report = VerifyReport()
     dctx = zstandard.ZstdDecompressor()
     with ArchiveReader(Path(path)) as reader:
+        intact = check_file_digest(path)
+        if intact is None:
+            report.problems.append("the file checksum in the archive's first 512 bytes is missing")
+        elif not intact:
+            report.problems.append("file checksum mismatch: some byte of the archive has changed")
         has_images = any(e.kind is EntryKind.IMAGE for e in reader.entries)
         if has_images:
             try:
                 reader.model_arrays()
+                reader.onnx_graph()
                 reader.tables()
             except ArchiverError as exc:
                 report.problems.append(str(exc))
@@ -126,16 +133,16 @@ def verify(
                 if entry.kind is EntryKind.FILE:
                     data = dctx.decompress(record, max_output_size=max(entry.size, 1))
                     if hashlib.sha256(data).digest() != entry.source_sha256:
-                        report.problems.append(f"{entry.name}: content differs from the original's hash")
+                        report.problems.append(f"{entry.display}: content differs from the original's hash")
                 elif entry.kind is EntryKind.IMAGE and decode:
                     image, _ = decoder.image(entry)
                     report.decoded += 1
                     if pixel_crc32(image) != entry.pixel_crc32:
                         report.problems.append(
-                            f"{entry.name}: decoded pixels differ from those measured at pack time "
+                            f"{entry.display}: decoded pixels differ from those measured at pack time "
                             f"({entry.psnr:.2f} dB); this decoder does not reproduce the archive exactly"
                         )
             except (ArchiverError, zstandard.ZstdError) as exc:
-                report.problems.append(f"{entry.name}: {exc}")
+                report.problems.append(f"{entry.display}: {exc}")
             emit(progress, "verify", n, len(reader.entries))
     return report

@@ -211,7 +211,7 @@ def pack(
                     entry.source_sha256, entry.size = hashlib.sha256(data).digest(), len(data)
                     entry.note = str(classes[i])
                     report.files += 1
-                    report.stored_as_is.append((entry.name, entry.note))
+                    report.stored_as_is.append((entry.display, entry.note))
                     record = compressor.compress(data)
             report.input_bytes += entry.size
             writer.add(entry, record)

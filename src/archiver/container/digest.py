@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 
 import h5py
+
+from .format import FILE_DIGEST_TAG, USERBLOCK_BYTES
 import numpy as np
 
-__all__ = ["index_digest", "ROOT_ATTRS", "COLUMNS"]
+__all__ = ["index_digest", "file_digest", "write_file_digest", "check_file_digest", "ROOT_ATTRS", "COLUMNS"]
 
 #: Root attributes covered by the digest, in digest order.
 ROOT_ATTRS = ("magic", "format_version", "config", "training", "summary")
@@ -65,3 +67,34 @@ def index_digest(f: h5py.File) -> str:
         ds = prior.get(name) if prior is not None else None
         feed("/model/prior/" + name, None if ds is None else np.ascontiguousarray(ds[()]).astype(ds.dtype.newbyteorder("<")).tobytes())
     return h.hexdigest()
+
+
+def file_digest(path) -> str:
+    """Hex SHA-256 of every byte of the file after the user block."""
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        handle.seek(USERBLOCK_BYTES)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _userblock(digest: str) -> bytes:
+    return (FILE_DIGEST_TAG + digest.encode() + b"\n").ljust(USERBLOCK_BYTES, b"\0")
+
+
+def write_file_digest(path) -> None:
+    """Put the whole-file digest into the user block of a finished archive (before it is renamed)."""
+    block = _userblock(file_digest(path))
+    with open(path, "rb+") as handle:
+        handle.write(block)
+
+
+def check_file_digest(path) -> bool | None:
+    """True if the user block is exactly what :func:`write_file_digest` writes for the file as it is
+    now, False if not, None if the user block holds no digest at all."""
+    with open(path, "rb") as handle:
+        head = handle.read(USERBLOCK_BYTES)
+    if not head.startswith(FILE_DIGEST_TAG):
+        return None
+    return head == _userblock(file_digest(path))

@@ -43,5 +43,10 @@ class Entry:
         return os.fsdecode(self.path)
 
     @property
+    def display(self) -> str:
+        """The path for printing: bytes that are not UTF-8 shown as ``\\xNN`` (always encodable)."""
+        return self.path.decode("utf-8", "backslashreplace")
+
+    @property
     def pixels(self) -> int:
         return self.width * self.height

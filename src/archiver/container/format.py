@@ -13,6 +13,8 @@ __all__ = [
     "IMAGE_FORMATS",
     "FILE_SUFFIX",
     "RECORD_CHUNK_BYTES",
+    "USERBLOCK_BYTES",
+    "FILE_DIGEST_TAG",
 ]
 
 #: Value of the root attribute ``magic``.
@@ -23,6 +25,10 @@ FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 #: Customary file name suffix.
 FILE_SUFFIX = ".nca"
+#: Bytes reserved before the HDF5 data (an HDF5 "user block"): they hold :data:`FILE_DIGEST_TAG`
+#: followed by the hex SHA-256 of every byte after the user block, written after the file is complete.
+USERBLOCK_BYTES = 512
+FILE_DIGEST_TAG = b"archiver-nca file sha256 "
 #: Block size, in bytes, in which the writer copies records into the contiguous ``/entries/data``.
 RECORD_CHUNK_BYTES = 1 << 18
 

@@ -17,9 +17,9 @@ import zstandard
 
 from .. import __version__
 from ..codec.tables import PRECISION, FrequencyTables
-from .digest import index_digest
+from .digest import index_digest, write_file_digest
 from .entries import Entry
-from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, RECORD_CHUNK_BYTES
+from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, RECORD_CHUNK_BYTES, USERBLOCK_BYTES
 
 __all__ = ["ArchiveWriter", "partial_path"]
 
@@ -44,7 +44,7 @@ class ArchiveWriter:
         self.path = Path(path)
         self.tmp = partial_path(self.path)
         self.tmp.unlink(missing_ok=True)  # a stale one from an interrupted run
-        self._file = h5py.File(self.tmp, "w", libver=("v110", "latest"))
+        self._file = h5py.File(self.tmp, "w", libver=("v110", "latest"), userblock_size=USERBLOCK_BYTES)
         self._file.attrs["magic"] = MAGIC
         self._file.attrs["format_version"] = np.int64(FORMAT_VERSION)
         self._file.attrs["archiver_version"] = __version__
@@ -146,6 +146,7 @@ class ArchiveWriter:
         self._write_columns()
         self._file.attrs["index_sha256"] = index_digest(self._file)
         self._file.close()
+        write_file_digest(self.tmp)
         with open(self.tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(self.tmp, self.path)

@@ -1,0 +1,297 @@
+"""Archive safety: bad input, corruption, interruption and hostile archives (issue: archive safety)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from archiver.cli import app
+from archiver.container.entries import Entry
+from archiver.container.format import EntryKind, ImageMode
+from archiver.container.reader import ArchiveReader
+from archiver.container.writer import ArchiveWriter
+from archiver.errors import ArchiverError, CorruptArchiveError
+from archiver.extract import extract
+from archiver.inspect import verify
+from conftest import smooth_image
+
+runner = CliRunner()
+GOLDEN = Path(__file__).resolve().parent / "golden" / "v1-mixed.nca"
+#: Inputs each fuzz property tries (the longer run is benchmarks/fuzz.py).
+FUZZ_EXAMPLES = 150
+
+
+def _png(array) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def build_bad_tree(root: Path) -> dict[bytes, str]:
+    """Every kind of awkward input; returns {relative path: expected treatment}."""
+    rng = np.random.default_rng(5)
+    root.mkdir()
+    good = _png(smooth_image(rng, 40, 32))
+    (root / "good.png").write_bytes(good)
+    (root / "zero.png").write_bytes(b"")
+    (root / "truncated.png").write_bytes(good[: len(good) // 2])
+    bad_crc = bytearray(good)
+    bad_crc[40] ^= 0xFF  # inside the first IDAT/IHDR data: the chunk CRC no longer matches
+    (root / "bad_crc.png").write_bytes(bytes(bad_crc))
+    Image.new("CMYK", (16, 16), (10, 20, 30, 40)).save(root / "cmyk.jpg")
+    Image.fromarray(rng.integers(0, 65535, (16, 16)).astype(np.uint16)).save(root / "deep.png")
+    frames = [Image.new("RGB", (16, 16), c) for c in ("red", "blue")]
+    frames[0].save(root / "anim.gif", save_all=True, append_images=frames[1:])
+    (root / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name")
+    (root / "Case.txt").write_bytes(b"upper")
+    (root / "case.txt").write_bytes(b"lower")
+    (root / "dir").mkdir()
+    (root / "dir" / "inner.txt").write_bytes(b"inner")
+    os.symlink("good.png", root / "link_to_file")
+    os.symlink("dir", root / "link_to_dir")
+    os.symlink("loop", root / "loop")
+    return {
+        b"good.png": "image", b"zero.png": "raw", b"truncated.png": "raw", b"bad_crc.png": "raw",
+        b"cmyk.jpg": "raw", b"deep.png": "raw", b"anim.gif": "raw", b"caf\xe9.txt": "raw",
+        b"Case.txt": "raw", b"case.txt": "raw", b"dir/inner.txt": "raw",
+        b"link_to_file": "link", b"link_to_dir": "link", b"loop": "link",
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bad_archive(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bad")
+    expected = build_bad_tree(base / "src")
+    result = runner.invoke(app, ["pack", str(base / "src"), "-o", str(base / "bad.nca"), "--max-steps", "30"])
+    assert result.exit_code == 0, result.output
+    return base, expected, result
+
+
+def test_bad_inputs_follow_the_policy(bad_archive, tmp_path):
+    base, expected, result = bad_archive
+    assert "1 images coded" in result.output
+    for name in ("zero.png", "truncated.png", "bad_crc.png", "cmyk.jpg: mode CMYK", "deep.png: mode I;16",
+                 "anim.gif: GIF with 2 frames"):  # fmt: skip
+        assert f"as is: {name}" in result.output, name
+    out = tmp_path / "out"
+    extract(base / "bad.nca", out)
+    src, outb = os.fsencode(base / "src"), os.fsencode(out)
+    for rel, kind in expected.items():
+        a, b = os.path.join(src, rel), os.path.join(outb, rel)
+        if kind == "raw":
+            assert open(b, "rb").read() == open(a, "rb").read(), rel
+        elif kind == "link":
+            assert os.path.islink(b) and os.readlink(b) == os.readlink(a), rel
+        else:
+            assert Image.open(b).size == Image.open(a).size
+
+
+def test_strict_refuses_fallbacks(bad_archive, tmp_path):
+    base, _, _ = bad_archive
+    result = runner.invoke(app, ["pack", str(base / "src"), "-o", str(tmp_path / "s.nca"), "--strict"])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {base / 'src' / 'anim.gif'}: would be stored as is "
+                             "(GIF with 2 frames (animation or multi-page)); --strict refuses fallbacks\n")
+    assert not (tmp_path / "s.nca").exists()
+
+
+# -- corruption ------------------------------------------------------------------------------------
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_flipped_byte_is_detected(tmp_path, data):
+    raw = bytearray(GOLDEN.read_bytes())
+    pos = data.draw(st.integers(0, len(raw) - 1), label="offset")
+    raw[pos] ^= data.draw(st.integers(1, 255), label="xor")
+    path = tmp_path / "flipped.nca"
+    path.write_bytes(bytes(raw))
+    try:
+        report = verify(path, decode=True)
+    except ArchiverError:
+        return
+    assert not report.ok
+
+
+@settings(max_examples=FUZZ_EXAMPLES // 3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, GOLDEN.stat().st_size - 1))
+def test_truncation_is_detected(tmp_path, cut):
+    path = tmp_path / "cut.nca"
+    path.write_bytes(GOLDEN.read_bytes()[:cut])
+    with pytest.raises(ArchiverError):
+        report = verify(path)
+        if not report.ok:
+            raise CorruptArchiveError("detected")
+
+
+@settings(max_examples=FUZZ_EXAMPLES // 3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_extract_keeps_going(tmp_path, data):
+    """Damage inside the records: intact entries still come out, damaged ones are reported, no traceback."""
+    with ArchiveReader(GOLDEN) as r:
+        start = r._file["entries/data"].id.get_offset()
+        end = start + r._file["entries/data"].shape[0]
+    raw = bytearray(GOLDEN.read_bytes())
+    raw[data.draw(st.integers(start, end - 1))] ^= 0x55
+    path = tmp_path / "d.nca"
+    path.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    report = extract(path, out, keep_going=True, force=True)
+    assert len(report.failed) == 1
+    assert report.images + report.files + len(report.failed) == 3
+    assert not list(out.rglob("*.partial"))
+
+
+def test_keep_going_exit_code(tmp_path):
+    with ArchiveReader(GOLDEN) as r:
+        entry = next(e for e in r.entries if e.name == "sub/readme.txt")
+        start = r._file["entries/data"].id.get_offset()
+    raw = bytearray(GOLDEN.read_bytes())
+    raw[start + entry.offset + 2] ^= 0x01
+    (tmp_path / "d.nca").write_bytes(bytes(raw))
+    result = runner.invoke(app, ["extract", str(tmp_path / "d.nca"), "-o", str(tmp_path / "o"), "--keep-going"])
+    assert result.exit_code == 1
+    assert "error: sub/readme.txt: not extracted:" in result.stderr
+    assert (tmp_path / "o" / "rgb.png").exists() and not (tmp_path / "o" / "sub" / "readme.txt").exists()
+    result = runner.invoke(app, ["extract", str(tmp_path / "d.nca"), "-o", str(tmp_path / "o2")])
+    assert result.exit_code == 2 and "checksum mismatch in entry 'sub/readme.txt'" in result.stderr
+
+
+# -- interruption ----------------------------------------------------------------------------------
+def _slow_pack(tmp_path: Path) -> tuple[list[str], Path]:
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(smooth_image(rng, 96, 80)).save(src / f"{i}.png")
+    out = tmp_path / "a.nca"
+    return [sys.executable, "-m", "archiver", "pack", str(src), "-o", str(out), "--time-limit", "2m"], out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_pack_leaves_nothing(tmp_path, sig):
+    cmd, out = _slow_pack(tmp_path)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # well into training
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().endswith("interrupted: nothing was left half-written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_killed_pack_is_cleaned_by_the_next_run(tmp_path):
+    cmd, out = _slow_pack(tmp_path)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(8)
+    proc.kill()
+    proc.wait()
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["src"], [".a.nca.partial", "src"])
+    done = subprocess.run(cmd[:-2] + ["--max-steps", "5"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nca", "src"]
+
+
+def test_disk_full_while_writing(tmp_path, monkeypatch):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "f.txt").write_text("x")
+    import errno
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp))
+
+    monkeypatch.setattr(ArchiveWriter, "_write_data", full)
+    result = runner.invoke(app, ["pack", str(tmp_path / "in"), "-o", str(tmp_path / "a.nca")])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path / '.a.nca.partial'}: No space left on device\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+# -- hostile archives ------------------------------------------------------------------------------
+def _hostile(path: Path, name: bytes, record: bytes = b"", kind=EntryKind.FILE, **fields) -> Path:
+    data = zstandard.ZstdCompressor().compress(record) if kind is EntryKind.FILE else record
+    import hashlib
+
+    with ArchiveWriter(path) as w:
+        w.add(Entry(path=name, kind=kind, size=len(record), source_sha256=hashlib.sha256(record).digest(), **fields), data)
+        for key in ("config", "training", "summary"):
+            w.set_json(key, {})
+        w.commit()
+    return path
+
+
+@pytest.mark.parametrize("name", [b"../evil.txt", b"/abs/evil.txt", b"a/../../evil.txt", b"C:/evil.txt",
+                                  b"a\\..\\evil.txt", b"./x", b"a//b"])  # fmt: skip
+def test_hostile_names_never_write_outside(tmp_path, name):
+    archive = _hostile(tmp_path / "h.nca", name, b"payload")
+    out = tmp_path / "deep" / "out"
+    with pytest.raises(CorruptArchiveError, match="would write outside the output folder"):
+        extract(archive, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.nca"]
+
+
+def test_symlinked_parent_in_output_is_refused(tmp_path):
+    archive = _hostile(tmp_path / "h.nca", b"sub/x.txt", b"payload")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(outside, out / "sub")
+    with pytest.raises(CorruptArchiveError, match="leads outside"):
+        extract(archive, out, force=True)
+    assert list(outside.iterdir()) == []
+
+
+def test_archive_link_then_file_through_it(tmp_path):
+    """A link entry and a file 'under' it: the file cannot be written through the link."""
+    import hashlib
+
+    with ArchiveWriter(tmp_path / "h.nca") as w:
+        w.add(Entry(path=b"a", kind=EntryKind.SYMLINK), os.fsencode(tmp_path / "outside"))
+        w.add(Entry(path=b"a/x.txt", kind=EntryKind.FILE, size=1, source_sha256=hashlib.sha256(b"x").digest()),
+              zstandard.ZstdCompressor().compress(b"x"))  # fmt: skip
+        for key in ("config", "training", "summary"):
+            w.set_json(key, {})
+        w.commit()
+    (tmp_path / "outside").mkdir()
+    with pytest.raises(CorruptArchiveError, match="entry 'a/x.txt' lies inside a symlink entry"):
+        extract(tmp_path / "h.nca", tmp_path / "out")
+    assert list((tmp_path / "outside").iterdir()) == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_declared_sizes_checked_before_allocation(tmp_path):
+    archive = _hostile(tmp_path / "h.nca", b"big.png", b"", kind=EntryKind.IMAGE, width=1 << 20, height=1 << 20,
+                       mode=ImageMode.RGB, format="PNG")  # fmt: skip
+    with pytest.raises(CorruptArchiveError, match="declares an image over 65536 px a side"):
+        ArchiveReader(archive)
+
+
+def test_decompression_bomb_stops_at_declared_size(tmp_path):
+    import hashlib
+
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (50 << 20))  # 50 MiB of zeros in a few KiB
+    with ArchiveWriter(tmp_path / "h.nca") as w:
+        w.add(Entry(path=b"small.bin", kind=EntryKind.FILE, size=10, source_sha256=hashlib.sha256(b"").digest()), bomb)
+        for key in ("config", "training", "summary"):
+            w.set_json(key, {})
+        w.commit()
+    with pytest.raises(CorruptArchiveError, match="inflates past its size"):
+        extract(tmp_path / "h.nca", tmp_path / "out")
+    assert not (tmp_path / "out" / "small.bin").exists()
+    assert not list((tmp_path / "out").glob(".*partial"))
