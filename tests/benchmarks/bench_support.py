@@ -50,3 +50,12 @@ def png_folder(tmp_path: Path) -> Path:
         Image.fromarray(synthetic_rgb(rng, w, h)).save(src / f"photo_{i}.png")
     (src / "notes.txt").write_text("not an image")
     return src
+
+
+def write_photos(folder: Path, count: int, width: int = 160, height: int = 144) -> Path:
+    """``count`` seeded synthetic PNGs of width × height pixels in a new ``folder``."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(synthetic_rgb(rng, width, height)).save(folder / f"p{i}.png")
+    return folder

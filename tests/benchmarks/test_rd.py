@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 
 import bench_support  # noqa: F401  (puts the repo root on sys.path)
-import numpy as np
 import pytest
-from PIL import Image
 
 from benchmarks import rd
 
 
 def test_rd_runs_and_writes_its_files(tmp_path):
-    src = tmp_path / "photos"
-    src.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(bench_support.synthetic_rgb(rng, 160, 144)).save(src / f"p{i}.png")
+    src = bench_support.write_photos(tmp_path / "photos", 3)
     out = tmp_path / "results"
     code = rd.main(["--regime", "dataset", "--limit", "3", "--qualities", "2,6", "--time-limit", "4",
                     "--codecs", "jpeg,webp", "--src", str(src), "--out", str(out)])  # fmt: skip

@@ -5,18 +5,12 @@ from __future__ import annotations
 import json
 
 import bench_support
-import numpy as np
-from PIL import Image
 
 from benchmarks import speed
 
 
 def test_speed_runs_and_writes_its_files(tmp_path):
-    src = tmp_path / "photos"
-    src.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        Image.fromarray(bench_support.synthetic_rgb(rng, 160, 144)).save(src / f"p{i}.png")
+    src = bench_support.write_photos(tmp_path / "photos", 2)
     out = tmp_path / "results"
     assert speed.main(["--regime", "dataset", "--limit", "2", "--time-limit", "3", "--runs", "1",
                        "--src", str(src), "--out", str(out)]) == 0  # fmt: skip
