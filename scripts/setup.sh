@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create ./.venv and install archiver with training and test extras (CPU torch from the local wheel).
+# Create ./.venv and install archiver with its training, test and benchmark extras (CPU torch wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -7,4 +7,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 pip install -q torch==2.13.0
-pip install -q -e ".[train,test]"
+pip install -q -e ".[train,test,bench]"
