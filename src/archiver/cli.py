@@ -44,7 +44,7 @@ def _user_errors() -> Iterator[None]:
         typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
         raise typer.Exit(2)
     except KeyboardInterrupt:
-        typer.echo("interrupted: nothing was left half-written", err=True)
+        typer.echo("interrupted: nothing was left half-written (pack --resume continues from the last checkpoint)", err=True)
         raise typer.Exit(130)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -124,6 +124,8 @@ def pack(
     max_steps: int = typer.Option(200_000, "--max-steps", min=1, help="Cap on training steps (reproducible runs)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
     strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack from its last checkpoint."),
+    checkpoint_every: str = typer.Option("3m", "--checkpoint-every", help="How often training is checkpointed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Learn a codec for the images under SOURCE and write one archive."""
@@ -135,7 +137,10 @@ def pack(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps
         )
         with _bars(quiet, cfg.train.time_limit) as bars:
-            report = do_pack(source, output, cfg, force=force, strict=strict, progress=bars)
+            report = do_pack(
+                source, output, cfg, force=force, strict=strict, resume=resume,
+                checkpoint_every=parse_duration(checkpoint_every), progress=bars,
+            )  # fmt: skip
     t = report.training
     out.print(
         f"[bold]{report.archive}[/]: {_fmt_bytes(report.archive_bytes)} from {_fmt_bytes(report.input_bytes)} "

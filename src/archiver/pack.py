@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import stat
@@ -23,7 +24,7 @@ from .container.writer import ArchiveWriter
 from .errors import InputError, MissingDependencyError, OutputExistsError
 from .progress import ProgressCallback, emit
 
-__all__ = ["PackReport", "pack"]
+__all__ = ["PackReport", "pack", "checkpoint_dir"]
 
 
 @dataclass
@@ -53,6 +54,19 @@ class PackReport:
     def ratio(self) -> float:
         """Input bytes / archive bytes."""
         return self.input_bytes / self.archive_bytes if self.archive_bytes else math.nan
+
+
+def checkpoint_dir(output: Path) -> Path:
+    """Sidecar folder of training checkpoints for a pack writing ``output``."""
+    return output.with_name(f".{output.name}.resume")
+
+
+def _fingerprint(items: list[ScanItem], cfg: PackConfig) -> str:
+    """Identity of a pack's input and options, so that --resume never mixes two different packs."""
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for item in items:
+        digest.update(item.rel + b"\0" + f"{item.stat.st_size} {item.stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
 
 
 def _base_entry(item: ScanItem) -> Entry:
@@ -101,6 +115,8 @@ def pack(
     *,
     force: bool = False,
     strict: bool = False,
+    resume: bool = False,
+    checkpoint_every: float = 180.0,
     progress: ProgressCallback | None = None,
 ) -> PackReport:
     """Pack the folder ``source`` into the archive ``output``.
@@ -110,6 +126,10 @@ def pack(
     ``strict``, an image that would fall back to byte-exact storage (damaged, 16-bit, CMYK,
     animated, too large, …) is an :class:`InputError` instead; files that are not images at all
     are still stored as they are.
+
+    Training is checkpointed every ``checkpoint_every`` seconds in ``.<output name>.resume/``; after
+    a crash or kill, ``resume`` continues from there (same input and options, else an error). The
+    folder is removed once the archive is complete; without ``resume`` a stale one is discarded.
     """
     started = time.monotonic()
     _import_training()  # fail before any work when torch is missing
@@ -135,10 +155,16 @@ def pack(
         inference, int8, training_mod = _import_training()
         import torch
 
+        from .model.checkpoint import Checkpointer
+
+        checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every)
+        if not resume:
+            checkpointer.remove()
         torch.manual_seed(cfg.train.seed)
         result = training_mod.train_codec(
-            [images[i].rgb for i in image_ids], cfg, progress=lambda p: emit(progress, "train", p.step, 0, p)
-        )
+            [images[i].rgb for i in image_ids], cfg, progress=lambda p: emit(progress, "train", p.step, 0, p),
+            checkpointer=checkpointer,
+        )  # fmt: skip
         training = result.summary()
         training["device"] = str(training_mod.resolve_device(cfg.train.device))
         from .codec.weights import pack_arrays
@@ -229,4 +255,6 @@ def pack(
             },
         )  # fmt: skip
         report.archive_bytes = writer.commit()
+    if images:
+        checkpointer.remove()
     return report

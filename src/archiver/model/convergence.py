@@ -44,6 +44,16 @@ class ConvergenceDetector:
         """True when a full window of losses is available."""
         return len(self._losses) == self.window
 
+    def state(self) -> dict:
+        """What :meth:`restore` needs to continue exactly (for training checkpoints)."""
+        return {"losses": list(self._losses), "last_psnr": self._last_psnr}
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state`."""
+        self._losses.clear()
+        self._losses.extend(state["losses"])
+        self._last_psnr = state["last_psnr"]
+
     def reset(self) -> None:
         """Forget the window (e.g. after a learning-rate change) but keep the last PSNR."""
         self._losses.clear()

@@ -12,6 +12,7 @@ import torch
 
 from ..config import PackConfig
 from .autoencoder import Autoencoder
+from .checkpoint import Checkpointer
 from .convergence import ConvergenceDetector
 from .prior import ChannelPrior, add_uniform_noise, quantize_ste
 
@@ -131,8 +132,14 @@ def train_codec(
     cfg: PackConfig,
     progress: Callable[[TrainProgress], None] | None = None,
     report_every: int = 10,
+    checkpointer: Checkpointer | None = None,
 ) -> TrainResult:
-    """Train an autoencoder and prior on ``images`` ((H, W, 3) uint8 arrays) until a stop rule fires."""
+    """Train an autoencoder and prior on ``images`` ((H, W, 3) uint8 arrays) until a stop rule fires.
+
+    With a ``checkpointer`` the whole state (weights, optimizer, step, elapsed time, convergence
+    window, random generators) is saved every few minutes, and training resumes from a saved state if
+    there is one: the run then continues exactly as if it had not been interrupted.
+    """
     tc = cfg.train
     torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
@@ -148,8 +155,27 @@ def train_codec(
     drops_left = tc.lr_drops
     lr = tc.lr
     history: list[dict] = []
-    start = time.monotonic()
-    step, loss_value, stop_reason, heldout_value = 0, math.nan, "max_steps", math.nan
+    step, loss_value, stop_reason, heldout_value, elapsed0 = 0, math.nan, "max_steps", math.nan, 0.0
+    saved = checkpointer.load() if checkpointer else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        prior.load_state_dict(saved["prior"])
+        optimizer.load_state_dict(saved["optimizer"])
+        detector.restore(saved["detector"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        step, elapsed0, lr, drops_left = saved["step"], saved["elapsed"], saved["lr"], saved["drops_left"]
+        history, loss_value = saved["history"], saved["loss"]
+    start = time.monotonic() - elapsed0
+
+    def state() -> dict:
+        return {
+            "model": model.state_dict(), "prior": prior.state_dict(), "optimizer": optimizer.state_dict(),
+            "detector": detector.state(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "step": step, "elapsed": time.monotonic() - start, "lr": lr, "drops_left": drops_left,
+            "history": history, "loss": loss_value,
+        }  # fmt: skip
+
     while step < tc.max_steps:
         elapsed = time.monotonic() - start
         if elapsed >= tc.time_limit:
@@ -182,6 +208,8 @@ def train_codec(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 detector.reset()
+        if checkpointer is not None and checkpointer.due():
+            checkpointer.save(state())
     if math.isnan(heldout_value) or stop_reason != "converged":
         heldout_value = _heldout_psnr(model, heldout)
     model.eval()
