@@ -141,6 +141,8 @@ def pack(
                 source, output, cfg, force=force, strict=strict, resume=resume,
                 checkpoint_every=parse_duration(checkpoint_every), progress=bars,
             )  # fmt: skip
+    if report is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     t = report.training
     out.print(
         f"[bold]{report.archive}[/]: {_fmt_bytes(report.archive_bytes)} from {_fmt_bytes(report.input_bytes)} "

@@ -118,7 +118,7 @@ def pack(
     resume: bool = False,
     checkpoint_every: float = 180.0,
     progress: ProgressCallback | None = None,
-) -> PackReport:
+) -> PackReport | None:
     """Pack the folder ``source`` into the archive ``output``.
 
     Images are coded by a codec trained on them (see :class:`PackConfig`); everything else is stored
@@ -130,6 +130,9 @@ def pack(
     Training is checkpointed every ``checkpoint_every`` seconds in ``.<output name>.resume/``; after
     a crash or kill, ``resume`` continues from there (same input and options, else an error). The
     folder is removed once the archive is complete; without ``resume`` a stale one is discarded.
+
+    Under ``torchrun`` every process trains (data parallel) and only rank 0 writes; the other ranks
+    return None.
     """
     started = time.monotonic()
     _import_training()  # fail before any work when torch is missing
@@ -158,13 +161,15 @@ def pack(
         from .model.checkpoint import Checkpointer
 
         checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every)
-        if not resume:
+        if not resume and os.environ.get("RANK", "0") == "0":
             checkpointer.remove()
         torch.manual_seed(cfg.train.seed)
         result = training_mod.train_codec(
             [images[i].rgb for i in image_ids], cfg, progress=lambda p: emit(progress, "train", p.step, 0, p),
             checkpointer=checkpointer,
         )  # fmt: skip
+        if result.rank != 0:
+            return None  # under torchrun, rank 0 alone codes the images and writes the archive
         training = result.summary()
         training["device"] = str(training_mod.resolve_device(cfg.train.device))
         from .codec.weights import pack_arrays

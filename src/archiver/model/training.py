@@ -10,11 +10,14 @@ from typing import Callable
 import numpy as np
 import torch
 
+from torch import nn
+
 from ..config import PackConfig
 from .autoencoder import Autoencoder
 from .checkpoint import Checkpointer
 from .convergence import ConvergenceDetector
-from .prior import ChannelPrior, add_uniform_noise, quantize_ste
+from .distributed import RateDistortion, agree, init_distributed
+from .prior import ChannelPrior
 
 __all__ = ["TrainProgress", "TrainResult", "train_codec", "resolve_device", "CropSampler"]
 
@@ -45,6 +48,8 @@ class TrainResult:
     heldout_psnr: float
     history: list[dict]
     crop: int  #: training crop side in pixels; images are padded to at least this size when coded
+    rank: int = 0  #: this process's rank under torchrun (0 writes the archive)
+    world: int = 1  #: number of training processes
 
     def summary(self) -> dict:
         """JSON-able training summary stored in the archive."""
@@ -56,6 +61,7 @@ class TrainResult:
             "heldout_psnr": self.heldout_psnr,
             "history": self.history,
             "crop": self.crop,
+            "processes": self.world,
         }
 
 
@@ -109,15 +115,6 @@ def _crop_size(images: list[np.ndarray], wanted: int) -> int:
     return int(min(wanted, max(16, math.ceil(largest / 16) * 16)))
 
 
-def _rd_loss(model: Autoencoder, prior: ChannelPrior, x: torch.Tensor, lmbda: float):
-    y = model.encoder(x)
-    bits = prior.bits(add_uniform_noise(y)).sum()
-    x_hat = model.decoder(quantize_ste(y))
-    mse = torch.mean((x_hat - x) ** 2)
-    bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
-    return lmbda * 255.0**2 * mse + bpp, mse, bpp
-
-
 @torch.no_grad()
 def _heldout_psnr(model: Autoencoder, batch: torch.Tensor) -> float:
     model.eval()
@@ -141,15 +138,22 @@ def train_codec(
     there is one: the run then continues exactly as if it had not been interrupted.
     """
     tc = cfg.train
-    torch.manual_seed(tc.seed)
-    rng = np.random.default_rng(tc.seed)
     device = resolve_device(tc.device)
+    info = init_distributed(device)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    rng = np.random.default_rng([tc.seed, info.rank])  # different crops on every rank
     model = Autoencoder(cfg.model).to(device)
     prior = ChannelPrior(cfg.model.latent_channels).to(device)
-    params = list(model.parameters()) + list(prior.parameters())
+    rd = RateDistortion(model, prior, tc.lmbda)
+    step_fn = nn.parallel.DistributedDataParallel(rd) if info.enabled else rd
+    params = list(rd.parameters())
     optimizer = torch.optim.Adam(params, lr=tc.lr)
     crop = _crop_size(images, tc.crop)
     sampler = CropSampler(images, crop, rng)
+    if info.rank != 0:
+        checkpointer = None  # rank 0 alone saves; every rank resumes from its file
     heldout = CropSampler(images, crop, np.random.default_rng(tc.seed + 1)).batch(max(4, tc.batch)).to(device)
     detector = ConvergenceDetector(tc.check_every, tc.slope_tol, tc.psnr_tol)
     drops_left = tc.lr_drops
@@ -157,6 +161,8 @@ def train_codec(
     history: list[dict] = []
     step, loss_value, stop_reason, heldout_value, elapsed0 = 0, math.nan, "max_steps", math.nan, 0.0
     saved = checkpointer.load() if checkpointer else None
+    if saved is not None and info.enabled:
+        raise NotImplementedError("resuming a distributed pack is not supported yet")
     if saved is not None:
         model.load_state_dict(saved["model"])
         prior.load_state_dict(saved["prior"])
@@ -178,17 +184,18 @@ def train_codec(
 
     while step < tc.max_steps:
         elapsed = time.monotonic() - start
-        if elapsed >= tc.time_limit:
-            stop_reason = "time_limit"
-            break
         x = sampler.batch(tc.batch).to(device)
-        loss, mse, bpp = _rd_loss(model, prior, x, tc.lmbda)
+        loss, mse, bpp = step_fn(x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         step += 1
-        loss_value = float(loss.item())
+        # Ranks agree on the mean loss and on stopping, so that all stop at the same step.
+        loss_value, out_of_time = agree(info, float(loss.item()), elapsed >= tc.time_limit, device)
+        if out_of_time:
+            stop_reason = "time_limit"
+            break
         detector.add_loss(loss_value)
         if progress and (step % report_every == 0 or step == 1):
             batch_psnr = 10 * math.log10(1.0 / max(float(mse.item()), 1e-10))
@@ -223,4 +230,6 @@ def train_codec(
         heldout_psnr=heldout_value,
         history=history,
         crop=crop,
+        rank=info.rank,
+        world=info.world,
     )

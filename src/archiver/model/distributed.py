@@ -1,0 +1,72 @@
+"""Data-parallel training under PyTorch's launcher: ``torchrun --nproc_per_node N archiver pack …``.
+
+Every process trains on its own random crops; DistributedDataParallel averages the gradients (gloo on
+CPUs, NCCL on GPUs; several nodes through torchrun's rendezvous). The per-step loss and the stop
+decision are all-reduced so that every rank stops at the same step; rank 0 alone checkpoints and writes
+the archive.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .autoencoder import Autoencoder
+from .prior import ChannelPrior, add_uniform_noise, quantize_ste
+
+__all__ = ["DistInfo", "init_distributed", "RateDistortion", "agree"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: ``world`` processes, this one is ``rank`` (0 writes)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group torchrun set up (``WORLD_SIZE`` > 1), else a single-process DistInfo."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class RateDistortion(nn.Module):
+    """Autoencoder + prior as one module whose forward is the training loss (what DDP wraps)."""
+
+    def __init__(self, model: Autoencoder, prior: ChannelPrior, lmbda: float) -> None:
+        super().__init__()
+        self.model = model
+        self.prior = prior
+        self.lmbda = lmbda
+
+    def forward(self, x: torch.Tensor):
+        """(loss, mse, bpp) of a batch: λ·255²·MSE + bits per pixel of the noisy latent."""
+        y = self.model.encoder(x)
+        bits = self.prior.bits(add_uniform_noise(y)).sum()
+        x_hat = self.model.decoder(quantize_ste(y))
+        mse = torch.mean((x_hat - x) ** 2)
+        bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
+        return self.lmbda * 255.0**2 * mse + bpp, mse, bpp
+
+
+def agree(info: DistInfo, loss: float, stop: bool, device: torch.device) -> tuple[float, bool]:
+    """Mean loss over ranks, and stop if any rank says so (one all-reduce of two numbers)."""
+    if not info.enabled:
+        return loss, stop
+    t = torch.tensor([loss, 1.0 if stop else 0.0], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t[0]) / info.world, bool(t[1] > 0)
