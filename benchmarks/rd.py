@@ -67,18 +67,20 @@ def git_commit() -> str:
         return "unknown"
 
 
-def archiver_point(paths: list[Path], src: Path, work: Path, quality: int, time_limit: float, seed: int) -> dict:
-    """Pack ``src`` at ``quality``, extract, and measure like the classic sweep does."""
+def archiver_point(
+    paths: list[Path], src: Path, work: Path, quality: int, time_limit: float, seed: int, cfg=None, name: str = ""
+) -> dict:
+    """Pack ``src`` at ``quality`` (or with ``cfg``), extract, and measure like the classic sweep does."""
     from archiver.config import config_for_quality
     from archiver.extract import extract
     from archiver.pack import pack
 
-    archive = work / f"q{quality}.nca"
-    cfg = config_for_quality(quality, time_limit=time_limit, seed=seed)
+    archive = work / f"{name or f'q{quality}'}.nca"
+    cfg = cfg or config_for_quality(quality, time_limit=time_limit, seed=seed)
     t0 = time.monotonic()
     report = pack(src, archive, cfg, force=True)
     pack_s = time.monotonic() - t0
-    out = work / f"q{quality}-out"
+    out = work / f"{archive.stem}-out"
     t0 = time.monotonic()
     extract(archive, out, force=True, image_format="png")
     extract_s = time.monotonic() - t0
@@ -99,7 +101,8 @@ def archiver_point(paths: list[Path], src: Path, work: Path, quality: int, time_
         "pack_s": pack_s, "extract_s": extract_s, "extract_mpx_s": pixels / 1e6 / extract_s,
         "train_s": t["train_seconds"], "steps": t["steps"], "stop_reason": t["stop_reason"],
         "train_mpx_s": t["steps"] * cfg.train.batch * crop * crop / 1e6 / max(t["train_seconds"], 1e-9),
-        "crop": crop, "time_limit": time_limit,
+        "crop": crop, "time_limit": cfg.train.time_limit, "archive": str(archive),
+        "input_bytes": report.input_bytes, "images": report.images,
     }  # fmt: skip
 
 

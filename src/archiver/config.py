@@ -102,6 +102,8 @@ class TrainConfig(_Serializable):
         psnr_tol: … and the held-back PSNR moved by less than this many dB since the last check.
         lr_drops: on convergence the learning rate is divided by 10 this many times before stopping.
         refine_steps: per-image latent refinement steps against the int8 decoder (0 = off).
+        rate_weight: weight of the rate term in the loss (1 = λ·D + R; 0 trains on distortion only,
+            the ablation "without rate term": the latents are still entropy-coded).
         seed: seed of every random number generator used by pack.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
     """
@@ -117,6 +119,7 @@ class TrainConfig(_Serializable):
     psnr_tol: float = 0.02
     lr_drops: int = 2
     refine_steps: int = 0
+    rate_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
 
@@ -130,12 +133,15 @@ class PackConfig(_Serializable):
         model: architecture of the codec.
         train: training schedule and stopping rule.
         zstd_level: zstd level for byte-exact files, alpha planes, metadata and model weights.
+        int8_weights: store the decoder's convolution weights as per-channel int8 (default) or, for
+            the ablation, as float32.
     """
 
     quality: int = 4
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     zstd_level: int = 19
+    int8_weights: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PackConfig":

@@ -177,9 +177,12 @@ def pack(
         from .runtime.graph import OPSET, attach_weights, build_graph, graph_only
         from .runtime.session import OnnxDecoder
 
-        arrays = int8.quantize_decoder(result.model.decoder)
+        if cfg.int8_weights:
+            arrays = int8.quantize_decoder(result.model.decoder)
+        else:
+            arrays = int8.float_decoder_arrays(result.model.decoder)
         model_blob = pack_arrays(arrays, cfg.zstd_level)
-        onnx_graph = graph_only(build_graph(cfg.model))
+        onnx_graph = graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
         decoder = inference.int8_decoder(cfg.model, arrays)  # torch, for latent refinement
         # Quality is measured through the same runtime extract uses (ONNX Runtime, CPU), so the stored
         # PSNR and pixel CRC are exactly what extract produces on a CPU.

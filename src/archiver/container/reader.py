@@ -155,10 +155,11 @@ class ArchiveReader:
         """The decoder's ONNX graph without weights (``/model/decoder_onnx``), or, for archives written
         before it was stored, the graph rebuilt from ``config.model``."""
         if "model/decoder_onnx" not in self._file:
-            from ..config import ModelConfig
+            from ..config import PackConfig
             from ..runtime.graph import build_graph, graph_only
 
-            return graph_only(build_graph(ModelConfig.from_dict(self.config.get("model", {}))))
+            cfg = PackConfig.from_dict(self.config)
+            return graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
         ds = self._file["model/decoder_onnx"]
         blob = ds[()].tobytes()
         if hashlib.sha256(blob).hexdigest() != ds.attrs.get("sha256"):

@@ -47,20 +47,29 @@ def init_distributed(device: torch.device) -> DistInfo:
 class RateDistortion(nn.Module):
     """Autoencoder + prior as one module whose forward is the training loss (what DDP wraps)."""
 
-    def __init__(self, model: Autoencoder, prior: ChannelPrior, lmbda: float) -> None:
+    def __init__(self, model: Autoencoder, prior: ChannelPrior, lmbda: float, rate_weight: float = 1.0) -> None:
         super().__init__()
         self.model = model
         self.prior = prior
         self.lmbda = lmbda
+        self.rate_weight = rate_weight
 
     def forward(self, x: torch.Tensor):
-        """(loss, mse, bpp) of a batch: λ·255²·MSE + bits per pixel of the noisy latent."""
+        """(loss, mse, bpp) of a batch: λ·255²·MSE + w·(bits per pixel of the noisy latent).
+
+        With w = 0 the prior still learns (its loss is added with the latent detached), so that the
+        archive's rate estimate stays meaningful, but the codec gets no pressure towards low rate.
+        """
         y = self.model.encoder(x)
-        bits = self.prior.bits(add_uniform_noise(y)).sum()
+        noisy = add_uniform_noise(y)
+        pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        bpp = self.prior.bits(noisy).sum() / pixels
         x_hat = self.model.decoder(quantize_ste(y))
         mse = torch.mean((x_hat - x) ** 2)
-        bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
-        return self.lmbda * 255.0**2 * mse + bpp, mse, bpp
+        rate = bpp if self.rate_weight == 1.0 else self.rate_weight * bpp
+        if self.rate_weight == 0.0:
+            rate = self.prior.bits(noisy.detach()).sum() / pixels
+        return self.lmbda * 255.0**2 * mse + rate, mse, bpp
 
 
 def agree(info: DistInfo, loss: float, stop: bool, device: torch.device) -> tuple[float, bool]:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["quantize_decoder", "dequantize", "load_quantized"]
+__all__ = ["quantize_decoder", "float_decoder_arrays", "dequantize", "load_quantized"]
 
 
 def quantize_decoder(decoder: nn.Module) -> dict[str, np.ndarray]:
@@ -29,6 +29,11 @@ def quantize_decoder(decoder: nn.Module) -> dict[str, np.ndarray]:
         else:
             out[name] = array.astype(np.float32)
     return out
+
+
+def float_decoder_arrays(decoder: nn.Module) -> dict[str, np.ndarray]:
+    """The decoder's weights as float32 arrays under their own names (the int8-off ablation)."""
+    return {name: t.detach().cpu().float().numpy() for name, t in decoder.state_dict().items()}
 
 
 def dequantize(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -146,7 +146,7 @@ def train_codec(
     rng = np.random.default_rng([tc.seed, info.rank])  # different crops on every rank
     model = Autoencoder(cfg.model).to(device)
     prior = ChannelPrior(cfg.model.latent_channels).to(device)
-    rd = RateDistortion(model, prior, tc.lmbda)
+    rd = RateDistortion(model, prior, tc.lmbda, tc.rate_weight)
     step_fn = nn.parallel.DistributedDataParallel(rd) if info.enabled else rd
     params = list(rd.parameters())
     optimizer = torch.optim.Adam(params, lr=tc.lr)

@@ -26,7 +26,8 @@ OUTPUT = "rgb"  #: uint8 [N, 3, 16h, 16w]
 
 
 class _Builder:
-    def __init__(self, arrays: dict[str, np.ndarray] | None) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray] | None, int8: bool = True) -> None:
+        self.int8 = int8
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.arrays = arrays
@@ -47,6 +48,11 @@ class _Builder:
 
     def conv(self, x: str, base: str, cout: int) -> str:
         # Weight initializers are named after the archive's arrays; values come from attach_weights.
+        if not self.int8:  # float32 weights (the ablation without int8)
+            if self.arrays is not None:
+                self.const(base + ".weight", self.arrays[base + ".weight"].astype(np.float32))
+                self.const(base + ".bias", self.arrays[base + ".bias"].astype(np.float32))
+            return self.node("Conv", [x, base + ".weight", base + ".bias"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
         if self.arrays is not None:
             self.const(base + ".weight.q", self.arrays[base + ".weight.q"].astype(np.int8))
             self.const(base + ".weight.scale", self.arrays[base + ".weight.scale"].astype(np.float32))
@@ -59,9 +65,10 @@ class _Builder:
         return self.node("LeakyRelu", [x], alpha=LEAKY_SLOPE)
 
 
-def build_graph(cfg: ModelConfig, arrays: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
-    """ONNX model of the decoder; with ``arrays`` (from ``/model/decoder``) its weights are included."""
-    b = _Builder(arrays)
+def build_graph(cfg: ModelConfig, arrays: dict[str, np.ndarray] | None = None, int8: bool = True) -> onnx.ModelProto:
+    """ONNX model of the decoder; with ``arrays`` (from ``/model/decoder``) its weights are included.
+    ``int8=False`` builds the float32-weight variant (no DequantizeLinear)."""
+    b = _Builder(arrays, int8)
     x = INPUT
     for i, layer in enumerate(decoder_plan(cfg)):
         base = f"net.{i}"

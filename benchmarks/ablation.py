@@ -1,0 +1,145 @@
+"""The seeds' ablations on the ``dataset`` regime, each variant with the same training budget.
+
+    python benchmarks/ablation.py [--time-limit 5m] [--limit N] [--variants cae,cae+res,...]
+
+Variants (all at ``--quality 4`` unless said):
+
+- ``cae``            plain CAE: no residual blocks (ResBlock paper, Table 2, first row)
+- ``cae+res``        CAE + ResBlocks: the default codec (Table 2, second row)
+- ``residual-off``   ResBlocks without their skip connection (extended essay)
+- ``int8-off``       decoder weights stored as float32 (extended essay)
+- ``small``, ``large`` decoder/encoder sizes (extended essay's small/base/large; base = ``cae+res``)
+- ``no-rate-term``   trained on distortion only, latents still entropy-coded (GAN codec paper)
+- ``no-entropy-coding`` (measured on ``cae+res``'s archive): its latents stored as int8 + zstd
+  instead of range-coded with the learned tables — the archive it would make, byte for byte counted
+
+Not yet available (features of later issues): flattened-vector latent, denoiser, PatchGAN + perceptual
+loss. Reports CR (input bytes / archive bytes, model included), bpp, PSNR, SSIM, MS-SSIM and decode
+ms per image; writes ``benchmarks/results/ablation.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import zstandard
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
+
+from benchmarks.classic import load_rgb  # noqa: E402
+from benchmarks.rd import archiver_point, git_commit, machine  # noqa: E402
+from benchmarks.regimes import DEFAULT_SRC_DIR, build_regime  # noqa: E402
+
+MISSING = ["flattened-vector latent", "denoiser on/off", "CAE + ResBlocks + PatchGAN + perceptual"]
+
+
+def variants(time_limit: float, seed: int) -> dict:
+    from archiver.config import ModelConfig, config_for_quality
+
+    base = config_for_quality(4, time_limit=time_limit, seed=seed)
+    m, t = base.model, base.train
+    return {
+        "cae": dataclasses.replace(base, model=dataclasses.replace(m, res_blocks=0)),
+        "cae+res": base,
+        "residual-off": dataclasses.replace(base, model=dataclasses.replace(m, residual=False)),
+        "int8-off": dataclasses.replace(base, int8_weights=False),
+        "small": dataclasses.replace(base, model=ModelConfig(latent_channels=32, widths=(32, 24, 16, 8))),
+        "large": dataclasses.replace(base, model=ModelConfig(latent_channels=96, widths=(96, 64, 48, 24))),
+        "no-rate-term": dataclasses.replace(base, train=dataclasses.replace(t, rate_weight=0.0)),
+    }
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    import torch
+    from pytorch_msssim import ssim as _ssim
+
+    ta = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float()
+    tb = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].float()
+    return float(_ssim(ta, tb, data_range=255, win_size=min(11, min(a.shape[:2]) // 2 * 2 - 1)))
+
+
+def raw_latent_bytes(archive: Path) -> int:
+    """Bytes the latents would take stored as int8 (int16 if needed) + zstd-19, one frame per image."""
+    from archiver.container.format import EntryKind
+    from archiver.container.reader import ArchiveReader
+    from archiver.decode import ArchiveDecoder
+
+    total = 0
+    cctx = zstandard.ZstdCompressor(level=19)
+    with ArchiveReader(archive) as reader:
+        dec = ArchiveDecoder(reader)
+        dec._ensure()
+        for e in reader.entries:
+            if e.kind is EntryKind.IMAGE:
+                latent = dec._prepare([e])[1][0]
+                dtype = np.int8 if np.abs(latent).max() < 128 else np.int16
+                total += len(cctx.compress(latent.astype(dtype).tobytes()))
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--time-limit", default="5m", help="training budget per variant")
+    ap.add_argument("--limit", type=int, default=None, help="first N images of the dataset regime")
+    ap.add_argument("--variants", default=None, help="comma-separated subset")
+    ap.add_argument("--src", type=Path, default=DEFAULT_SRC_DIR)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+    from archiver.config import parse_duration
+
+    budget = parse_duration(args.time_limit)
+    chosen = variants(budget, args.seed)
+    if args.variants:
+        chosen = {k: chosen[k] for k in args.variants.split(",")}
+    started = dt.datetime.now(dt.timezone.utc)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ablation-") as tmp:
+        work = Path(tmp)
+        paths = build_regime("dataset", args.src, work / "images", seed=args.seed, limit=args.limit)
+        for name, cfg in chosen.items():
+            print(f"variant {name}", file=sys.stderr, flush=True)
+            p = archiver_point(paths, work / "images", work, 4, budget, args.seed, cfg=cfg, name=name)
+            out = work / f"{name}-out"
+            p["ssim"] = float(np.mean([ssim(load_rgb(q), load_rgb(out / q.name)) for q in paths]))
+            p["variant"] = name
+            p["cr"] = p["input_bytes"] / p["bytes"]
+            p["decode_ms_per_image"] = 1000 * p["extract_s"] / p["images"]
+            rows.append(p)
+            if name == "cae+res":
+                raw = raw_latent_bytes(Path(p["archive"]))
+                size = p["bytes"] - p["latent_bytes"] + raw
+                rows.append({**p, "variant": "no-entropy-coding", "bytes": size, "bpp": 8 * size / p["pixels"],
+                             "cr": p["input_bytes"] / size, "latent_bytes": raw})  # fmt: skip
+    result = {
+        "regime": "dataset", "date": started.isoformat(timespec="seconds"), "commit": git_commit(),
+        "machine": machine(), "command": "python benchmarks/ablation.py " + " ".join(argv or sys.argv[1:]),
+        "time_limit": budget, "rows": rows, "missing": MISSING,
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ablation.json").write_text(json.dumps(result, indent=1, default=float))
+    md = [f"# Ablations, regime `dataset` ({len(paths)} images), {budget:.0f} s of training per variant", "",
+          f"- command: `{result['command']}`; date {result['date']}, commit {result['commit']}", "",
+          "| variant | CR | bpp | PSNR | SSIM | MS-SSIM | decode ms/image | steps (stop) |",
+          "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        ms = f"{r['ms_ssim']:.4f}" if r.get("ms_ssim") is not None else ""
+        md.append(f"| {r['variant']} | {r['cr']:.2f} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} | {ms} | "
+                  f"{r['decode_ms_per_image']:.1f} | {r['steps']} ({r['stop_reason']}) |")  # fmt: skip
+    md += ["", "Not measured yet (their features do not exist yet): " + ", ".join(MISSING) + ".", ""]
+    (args.out / "ablation.md").write_text("\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""benchmarks/ablation.py on a tiny budget, so that it cannot silently rot."""
+
+import json
+
+import bench_support
+
+from benchmarks import ablation
+
+
+def test_ablation_runs_every_variant(tmp_path):
+    src = bench_support.write_photos(tmp_path / "photos", 2)
+    out = tmp_path / "results"
+    assert ablation.main(["--time-limit", "2", "--limit", "2", "--src", str(src), "--out", str(out)]) == 0
+    result = json.loads((out / "ablation.json").read_text())
+    names = [r["variant"] for r in result["rows"]]
+    assert names == ["cae", "cae+res", "no-entropy-coding", "residual-off", "int8-off", "small", "large",
+                     "no-rate-term"]  # fmt: skip
+    rows = {r["variant"]: r for r in result["rows"]}
+    # float32 weights cost about 4x the int8 model bytes
+    assert rows["int8-off"]["bytes"] > rows["cae+res"]["bytes"] + 300_000
+    plain, raw = rows["cae+res"], rows["no-entropy-coding"]
+    assert raw["bytes"] == plain["bytes"] - plain["latent_bytes"] + raw["latent_bytes"]
+    assert all(r["psnr"] > 8 and r["cr"] > 0 for r in rows.values())
