@@ -182,26 +182,39 @@ def _slow_pack(tmp_path: Path) -> tuple[list[str], Path]:
     return [sys.executable, "-m", "archiver", "pack", str(src), "-o", str(out), "--time-limit", "2m"], out
 
 
+def _wait_for_training(tmp_path: Path, proc) -> None:
+    """Block until the pack in ``proc`` is training (its first checkpoint exists), whatever the load."""
+    ckpt = tmp_path / ".a.nca.resume" / "train.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "pack never reached training"
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_pack_leaves_nothing(tmp_path, sig):
     cmd, out = _slow_pack(tmp_path)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)  # well into training
+    proc = subprocess.Popen(cmd + ["--checkpoint-every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    _wait_for_training(tmp_path, proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "interrupted: nothing was left half-written" in stderr.strip().splitlines()[-1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted: nothing was left half-written (pack --resume continues from the last checkpoint)"
+    )
+    # No archive and no temporary file; only the training checkpoint, kept for --resume.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.nca.resume", "src"]
 
 
 def test_killed_pack_is_cleaned_by_the_next_run(tmp_path):
     cmd, out = _slow_pack(tmp_path)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(8)
+    proc = subprocess.Popen(cmd + ["--checkpoint-every", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_training(tmp_path, proc)
     proc.kill()
     proc.wait()
     assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) in (["src"], [".a.nca.partial", "src"])
+    (tmp_path / ".a.nca.partial").write_bytes(b"left by a pack killed while writing")
     done = subprocess.run(cmd[:-2] + ["--max-steps", "5"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nca", "src"]
@@ -303,9 +316,7 @@ def test_killed_pack_resumes(tmp_path):
     cmd = cmd[:-2] + ["--time-limit", "20", "--checkpoint-every", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / ".a.nca.resume" / "train.pt"
-    deadline = time.monotonic() + 60
-    while not ckpt.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    _wait_for_training(tmp_path, proc)
     time.sleep(2)
     proc.kill()
     proc.wait()
