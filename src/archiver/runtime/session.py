@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 
 from ..errors import InputError
-from .graph import INPUT, OUTPUT
+from .graph import INPUT, OUTPUT, fold_dequantize
 
 __all__ = ["PROVIDER_ALIASES", "resolve_providers", "OnnxDecoder", "TILE", "HALO"]
 
@@ -55,6 +55,7 @@ class OnnxDecoder:
             options.intra_op_num_threads = int(threads)
         options.log_severity_level = 3
         self.providers = resolve_providers(provider)
+        model = fold_dequantize(model)
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=self.providers)
 
     def decode_batch(self, latents: np.ndarray) -> np.ndarray:
