@@ -124,6 +124,7 @@ def pack(
     max_steps: int = typer.Option(200_000, "--max-steps", min=1, help="Cap on training steps (reproducible runs)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
     strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
+    denoiser: bool = typer.Option(False, "--denoiser", help="Also train a post-filter; kept only if it pays for its bytes."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack from its last checkpoint."),
     checkpoint_every: str = typer.Option("3m", "--checkpoint-every", help="How often training is checkpointed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -134,8 +135,9 @@ def pack(
 
     with _user_errors():
         cfg = config_for_quality(
-            quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps
-        )
+            quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
+            denoiser=denoiser,
+        )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(
                 source, output, cfg, force=force, strict=strict, resume=resume,
@@ -154,6 +156,10 @@ def pack(
             f"mean PSNR {report.mean_psnr:.2f} dB; trained {t['steps']} steps in {t['train_seconds']:.0f} s "
             f"(stopped: {t['stop_reason']})"
         )
+    if "denoiser" in t:
+        d = t["denoiser"]
+        verdict = "kept" if d["kept"] else "not kept (it did not pay for its bytes)"
+        out.print(f"  denoiser: {verdict}: {d['gain_db']:+.3f} dB for {d['bytes']} bytes")
     out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
     for name, reason in report.stored_as_is:
         out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)

@@ -102,6 +102,8 @@ class TrainConfig(_Serializable):
         psnr_tol: … and the held-back PSNR moved by less than this many dB since the last check.
         lr_drops: on convergence the learning rate is divided by 10 this many times before stopping.
         refine_steps: per-image latent refinement steps against the int8 decoder (0 = off).
+        denoiser: train the optional post-filter after the codec (kept only if it earns its bytes).
+        denoiser_time: its training budget in seconds (0: a fifth of ``time_limit``).
         rate_weight: weight of the rate term in the loss (1 = λ·D + R; 0 trains on distortion only,
             the ablation "without rate term": the latents are still entropy-coded).
         seed: seed of every random number generator used by pack.
@@ -120,6 +122,8 @@ class TrainConfig(_Serializable):
     lr_drops: int = 2
     refine_steps: int = 0
     rate_weight: float = 1.0
+    denoiser: bool = False
+    denoiser_time: float = 0.0
     seed: int = 0
     device: str = "auto"
 

@@ -34,6 +34,7 @@ class ArchiveDecoder:
         self.threads = threads
         self._coder: LatentCoder | None = None
         self._decoder = None
+        self._denoiser = None
         self._model_cfg = ModelConfig.from_dict(reader.config.get("model", {}))
         self._min_size = int(reader.training.get("crop", 0))
 
@@ -48,6 +49,11 @@ class ArchiveDecoder:
         self._coder = LatentCoder(self.reader.tables())
         model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
         self._decoder = OnnxDecoder(model, self.provider, self.threads)
+        if self.reader.has_denoiser:
+            from .runtime.session import OnnxDenoiser
+
+            graph = attach_weights(self.reader.onnx_graph("denoiser_onnx"), self.reader.model_arrays("denoiser"))
+            self._denoiser = OnnxDenoiser(graph, self.provider, self.threads)
 
     def _grid(self, entry: Entry) -> tuple[int, int]:
         return latent_grid(entry.height, entry.width, self._min_size, self._model_cfg.stride)
@@ -124,6 +130,8 @@ class ArchiveDecoder:
                     yield entry, image, record
 
     def _restore(self, entry: Entry, pixels: np.ndarray, record: ImageRecord) -> Image.Image:
+        if self._denoiser is not None:
+            pixels = self._denoiser.apply(pixels)
         try:
             return restore_image(pixels, entry.mode, record.blobs)
         except (KeyError, ValueError) as exc:

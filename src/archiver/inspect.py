@@ -58,6 +58,7 @@ def archive_info(path: Path) -> dict:
             "steps": training.get("steps"),
             "stop_reason": training.get("stop_reason"),
             "device": training.get("device"),
+            "denoiser": training.get("denoiser"),
             "pack_seconds": summary.get("pack_seconds"),
             "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig.from_dict(reader.config.get("model", {}))),
             "config": reader.config,
@@ -123,6 +124,9 @@ def verify(
                 reader.model_arrays()
                 reader.onnx_graph()
                 reader.tables()
+                if reader.has_denoiser:
+                    reader.model_arrays("denoiser")
+                    reader.onnx_graph("denoiser_onnx")
             except ArchiverError as exc:
                 report.problems.append(str(exc))
         decoder = ArchiveDecoder(reader, provider)

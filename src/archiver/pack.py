@@ -151,6 +151,9 @@ def pack(
     latents: dict[int, np.ndarray] = {}
     psnrs: dict[int, float] = {}
     crcs: dict[int, int] = {}
+    recons: dict[int, np.ndarray] = {}
+    bitstreams: dict[int, bytes] = {}
+    postfilter = None
     model_blob: tuple[bytes, list[dict]] | None = None
     onnx_graph = b""
     tables = None
@@ -194,14 +197,33 @@ def pack(
                 min_size=result.crop,
             )
             pixels = runtime.decode(latent, im.height, im.width)
+            if cfg.train.denoiser:
+                recons[i] = pixels
             restored = restore_image(pixels, im.mode, im.blobs)
             psnrs[i] = quality_psnr(restored, im)
             crcs[i] = pixel_crc32(restored)
             latents[i] = latent
             emit(progress, "encode", n, len(image_ids), {"psnr": psnrs[i]})
+        from .codec.entropy import LatentCoder
         from .codec.tables import build_tables
 
         tables = build_tables([latents[i] for i in image_ids])
+        coder = LatentCoder(tables)
+        bitstreams = {i: coder.encode(latents[i]) for i in image_ids}
+        if cfg.train.denoiser:
+            from .postfilter import fit_postfilter
+
+            emit(progress, "denoise", 0, 1)
+            coded = len(model_blob[0]) + sum(len(b) for b in bitstreams.values())
+            postfilter = fit_postfilter(
+                cfg, [images[i] for i in image_ids], [recons[i] for i in image_ids],
+                [psnrs[i] for i in image_ids], coded,
+            )  # fmt: skip
+            training["denoiser"] = postfilter.summary()
+            if postfilter.kept:
+                psnrs.update(zip(image_ids, postfilter.psnrs))
+                crcs.update(zip(image_ids, postfilter.crcs))
+            emit(progress, "denoise", 1, 1)
 
     report = PackReport(
         archive=output, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
@@ -210,14 +232,12 @@ def pack(
         seconds=0.0, training=training,
     )  # fmt: skip
     with ArchiveWriter(output) as writer:
-        coder = None
         if tables is not None and model_blob is not None:
-            from .codec.entropy import LatentCoder
-
             writer.write_model(*model_blob)
             writer.write_onnx(onnx_graph, OPSET, cfg.zstd_level)
             writer.write_tables(tables)
-            coder = LatentCoder(tables)
+            if postfilter is not None and postfilter.kept:
+                writer.write_denoiser(postfilter.blob, postfilter.manifest, postfilter.graph, OPSET, cfg.zstd_level)
         compressor = zstandard.ZstdCompressor(level=cfg.zstd_level)
         for i, item in enumerate(items):
             entry = _base_entry(item)
@@ -230,7 +250,7 @@ def pack(
             else:
                 if i in images:
                     im = images[i]
-                    latent_bytes = coder.encode(latents[i])  # type: ignore[union-attr]
+                    latent_bytes = bitstreams[i]
                     report.latent_bytes += len(latent_bytes)
                     record = encode_image_record(ImageRecord(latent_bytes, im.info, im.blobs), cfg.zstd_level)
                     entry.kind, entry.size = EntryKind.IMAGE, item.stat.st_size

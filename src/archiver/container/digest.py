@@ -28,6 +28,10 @@ _MODEL = (
     ("model/decoder_onnx", ("opset", "sha256")),
     ("model/prior", ("precision",)),
 )
+_OPTIONAL = (
+    ("model/denoiser", ("manifest", "sha256")),
+    ("model/denoiser_onnx", ("opset", "sha256")),
+)
 
 
 def _attr_bytes(value) -> bytes:
@@ -62,6 +66,13 @@ def index_digest(f: h5py.File) -> str:
         obj = f.get(path)
         for a in attrs:
             feed(f"/{path}@{a}", _attr_bytes(obj.attrs[a]) if obj is not None and a in obj.attrs else None)
+    # Optional items are fed only when present, so that archives without them keep their digest;
+    # the training summary (covered above) says whether a denoiser was kept, and the reader checks it.
+    for path, attrs in _OPTIONAL:
+        obj = f.get(path)
+        if obj is not None:
+            for a in attrs:
+                feed(f"/{path}@{a}", _attr_bytes(obj.attrs[a]) if a in obj.attrs else None)
     prior = f.get("model/prior")
     for name in ("offsets", "lengths", "freqs"):
         ds = prior.get(name) if prior is not None else None

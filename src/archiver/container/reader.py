@@ -138,32 +138,40 @@ class ArchiveReader:
             raise CorruptArchiveError(f"{self.path}: checksum mismatch in entry {entry.name!r}")
         return data
 
-    def model_arrays(self) -> dict[str, np.ndarray]:
-        """The int8 decoder's arrays, after checking the blob's SHA-256."""
+    def model_arrays(self, name: str = "decoder") -> dict[str, np.ndarray]:
+        """The int8 arrays of ``/model/<name>`` (decoder or denoiser), after checking the blob's SHA-256."""
         try:
-            ds = self._file["model/decoder"]
+            ds = self._file[f"model/{name}"]
             blob = ds[()].tobytes()
             manifest = json.loads(ds.attrs["manifest"])
             digest = ds.attrs["sha256"]
         except (KeyError, ValueError, OSError) as exc:
-            raise CorruptArchiveError(f"{self.path}: /model/decoder is damaged or missing ({exc})") from None
+            raise CorruptArchiveError(f"{self.path}: /model/{name} is damaged or missing ({exc})") from None
         if hashlib.sha256(blob).hexdigest() != digest:
-            raise CorruptArchiveError(f"{self.path}: checksum mismatch in the decoder weights")
+            raise CorruptArchiveError(f"{self.path}: checksum mismatch in the {name} weights")
         return unpack_arrays(blob, manifest)
 
-    def onnx_graph(self) -> bytes:
-        """The decoder's ONNX graph without weights (``/model/decoder_onnx``), or, for archives written
-        before it was stored, the graph rebuilt from ``config.model``."""
-        if "model/decoder_onnx" not in self._file:
+    @property
+    def has_denoiser(self) -> bool:
+        """True if a post-filter was kept; the training summary and the datasets must agree."""
+        kept = bool(self.training.get("denoiser", {}).get("kept", False))
+        if kept != ("model/denoiser" in self._file and "model/denoiser_onnx" in self._file):
+            raise CorruptArchiveError(f"{self.path}: the denoiser datasets disagree with the training summary")
+        return kept
+
+    def onnx_graph(self, name: str = "decoder_onnx") -> bytes:
+        """An ONNX graph without weights (``/model/decoder_onnx`` or ``/model/denoiser_onnx``); for
+        archives written before the decoder's was stored, it is rebuilt from ``config.model``."""
+        if name == "decoder_onnx" and "model/decoder_onnx" not in self._file:
             from ..config import PackConfig
             from ..runtime.graph import build_graph, graph_only
 
             cfg = PackConfig.from_dict(self.config)
             return graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
-        ds = self._file["model/decoder_onnx"]
+        ds = self._file[f"model/{name}"]
         blob = ds[()].tobytes()
         if hashlib.sha256(blob).hexdigest() != ds.attrs.get("sha256"):
-            raise CorruptArchiveError(f"{self.path}: checksum mismatch in the decoder's ONNX graph")
+            raise CorruptArchiveError(f"{self.path}: checksum mismatch in /model/{name}")
         try:
             return zstandard.ZstdDecompressor().decompress(blob, max_output_size=1 << 26)
         except zstandard.ZstdError as exc:

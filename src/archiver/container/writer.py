@@ -72,12 +72,19 @@ class ArchiveWriter:
         ds.attrs["manifest"] = json.dumps(manifest)
         ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
 
-    def write_onnx(self, graph: bytes, opset: int, level: int = 19) -> None:
-        """Store the decoder's ONNX graph (without weights) as one zstd frame at ``/model/decoder_onnx``."""
+    def write_onnx(self, graph: bytes, opset: int, level: int = 19, name: str = "decoder_onnx") -> None:
+        """Store an ONNX graph (without weights) as one zstd frame at ``/model/<name>``."""
         blob = zstandard.ZstdCompressor(level=level).compress(graph)
-        ds = self._file.create_dataset("model/decoder_onnx", data=np.frombuffer(blob, dtype=np.uint8))
+        ds = self._file.create_dataset(f"model/{name}", data=np.frombuffer(blob, dtype=np.uint8))
         ds.attrs["opset"] = np.int64(opset)
         ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
+
+    def write_denoiser(self, blob: bytes, manifest: list[dict], graph: bytes, opset: int, level: int = 19) -> None:
+        """Store the kept post-filter: int8 weights at ``/model/denoiser``, graph at ``/model/denoiser_onnx``."""
+        ds = self._file.create_dataset("model/denoiser", data=np.frombuffer(blob, dtype=np.uint8))
+        ds.attrs["manifest"] = json.dumps(manifest)
+        ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
+        self.write_onnx(graph, opset, level, name="denoiser_onnx")
 
     def write_tables(self, tables: FrequencyTables) -> None:
         """Store the integer entropy tables under ``/model/prior``."""

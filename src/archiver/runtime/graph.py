@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..architecture import LEAKY_SLOPE, decoder_plan
 from ..config import ModelConfig
 
-__all__ = ["OPSET", "build_graph", "graph_only", "attach_weights", "fold_dequantize", "INPUT", "OUTPUT"]
+__all__ = ["OPSET", "Builder", "build_graph", "graph_only", "attach_weights", "fold_dequantize", "INPUT", "OUTPUT"]
 
 #: ONNX opset of the graph.
 OPSET = 17
@@ -25,7 +25,9 @@ INPUT = "latent"  #: float32 [N, C, h, w]
 OUTPUT = "rgb"  #: uint8 [N, 3, 16h, 16w]
 
 
-class _Builder:
+class Builder:
+    """Small helper that appends ONNX nodes and initializers."""
+
     def __init__(self, arrays: dict[str, np.ndarray] | None, int8: bool = True) -> None:
         self.int8 = int8
         self.nodes: list[onnx.NodeProto] = []
@@ -46,29 +48,48 @@ class _Builder:
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
-    def conv(self, x: str, base: str, cout: int) -> str:
-        # Weight initializers are named after the archive's arrays; values come from attach_weights.
+    def conv(self, x: str, base: str, cout: int, k: int = 3) -> str:
+        # Weight initializers are named after the archive's arrays (dotted names); values come from
+        # attach_weights. Internal constants have names without dots.
+        shape = dict(kernel_shape=[k, k], pads=[k // 2] * 4)
         if not self.int8:  # float32 weights (the ablation without int8)
             if self.arrays is not None:
                 self.const(base + ".weight", self.arrays[base + ".weight"].astype(np.float32))
                 self.const(base + ".bias", self.arrays[base + ".bias"].astype(np.float32))
-            return self.node("Conv", [x, base + ".weight", base + ".bias"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+            return self.node("Conv", [x, base + ".weight", base + ".bias"], **shape)
         if self.arrays is not None:
             self.const(base + ".weight.q", self.arrays[base + ".weight.q"].astype(np.int8))
             self.const(base + ".weight.scale", self.arrays[base + ".weight.scale"].astype(np.float32))
             self.const(base + ".bias", self.arrays[base + ".bias"].astype(np.float32))
         zero = self.const(self.name("zp"), np.zeros(cout, np.int8))
         w = self.node("DequantizeLinear", [base + ".weight.q", base + ".weight.scale", zero], axis=0)
-        return self.node("Conv", [x, w, base + ".bias"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+        return self.node("Conv", [x, w, base + ".bias"], **shape)
 
     def act(self, x: str) -> str:
         return self.node("LeakyRelu", [x], alpha=LEAKY_SLOPE)
+
+    def finish(self, x: str, name: str, in_type: int, in_shape: list, in_name: str) -> onnx.ModelProto:
+        """End with ``Cast(Round(Clip(x, 0, 1) · 255))`` to uint8 ``rgb`` and wrap up the model."""
+        lo, hi = self.const("zero", np.array(0.0, np.float32)), self.const("one", np.array(1.0, np.float32))
+        peak = self.const("peak", np.array(255.0, np.float32))
+        x = self.node("Round", [self.node("Mul", [self.node("Clip", [x, lo, hi]), peak])])
+        self.nodes.append(helper.make_node("Cast", [x], [OUTPUT], name="to_uint8", to=TensorProto.UINT8))
+        graph = helper.make_graph(
+            self.nodes,
+            name,
+            [helper.make_tensor_value_info(in_name, in_type, ["N", *in_shape])],
+            [helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, ["N", 3, "H", "W"])],
+            initializer=self.inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="archiver")
+        model.ir_version = 8
+        return model
 
 
 def build_graph(cfg: ModelConfig, arrays: dict[str, np.ndarray] | None = None, int8: bool = True) -> onnx.ModelProto:
     """ONNX model of the decoder; with ``arrays`` (from ``/model/decoder``) its weights are included.
     ``int8=False`` builds the float32-weight variant (no DequantizeLinear)."""
-    b = _Builder(arrays, int8)
+    b = Builder(arrays, int8)
     x = INPUT
     for i, layer in enumerate(decoder_plan(cfg)):
         base = f"net.{i}"
@@ -86,28 +107,15 @@ def build_graph(cfg: ModelConfig, arrays: dict[str, np.ndarray] | None = None, i
             x = b.conv(up, base + ".conv", layer.cout)
         else:
             x = b.node("DepthToSpace", [b.conv(x, base + ".conv", layer.cout * 4)], blocksize=2, mode="CRD")
-    half = b.const("half", np.array(0.5, np.float32))
-    lo, hi = b.const("zero", np.array(0.0, np.float32)), b.const("one", np.array(1.0, np.float32))
-    peak = b.const("peak", np.array(255.0, np.float32))
-    x = b.node("Round", [b.node("Mul", [b.node("Clip", [b.node("Add", [x, half]), lo, hi]), peak])])
-    b.nodes.append(helper.make_node("Cast", [x], [OUTPUT], name="to_uint8", to=TensorProto.UINT8))
-    graph = helper.make_graph(
-        b.nodes,
-        "archiver_decoder",
-        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", cfg.latent_channels, "h", "w"])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, ["N", 3, "H", "W"])],
-        initializer=b.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="archiver")
-    model.ir_version = 8
-    return model
+    x = b.node("Add", [x, b.const("half", np.array(0.5, np.float32))])
+    return b.finish(x, "archiver_decoder", TensorProto.FLOAT, [cfg.latent_channels, "h", "w"], INPUT)
 
 
 def graph_only(model: onnx.ModelProto) -> bytes:
     """Serialized model without the weight initializers that ``/model/decoder`` already holds."""
     stripped = onnx.ModelProto()
     stripped.CopyFrom(model)
-    keep = [t for t in stripped.graph.initializer if not t.name.startswith("net.")]
+    keep = [t for t in stripped.graph.initializer if "." not in t.name]
     del stripped.graph.initializer[:]
     stripped.graph.initializer.extend(keep)
     return stripped.SerializeToString()
@@ -118,7 +126,7 @@ def attach_weights(data: bytes, arrays: dict[str, np.ndarray]) -> onnx.ModelProt
     model = onnx.ModelProto()
     model.ParseFromString(data)
     have = {t.name for t in model.graph.initializer}
-    needed = {i for n in model.graph.node for i in n.input if i.startswith("net.")} - have
+    needed = {i for n in model.graph.node for i in n.input if "." in i} - have
     missing = needed - set(arrays)
     if missing:
         raise KeyError(f"decoder weights missing for the ONNX graph: {sorted(missing)[:3]}")

@@ -8,7 +8,7 @@ import onnx
 from ..errors import InputError
 from .graph import INPUT, OUTPUT, fold_dequantize
 
-__all__ = ["PROVIDER_ALIASES", "resolve_providers", "OnnxDecoder", "TILE", "HALO"]
+__all__ = ["PROVIDER_ALIASES", "resolve_providers", "OnnxDecoder", "OnnxDenoiser", "TILE", "HALO"]
 
 #: Latents larger than TILE × TILE positions (512 × 512 px at stride 16) are decoded tile by tile.
 TILE = 32
@@ -85,3 +85,46 @@ class OnnxDecoder:
                     oy : oy + (y1 - y0) * stride, ox : ox + (x1 - x0) * stride
                 ]
         return out[:height, :width]
+
+
+#: The post-filter runs on tiles of at most this many pixels a side, with this many pixels of overlap
+#: (its receptive radius is 6 px; channel attention pools over the tile, so tiling depends on the
+#: image size only and pack and extract tile alike).
+FILTER_TILE = 512
+FILTER_HALO = 8
+
+
+class OnnxDenoiser:
+    """Runs the post-filter graph on decoded uint8 images."""
+
+    def __init__(self, model: onnx.ModelProto, provider: str = "auto", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        from .denoiser_graph import DENOISER_INPUT
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.log_severity_level = 3
+        self.input = DENOISER_INPUT
+        self.session = ort.InferenceSession(
+            fold_dequantize(model).SerializeToString(), options, providers=resolve_providers(provider)
+        )
+
+    def _run(self, rgb: np.ndarray) -> np.ndarray:
+        out = self.session.run([OUTPUT], {self.input: np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])})[0]
+        return np.ascontiguousarray(out[0].transpose(1, 2, 0))
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 → filtered (H, W, 3) uint8, tile by tile for large images."""
+        h, w = rgb.shape[:2]
+        if h <= FILTER_TILE and w <= FILTER_TILE:
+            return self._run(rgb)
+        out = np.empty_like(rgb)
+        for y0 in range(0, h, FILTER_TILE):
+            for x0 in range(0, w, FILTER_TILE):
+                y1, x1 = min(y0 + FILTER_TILE, h), min(x0 + FILTER_TILE, w)
+                ya, xa = max(0, y0 - FILTER_HALO), max(0, x0 - FILTER_HALO)
+                tile = self._run(rgb[ya : min(h, y1 + FILTER_HALO), xa : min(w, x1 + FILTER_HALO)])
+                out[y0:y1, x0:x1] = tile[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        return out
