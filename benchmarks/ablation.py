@@ -5,10 +5,11 @@
 Variants (all at ``--quality 4`` unless said):
 
 - ``cae``            plain CAE: no residual blocks (ResBlock paper, Table 2, first row)
-- ``cae+res``        CAE + ResBlocks: the default codec (Table 2, second row)
+- ``cae+res``        CAE + ResBlocks: the default codec, at the size ``--model-size auto`` picks for
+  the regime's pixel count (Table 2, second row); the variants below change one thing from it
 - ``residual-off``   ResBlocks without their skip connection (extended essay)
 - ``int8-off``       decoder weights stored as float32 (extended essay)
-- ``small``, ``large`` decoder/encoder sizes (extended essay's small/base/large; base = ``cae+res``)
+- ``small``, ``large`` the ``small`` and ``large`` presets (extended essay's small/base/large)
 - ``no-rate-term``   trained on distortion only, latents still entropy-coded (GAN codec paper)
 - ``no-entropy-coding`` (measured on ``cae+res``'s archive): its latents stored as int8 + zstd
   instead of range-coded with the learned tables — the archive it would make, byte for byte counted
@@ -42,18 +43,20 @@ from benchmarks.regimes import DEFAULT_SRC_DIR, build_regime  # noqa: E402
 MISSING = ["flattened-vector latent", "denoiser on/off", "CAE + ResBlocks + PatchGAN + perceptual"]
 
 
-def variants(time_limit: float, seed: int) -> dict:
-    from archiver.config import ModelConfig, config_for_quality
+def variants(time_limit: float, seed: int, pixels: int) -> dict:
+    """The variants, built around the decoder ``pack`` would choose for ``pixels`` coded pixels."""
+    from archiver.config import MODEL_PRESETS, config_for_quality, resolve_model_size
 
-    base = config_for_quality(4, time_limit=time_limit, seed=seed)
+    base = resolve_model_size(config_for_quality(4, time_limit=time_limit, seed=seed), pixels)
+    base = dataclasses.replace(base, model_size="custom")
     m, t = base.model, base.train
     return {
         "cae": dataclasses.replace(base, model=dataclasses.replace(m, res_blocks=0)),
         "cae+res": base,
         "residual-off": dataclasses.replace(base, model=dataclasses.replace(m, residual=False)),
         "int8-off": dataclasses.replace(base, int8_weights=False),
-        "small": dataclasses.replace(base, model=ModelConfig(latent_channels=32, widths=(32, 24, 16, 8))),
-        "large": dataclasses.replace(base, model=ModelConfig(latent_channels=96, widths=(96, 64, 48, 24))),
+        "small": dataclasses.replace(base, model=MODEL_PRESETS["small"]),
+        "large": dataclasses.replace(base, model=MODEL_PRESETS["large"]),
         "no-rate-term": dataclasses.replace(base, train=dataclasses.replace(t, rate_weight=0.0)),
     }
 
@@ -98,14 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     from archiver.config import parse_duration
 
     budget = parse_duration(args.time_limit)
-    chosen = variants(budget, args.seed)
-    if args.variants:
-        chosen = {k: chosen[k] for k in args.variants.split(",")}
     started = dt.datetime.now(dt.timezone.utc)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ablation-") as tmp:
         work = Path(tmp)
         paths = build_regime("dataset", args.src, work / "images", seed=args.seed, limit=args.limit)
+        pixels = sum(load_rgb(p).shape[0] * load_rgb(p).shape[1] for p in paths)
+        chosen = variants(budget, args.seed, pixels)
+        if args.variants:
+            chosen = {k: chosen[k] for k in args.variants.split(",")}
         for name, cfg in chosen.items():
             print(f"variant {name}", file=sys.stderr, flush=True)
             p = archiver_point(paths, work / "images", work, 4, budget, args.seed, cfg=cfg, name=name)

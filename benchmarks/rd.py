@@ -92,6 +92,10 @@ def archiver_point(
         pixels += a.shape[0] * a.shape[1]
     t = report.training
     crop = t.get("crop", cfg.train.crop)
+    from archiver.container.reader import ArchiveReader
+
+    with ArchiveReader(archive) as reader:
+        model_size = reader.config.get("model_size", "large")
     size = archive.stat().st_size
     return {
         "codec": "archiver", "setting": quality, "n_images": len(paths), "bytes": size, "pixels": pixels,
@@ -102,7 +106,7 @@ def archiver_point(
         "train_s": t["train_seconds"], "steps": t["steps"], "stop_reason": t["stop_reason"],
         "train_mpx_s": t["steps"] * cfg.train.batch * crop * crop / 1e6 / max(t["train_seconds"], 1e-9),
         "crop": crop, "time_limit": cfg.train.time_limit, "archive": str(archive),
-        "input_bytes": report.input_bytes, "images": report.images,
+        "input_bytes": report.input_bytes, "images": report.images, "model_size": model_size,
     }  # fmt: skip
 
 
@@ -142,7 +146,7 @@ def markdown(result: dict) -> str:
     for p in sorted(result["points"], key=lambda p: (p["codec"] != "archiver", p["codec"], p["bpp"])):
         note = ""
         if p["codec"] == "archiver":
-            note = (f"pack {p['pack_s']:.0f} s ({p['steps']} steps, {p['stop_reason']}, "
+            note = (f"{p.get('model_size', 'large')} decoder; pack {p['pack_s']:.0f} s ({p['steps']} steps, {p['stop_reason']}, "
                     f"{p['train_mpx_s']:.2f} Mpx/s), extract {p['extract_mpx_s']:.2f} Mpx/s")  # fmt: skip
         ms = f"{p['ms_ssim']:.4f}" if p.get("ms_ssim") is not None else ""
         lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {ms} | {note} |")

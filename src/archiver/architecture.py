@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .config import ModelConfig
 
-__all__ = ["Layer", "decoder_plan", "decoder_macs_per_pixel", "LEAKY_SLOPE"]
+__all__ = ["Layer", "decoder_plan", "decoder_macs_per_pixel", "decoder_params", "LEAKY_SLOPE"]
 
 #: Negative slope of every LeakyReLU in the codec.
 LEAKY_SLOPE = 0.2
@@ -66,4 +66,18 @@ def decoder_macs_per_pixel(cfg: ModelConfig) -> float:
         elif layer.kind == "up":
             scale *= 4
             total += layer.cin * layer.cout * 9 * scale
+    return total
+
+
+def decoder_params(cfg: ModelConfig) -> int:
+    """Number of decoder weights and biases (≈ its bytes in the archive: int8 weights)."""
+    total = 0
+    for layer in decoder_plan(cfg):
+        if layer.kind == "conv":
+            total += layer.cin * layer.cout * 9 + layer.cout
+        elif layer.kind == "res":
+            total += 2 * (layer.cin * layer.cout * 9 + layer.cout)
+        elif layer.kind == "up":
+            k = 4 if layer.mode == "shuffle" else 1
+            total += layer.cin * layer.cout * 9 * k + layer.cout * k
     return total

@@ -125,6 +125,7 @@ def pack(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
     strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
     denoiser: bool = typer.Option(False, "--denoiser", help="Also train a post-filter; kept only if it pays for its bytes."),
+    model_size: str = typer.Option("auto", "--model-size", help="Decoder size: auto (by pixel count), tiny, small, base, large."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack from its last checkpoint."),
     checkpoint_every: str = typer.Option("3m", "--checkpoint-every", help="How often training is checkpointed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -136,7 +137,7 @@ def pack(
     with _user_errors():
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
-            denoiser=denoiser,
+            denoiser=denoiser, model_size=model_size,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import stat
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import zstandard
 
 from .collection.images import NOT_AN_IMAGE, SourceImage, load_image, pixel_crc32, quality_psnr, restore_image
 from .collection.scan import ScanItem, check_output_outside, scan_tree
-from .config import PackConfig
+from .config import PackConfig, resolve_model_size
 from .container.entries import Entry
 from .container.format import EntryKind
 from .container.records import ImageRecord, encode_image_record
@@ -108,6 +109,104 @@ def _import_training():
     return inference, int8, training
 
 
+@dataclass
+class CodedImages:
+    """Everything the image side of an archive needs: model, tables, bitstreams, measured quality."""
+
+    training: dict = field(
+        default_factory=lambda: {"steps": 0, "train_seconds": 0.0, "stop_reason": "no images", "history": []}
+    )
+    model_blob: tuple[bytes, list[dict]] | None = None
+    onnx_graph: bytes = b""
+    tables: object = None
+    bitstreams: dict[int, bytes] = field(default_factory=dict)
+    psnrs: dict[int, float] = field(default_factory=dict)
+    crcs: dict[int, int] = field(default_factory=dict)
+    postfilter: object = None
+
+
+def _code_images(
+    cfg: PackConfig,
+    items: list[ScanItem],
+    images: dict[int, SourceImage],
+    output: Path,
+    resume: bool,
+    checkpoint_every: float,
+    progress: ProgressCallback | None,
+) -> CodedImages | None:
+    """Train the codec on ``images``, code each one and measure it as extract will decode it.
+
+    Returns None on torchrun ranks other than 0.
+    """
+    inference, int8, training_mod = _import_training()
+    import torch
+
+    from .codec.entropy import LatentCoder
+    from .codec.tables import build_tables
+    from .codec.weights import pack_arrays
+    from .model.checkpoint import Checkpointer
+    from .runtime.graph import attach_weights, build_graph, graph_only
+    from .runtime.session import OnnxDecoder
+
+    image_ids = list(images)
+    out = CodedImages()
+    checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every)
+    if not resume and os.environ.get("RANK", "0") == "0":
+        checkpointer.remove()
+    torch.manual_seed(cfg.train.seed)
+    result = training_mod.train_codec(
+        [images[i].rgb for i in image_ids], cfg, progress=lambda p: emit(progress, "train", p.step, 0, p),
+        checkpointer=checkpointer,
+    )  # fmt: skip
+    if result.rank != 0:
+        return None
+    out.training = result.summary()
+    out.training["device"] = str(training_mod.resolve_device(cfg.train.device))
+    if cfg.int8_weights:
+        arrays = int8.quantize_decoder(result.model.decoder)
+    else:
+        arrays = int8.float_decoder_arrays(result.model.decoder)
+    out.model_blob = pack_arrays(arrays, cfg.zstd_level)
+    out.onnx_graph = graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
+    decoder = inference.int8_decoder(cfg.model, arrays)  # torch, for latent refinement
+    # Quality is measured through the same runtime extract uses (ONNX Runtime, CPU), so the stored
+    # PSNR and pixel CRC are exactly what extract produces on a CPU.
+    runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu")
+    latents: dict[int, np.ndarray] = {}
+    recons: dict[int, np.ndarray] = {}
+    for n, i in enumerate(image_ids, 1):
+        im = images[i]
+        latents[i] = inference.infer_latent(
+            result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, cfg.train.refine_steps,
+            min_size=result.crop,
+        )  # fmt: skip
+        pixels = runtime.decode(latents[i], im.height, im.width)
+        if cfg.train.denoiser:
+            recons[i] = pixels
+        restored = restore_image(pixels, im.mode, im.blobs)
+        out.psnrs[i] = quality_psnr(restored, im)
+        out.crcs[i] = pixel_crc32(restored)
+        emit(progress, "encode", n, len(image_ids), {"psnr": out.psnrs[i]})
+    out.tables = build_tables([latents[i] for i in image_ids])
+    coder = LatentCoder(out.tables)
+    out.bitstreams = {i: coder.encode(latents[i]) for i in image_ids}
+    if cfg.train.denoiser:
+        from .postfilter import fit_postfilter
+
+        emit(progress, "denoise", 0, 1)
+        coded = len(out.model_blob[0]) + sum(len(b) for b in out.bitstreams.values())
+        out.postfilter = fit_postfilter(
+            cfg, [images[i] for i in image_ids], [recons[i] for i in image_ids],
+            [out.psnrs[i] for i in image_ids], coded,
+        )  # fmt: skip
+        out.training["denoiser"] = out.postfilter.summary()
+        if out.postfilter.kept:
+            out.psnrs.update(zip(image_ids, out.postfilter.psnrs))
+            out.crcs.update(zip(image_ids, out.postfilter.crcs))
+        emit(progress, "denoise", 1, 1)
+    return out
+
+
 def pack(
     source: Path,
     output: Path,
@@ -144,100 +243,29 @@ def pack(
         raise InputError(f"{output.parent}: output folder does not exist")
     items = scan_tree(source)
     classes = _classify(items, progress, strict)
-    image_ids = [i for i, c in classes.items() if isinstance(c, SourceImage)]
-    images: dict[int, SourceImage] = {i: classes[i] for i in image_ids}  # type: ignore[misc]
-
-    training: dict = {"steps": 0, "train_seconds": 0.0, "stop_reason": "no images", "history": []}
-    latents: dict[int, np.ndarray] = {}
-    psnrs: dict[int, float] = {}
-    crcs: dict[int, int] = {}
-    recons: dict[int, np.ndarray] = {}
-    bitstreams: dict[int, bytes] = {}
-    postfilter = None
-    model_blob: tuple[bytes, list[dict]] | None = None
-    onnx_graph = b""
-    tables = None
-    if images:
-        inference, int8, training_mod = _import_training()
-        import torch
-
-        from .model.checkpoint import Checkpointer
-
-        checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every)
-        if not resume and os.environ.get("RANK", "0") == "0":
-            checkpointer.remove()
-        torch.manual_seed(cfg.train.seed)
-        result = training_mod.train_codec(
-            [images[i].rgb for i in image_ids], cfg, progress=lambda p: emit(progress, "train", p.step, 0, p),
-            checkpointer=checkpointer,
-        )  # fmt: skip
-        if result.rank != 0:
-            return None  # under torchrun, rank 0 alone codes the images and writes the archive
-        training = result.summary()
-        training["device"] = str(training_mod.resolve_device(cfg.train.device))
-        from .codec.weights import pack_arrays
-
-        from .runtime.graph import OPSET, attach_weights, build_graph, graph_only
-        from .runtime.session import OnnxDecoder
-
-        if cfg.int8_weights:
-            arrays = int8.quantize_decoder(result.model.decoder)
-        else:
-            arrays = int8.float_decoder_arrays(result.model.decoder)
-        model_blob = pack_arrays(arrays, cfg.zstd_level)
-        onnx_graph = graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
-        decoder = inference.int8_decoder(cfg.model, arrays)  # torch, for latent refinement
-        # Quality is measured through the same runtime extract uses (ONNX Runtime, CPU), so the stored
-        # PSNR and pixel CRC are exactly what extract produces on a CPU.
-        runtime = OnnxDecoder(attach_weights(onnx_graph, arrays), "cpu")
-        for n, i in enumerate(image_ids, 1):
-            im = images[i]
-            latent = inference.infer_latent(
-                result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, cfg.train.refine_steps,
-                min_size=result.crop,
-            )
-            pixels = runtime.decode(latent, im.height, im.width)
-            if cfg.train.denoiser:
-                recons[i] = pixels
-            restored = restore_image(pixels, im.mode, im.blobs)
-            psnrs[i] = quality_psnr(restored, im)
-            crcs[i] = pixel_crc32(restored)
-            latents[i] = latent
-            emit(progress, "encode", n, len(image_ids), {"psnr": psnrs[i]})
-        from .codec.entropy import LatentCoder
-        from .codec.tables import build_tables
-
-        tables = build_tables([latents[i] for i in image_ids])
-        coder = LatentCoder(tables)
-        bitstreams = {i: coder.encode(latents[i]) for i in image_ids}
-        if cfg.train.denoiser:
-            from .postfilter import fit_postfilter
-
-            emit(progress, "denoise", 0, 1)
-            coded = len(model_blob[0]) + sum(len(b) for b in bitstreams.values())
-            postfilter = fit_postfilter(
-                cfg, [images[i] for i in image_ids], [recons[i] for i in image_ids],
-                [psnrs[i] for i in image_ids], coded,
-            )  # fmt: skip
-            training["denoiser"] = postfilter.summary()
-            if postfilter.kept:
-                psnrs.update(zip(image_ids, postfilter.psnrs))
-                crcs.update(zip(image_ids, postfilter.crcs))
-            emit(progress, "denoise", 1, 1)
+    images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
+    cfg = resolve_model_size(cfg, sum(im.width * im.height for im in images.values()))
+    coded = _code_images(cfg, items, images, output, resume, checkpoint_every, progress) if images else CodedImages()
+    if coded is None:
+        return None  # under torchrun, rank 0 alone codes the images and writes the archive
+    training, psnrs, crcs = coded.training, coded.psnrs, coded.crcs
 
     report = PackReport(
         archive=output, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
         pixels=sum(im.width * im.height for im in images.values()), latent_bytes=0,
-        mean_psnr=float(np.mean([psnrs[i] for i in image_ids])) if image_ids else math.nan,
+        mean_psnr=float(np.mean(list(psnrs.values()))) if psnrs else math.nan,
         seconds=0.0, training=training,
     )  # fmt: skip
     with ArchiveWriter(output) as writer:
-        if tables is not None and model_blob is not None:
-            writer.write_model(*model_blob)
-            writer.write_onnx(onnx_graph, OPSET, cfg.zstd_level)
-            writer.write_tables(tables)
-            if postfilter is not None and postfilter.kept:
-                writer.write_denoiser(postfilter.blob, postfilter.manifest, postfilter.graph, OPSET, cfg.zstd_level)
+        if coded.model_blob is not None:
+            from .runtime.graph import OPSET
+
+            writer.write_model(*coded.model_blob)
+            writer.write_onnx(coded.onnx_graph, OPSET, cfg.zstd_level)
+            writer.write_tables(coded.tables)
+            pf = coded.postfilter
+            if pf is not None and pf.kept:
+                writer.write_denoiser(pf.blob, pf.manifest, pf.graph, OPSET, cfg.zstd_level)
         compressor = zstandard.ZstdCompressor(level=cfg.zstd_level)
         for i, item in enumerate(items):
             entry = _base_entry(item)
@@ -250,7 +278,7 @@ def pack(
             else:
                 if i in images:
                     im = images[i]
-                    latent_bytes = bitstreams[i]
+                    latent_bytes = coded.bitstreams[i]
                     report.latent_bytes += len(latent_bytes)
                     record = encode_image_record(ImageRecord(latent_bytes, im.info, im.blobs), cfg.zstd_level)
                     entry.kind, entry.size = EntryKind.IMAGE, item.stat.st_size
@@ -284,5 +312,5 @@ def pack(
         )  # fmt: skip
         report.archive_bytes = writer.commit()
     if images:
-        checkpointer.remove()
+        shutil.rmtree(checkpoint_dir(output), ignore_errors=True)  # the archive is complete
     return report

@@ -4,6 +4,8 @@ import json
 
 import bench_support
 
+from archiver.architecture import decoder_params
+from archiver.config import MODEL_PRESETS
 from benchmarks import ablation
 
 
@@ -16,8 +18,9 @@ def test_ablation_runs_every_variant(tmp_path):
     assert names == ["cae", "cae+res", "no-entropy-coding", "residual-off", "int8-off", "small", "large",
                      "no-rate-term"]  # fmt: skip
     rows = {r["variant"]: r for r in result["rows"]}
-    # float32 weights cost about 4x the int8 model bytes
-    assert rows["int8-off"]["bytes"] > rows["cae+res"]["bytes"] + 300_000
+    # float32 weights: 3 more bytes per weight than int8 (the auto size for 2 small images is "tiny")
+    extra = rows["int8-off"]["bytes"] - rows["cae+res"]["bytes"]
+    assert extra > 2.5 * decoder_params(MODEL_PRESETS["tiny"])
     plain, raw = rows["cae+res"], rows["no-entropy-coding"]
     assert raw["bytes"] == plain["bytes"] - plain["latent_bytes"] + raw["latent_bytes"]
     assert all(r["psnr"] > 8 and r["cr"] > 0 for r in rows.values())

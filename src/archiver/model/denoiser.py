@@ -107,7 +107,7 @@ def train_denoiser(
         loss.backward()
         opt.step()
         step += 1
-        detector.add_loss(float(loss))
+        detector.add_loss(loss.item())
         if step % 200 == 0:
             with torch.no_grad():
                 mse = float(torch.mean((net(held_x).clamp(0, 1) - held_y) ** 2))
