@@ -326,3 +326,36 @@ def test_killed_pack_resumes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nca", "src"]
     other = subprocess.run(cmd[:-2] + ["--time-limit", "21"] + ["--resume", "--force"], capture_output=True, text=True)
     assert other.returncode == 0  # no checkpoint left: a fresh pack
+
+
+def test_huge_image_is_kept_as_is(tmp_path, monkeypatch):
+    """Over the coding limit (100 MP; lowered here) an image is stored byte-exact with the reason."""
+    from archiver.collection import images as images_mod
+
+    monkeypatch.setattr(images_mod, "MAX_CODED_PIXELS", 1000)
+    path = tmp_path / "big.png"
+    Image.fromarray(smooth_image(np.random.default_rng(0), 40, 30)).save(path)
+    src, why = images_mod.load_image(path)
+    assert src is None and why == "40x30 is over 0 megapixels"
+
+
+def test_file_vanishing_during_pack(tmp_path, monkeypatch):
+    """A file listed by the scan but gone when it is read: a clear error naming it, no archive."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    (src / "b.txt").write_text("b")
+    import archiver.pack as pack_mod
+
+    real = pack_mod.scan_tree
+
+    def scan_then_delete(root):
+        items = real(root)
+        (src / "b.txt").unlink()
+        return items
+
+    monkeypatch.setattr(pack_mod, "scan_tree", scan_then_delete)
+    result = runner.invoke(app, ["pack", str(src), "-o", str(tmp_path / "a.nca")])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {src / 'b.txt'}: cannot read (No such file or directory)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
