@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = parse_duration(args.time_limit)
     started = dt.datetime.now(dt.timezone.utc)
+    commit = git_commit()  # at the start: the code this run loads
     rows = []
     with tempfile.TemporaryDirectory(prefix="ablation-") as tmp:
         work = Path(tmp)
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({**p, "variant": "no-entropy-coding", "bytes": size, "bpp": 8 * size / p["pixels"],
                              "cr": p["input_bytes"] / size, "latent_bytes": raw})  # fmt: skip
     result = {
-        "regime": "dataset", "date": started.isoformat(timespec="seconds"), "commit": git_commit(),
+        "regime": "dataset", "date": started.isoformat(timespec="seconds"), "commit": commit,
         "machine": machine(), "command": "python benchmarks/ablation.py " + " ".join(argv or sys.argv[1:]),
         "time_limit": budget, "rows": rows, "missing": MISSING,
     }  # fmt: skip

@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_limit:
         budget = parse_duration(args.time_limit)
     started = dt.datetime.now(dt.timezone.utc)
+    commit = git_commit()  # at the start: the code this run loads
     with tempfile.TemporaryDirectory(prefix=f"rd-{args.regime}-") as tmp:
         src = Path(tmp) / "images"
         paths = build_regime(args.regime, args.src, src, seed=args.seed, limit=args.limit)
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "classic_reused_from": classic.get("reused_from"),
         "command": "python benchmarks/rd.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": started.isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": commit,
         "machine": machine(),
         "n_images": len(paths),
         "pixels": points[-1]["pixels"],

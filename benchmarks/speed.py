@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from archiver.pack import pack
 
     started = dt.datetime.now(dt.timezone.utc)
+    commit = git_commit()  # at the start: the code this run loads
     with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
         work = Path(tmp)
         paths = build_regime(args.regime, args.src, work / "images", limit=args.limit)
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(archive, args.runs, work)
         result.update(pillow_decode(paths, args.runs))
     result.update({
-        "regime": args.regime, "date": started.isoformat(timespec="seconds"), "commit": git_commit(),
+        "regime": args.regime, "date": started.isoformat(timespec="seconds"), "commit": commit,
         "machine": machine(), "command": "python benchmarks/speed.py " + " ".join(argv or sys.argv[1:]),
         "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig()),
     })  # fmt: skip
