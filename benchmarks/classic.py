@@ -47,6 +47,7 @@ from PIL import Image, features
 
 from benchmarks.metrics import ms_ssim as _ms_ssim
 from benchmarks.metrics import psnr as _psnr
+from benchmarks.metrics import mean_psnr
 
 __all__ = ["CODECS", "Codec", "encode_decode", "load_rgb", "main", "sweep"]
 
@@ -155,12 +156,7 @@ def encode_decode(img: Image.Image, codec: Codec, setting: int) -> tuple[bytes, 
 
 
 def _mean(values: Iterable[float]) -> float | None:
-    vals = list(values)
-    if not vals:
-        return None
-    if any(math.isinf(v) for v in vals):  # a lossless image makes the mean PSNR infinite
-        return math.inf
-    finite = [v for v in vals if not math.isnan(v)]
+    finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else None
 
 
@@ -218,7 +214,7 @@ def sweep(
                     "bytes": total_bytes,
                     "pixels": pixels,
                     "bpp": 8.0 * total_bytes / pixels,  # bits per pixel
-                    "psnr": _mean(psnrs),
+                    "psnr": mean_psnr(psnrs),
                     "ms_ssim": _mean(msssims) if with_msssim else None,
                     "encode_s": enc_s,
                     "decode_s": dec_s,

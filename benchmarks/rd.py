@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
 from benchmarks.classic import load_rgb, sweep  # noqa: E402
-from benchmarks.metrics import bd_rate, ms_ssim, psnr, rate_at_quality  # noqa: E402
+from benchmarks.metrics import bd_rate, mean_psnr, ms_ssim, psnr, rate_at_quality  # noqa: E402
 from benchmarks.regimes import DEFAULT_SRC_DIR, build_regime  # noqa: E402
 
 #: Default archiver points and training budget per point (seconds), sized so that one regime runs
@@ -99,7 +99,7 @@ def archiver_point(
     size = archive.stat().st_size
     return {
         "codec": "archiver", "setting": quality, "n_images": len(paths), "bytes": size, "pixels": pixels,
-        "bpp": 8.0 * size / pixels, "psnr": float(np.mean(psnrs)),
+        "bpp": 8.0 * size / pixels, "psnr": mean_psnr(psnrs),
         "ms_ssim": float(np.nanmean(msssims)) if not all(np.isnan(msssims)) else None,
         "model_bytes": None, "latent_bytes": report.latent_bytes,
         "pack_s": pack_s, "extract_s": extract_s, "extract_mpx_s": pixels / 1e6 / extract_s,

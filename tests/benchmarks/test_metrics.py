@@ -58,3 +58,10 @@ def test_rate_at_quality():
     assert rate_at_quality(RATES, PSNRS, 27.0) is None
     assert rate_at_quality(RATES, PSNRS, 41.0) is None
     assert rate_at_quality(RATES + [float("inf")], PSNRS + [math.inf], 40.0) == pytest.approx(1.6)
+
+
+def test_mean_psnr_caps_lossless_images():
+    from benchmarks.metrics import PSNR_CAP_DB, mean_psnr
+
+    assert mean_psnr([30.0, math.inf]) == pytest.approx((30.0 + PSNR_CAP_DB) / 2)
+    assert mean_psnr([]) is None

@@ -50,3 +50,21 @@ def test_errors(tmp_path, png_folder):
         build_regime("dataset", empty, tmp_path / "o", limit=1)
     with pytest.raises(KeyError):
         build_regime("nope", png_folder, tmp_path / "o")
+
+
+def test_regimes_carry_no_metadata(tmp_path):
+    """An ICC profile in a source must not reach the regime's files (it would be charged to the
+    archiver alone: the classic codecs are measured on pixels)."""
+    import bench_support  # noqa: F401
+    from PIL import Image, ImageCms
+
+    from benchmarks.regimes import build_regime
+
+    src = tmp_path / "src"
+    src.mkdir()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(src / "a.png", icc_profile=icc)
+    for name in ("album", "dataset", "tiny"):
+        for path in build_regime(name, src, tmp_path / name, limit=2):
+            assert "icc_profile" not in Image.open(path).info, (name, path)
