@@ -62,7 +62,11 @@ def measure(archive: Path, runs: int, work: Path) -> dict:
     with ArchiveReader(archive) as reader:
         images = [e for e in reader.entries if e.kind is EntryKind.IMAGE]
     mpx = sum(e.pixels for e in images) / 1e6
-    result: dict = {"archive": str(archive), "images": len(images), "megapixels": mpx, "runs": runs}
+    with ArchiveReader(archive) as reader:
+        model = reader.config["model"]
+        size = reader.config.get("model_size", "large")
+    result: dict = {"archive": str(archive), "images": len(images), "megapixels": mpx, "runs": runs,
+                    "model": model, "model_size": size}  # fmt: skip
 
     walls, peaks = [], []
     for i in range(runs):
@@ -158,14 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     result.update({
         "regime": args.regime, "date": started.isoformat(timespec="seconds"), "commit": commit,
         "machine": machine(), "command": "python benchmarks/speed.py " + " ".join(argv or sys.argv[1:]),
-        "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig()),
+        "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig.from_dict(result.pop("model"))),
     })  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"speed-{args.regime}.json").write_text(json.dumps(result, indent=1))
     md = [f"# Extraction speed, regime `{args.regime}`", "",
           f"- command: `{result['command']}`; date {result['date']}, commit {result['commit']}, "
           f"{result['machine']['cores']} cores; median of {args.runs} runs",
-          f"- {result['images']} images, {result['megapixels']:.2f} Mpx; decoder {result['decoder_macs_per_pixel']:.0f} MAC/pixel", "",
+          f"- {result['images']} images, {result['megapixels']:.2f} Mpx; {result['model_size']} decoder, "
+          f"{result['decoder_macs_per_pixel']:.0f} MAC/pixel", "",
           "| measure | value |", "|---|---|"]  # fmt: skip
     for key, value in result.items():
         if isinstance(value, float):

@@ -18,9 +18,9 @@ def test_ablation_runs_every_variant(tmp_path):
     assert names == ["cae", "cae+res", "no-entropy-coding", "residual-off", "int8-off", "small", "large",
                      "no-rate-term"]  # fmt: skip
     rows = {r["variant"]: r for r in result["rows"]}
-    # float32 weights: 3 more bytes per weight than int8 (the auto size for 2 small images is "tiny")
+    # float32 weights: up to 3 more bytes per weight than int8 (the auto size for 2 small images is "tiny")
     extra = rows["int8-off"]["bytes"] - rows["cae+res"]["bytes"]
-    assert extra > 2.5 * decoder_params(MODEL_PRESETS["tiny"])
+    assert extra > 2 * decoder_params(MODEL_PRESETS["tiny"])  # 3 bytes more a weight, less what zstd saves
     plain, raw = rows["cae+res"], rows["no-entropy-coding"]
     assert raw["bytes"] == plain["bytes"] - plain["latent_bytes"] + raw["latent_bytes"]
     assert all(r["psnr"] > 8 and r["cr"] > 0 for r in rows.values())
