@@ -169,7 +169,7 @@ def extract(
     if output.exists() and not output.is_dir():
         raise InputError(f"{output} exists and is not a folder")
     report = ExtractReport(output)
-    with ArchiveReader(archive) as reader:
+    with ArchiveReader(archive, allow_damaged=keep_going) as reader:
         links_at = {e.path for e in reader.entries if e.kind is EntryKind.SYMLINK}
         for e in reader.entries:
             parts = e.path.split(b"/")

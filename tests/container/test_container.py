@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from archiver.codec.tables import build_tables
 from archiver.codec.weights import pack_arrays
+from archiver.container.digest import write_file_digest
 from archiver.container.entries import Entry
 from archiver.container.format import FORMAT_VERSION, MAGIC, EntryKind, ImageMode
 from archiver.container.reader import ArchiveReader
@@ -85,7 +86,9 @@ def test_flipped_record_byte_detected(tmp_path):
     pos = raw.find(b"payload-bytes")
     raw[pos] ^= 0x01
     path.write_bytes(bytes(raw))
-    with ArchiveReader(path) as r, pytest.raises(CorruptArchiveError, match="checksum mismatch in entry 'x'"):
+    with pytest.raises(CorruptArchiveError, match="file checksum mismatch: the archive is damaged"):
+        ArchiveReader(path)
+    with ArchiveReader(path, allow_damaged=True) as r, pytest.raises(CorruptArchiveError, match="checksum mismatch in entry 'x'"):
         r.read_record(r.entries[0])
 
 
@@ -125,6 +128,7 @@ def test_newer_version_refused(tmp_path):
     _write(path, [])
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = np.int64(FORMAT_VERSION + 1)
+    write_file_digest(path)  # as a newer archiver would have written it: intact, just newer
     with pytest.raises(FormatVersionError, match=f"has format_version {FORMAT_VERSION + 1}; this archiver reads"):
         ArchiveReader(path)
 

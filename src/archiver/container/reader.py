@@ -16,7 +16,7 @@ import zstandard
 from ..codec.tables import PRECISION, FrequencyTables
 from ..codec.weights import unpack_arrays
 from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
-from .digest import COLUMNS, index_digest
+from .digest import COLUMNS, check_file_digest, index_digest
 from .entries import Entry
 from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, SUPPORTED_VERSIONS, EntryKind, ImageMode
 
@@ -29,10 +29,19 @@ MAX_SIDE = 1 << 16
 class ArchiveReader:
     """Open archive. Use as a context manager. Entries are read eagerly (metadata only, not records)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, allow_damaged: bool = False) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise NotAnArchiveError(f"{self.path}: no such archive file")
+        # The whole-file digest is checked before HDF5 parses anything: a damaged HDF5 structure can
+        # make the library hang or allocate without bound (seen in fuzzing), so a damaged archive is
+        # only opened when the caller asks to salvage it (extract --keep-going).
+        self.damaged = check_file_digest(self.path) is False
+        if self.damaged and not allow_damaged:
+            raise CorruptArchiveError(
+                f"{self.path}: file checksum mismatch: the archive is damaged "
+                "(extract --keep-going salvages the intact entries)"
+            )
         try:
             self._file = h5py.File(self.path, "r")
         except OSError:
@@ -44,7 +53,7 @@ class ArchiveReader:
             self.training: dict = self._json_attr("training")
             self.summary: dict = self._json_attr("summary")
             self.entries: list[Entry] = self._read_entries()
-        except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
             # h5py reports damaged structures as OSError/KeyError; never let them escape raw.
             self._file.close()
             raise CorruptArchiveError(f"{self.path}: damaged archive structure ({type(exc).__name__}: {exc})") from None
@@ -133,7 +142,10 @@ class ArchiveReader:
     # -- content --------------------------------------------------------------------------------
     def read_record(self, entry: Entry, verify: bool = True) -> bytes:
         """The record bytes of ``entry``; with ``verify`` its CRC-32 is checked."""
-        data = bytes(self._file["entries/data"][entry.offset : entry.offset + entry.length].tobytes())
+        try:
+            data = bytes(self._file["entries/data"][entry.offset : entry.offset + entry.length].tobytes())
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise CorruptArchiveError(f"{self.path}: entry {entry.name!r} cannot be read ({exc})") from None
         if verify and zlib.crc32(data) != entry.checksum:
             raise CorruptArchiveError(f"{self.path}: checksum mismatch in entry {entry.name!r}")
         return data

@@ -44,19 +44,23 @@ def resolve_providers(name: str = "auto") -> list[str]:
     return [full] + (["CPUExecutionProvider"] if full != "CPUExecutionProvider" else [])
 
 
+def _session(model: onnx.ModelProto, providers: list[str], threads: int | None):
+    """An ONNX Runtime session for ``model`` with its constant int8 weights folded to float32."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.log_severity_level = 3
+    return ort.InferenceSession(fold_dequantize(model).SerializeToString(), options, providers=providers)
+
+
 class OnnxDecoder:
     """Decodes integer latents to uint8 RGB with ONNX Runtime."""
 
     def __init__(self, model: onnx.ModelProto, provider: str = "auto", threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3
         self.providers = resolve_providers(provider)
-        model = fold_dequantize(model)
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=self.providers)
+        self.session = _session(model, self.providers, threads)
 
     def decode_batch(self, latents: np.ndarray) -> np.ndarray:
         """(N, C, h, w) integer latents → (N, 16h, 16w, 3) uint8 pixels (not cropped)."""
@@ -98,18 +102,10 @@ class OnnxDenoiser:
     """Runs the post-filter graph on decoded uint8 images."""
 
     def __init__(self, model: onnx.ModelProto, provider: str = "auto", threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         from .denoiser_graph import DENOISER_INPUT
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3
         self.input = DENOISER_INPUT
-        self.session = ort.InferenceSession(
-            fold_dequantize(model).SerializeToString(), options, providers=resolve_providers(provider)
-        )
+        self.session = _session(model, resolve_providers(provider), threads)
 
     def _run(self, rgb: np.ndarray) -> np.ndarray:
         out = self.session.run([OUTPUT], {self.input: np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])})[0]
