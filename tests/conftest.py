@@ -28,6 +28,15 @@ def smooth_image(rng: np.random.Generator, width: int, height: int) -> np.ndarra
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def write_images(folder: Path, count: int, width: int, height: int, seed: int = 0) -> Path:
+    """``count`` seeded :func:`smooth_image` PNGs named 0.png, 1.png, … in a new ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(smooth_image(rng, width, height)).save(folder / f"{i}.png")
+    return folder
+
+
 def make_exif() -> bytes:
     exif = Image.Exif()
     exif[0x010F] = "ArchiverTestCam"  # Make

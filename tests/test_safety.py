@@ -28,7 +28,7 @@ from archiver.container.writer import ArchiveWriter
 from archiver.errors import ArchiverError, CorruptArchiveError
 from archiver.extract import extract
 from archiver.inspect import verify
-from conftest import smooth_image
+from conftest import smooth_image, write_images
 
 runner = CliRunner()
 GOLDEN = Path(__file__).resolve().parent / "golden" / "v1-mixed.nca"
@@ -176,11 +176,7 @@ def test_keep_going_exit_code(tmp_path):
 
 # -- interruption ----------------------------------------------------------------------------------
 def _slow_pack(tmp_path: Path) -> tuple[list[str], Path]:
-    src = tmp_path / "src"
-    src.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(smooth_image(rng, 96, 80)).save(src / f"{i}.png")
+    src = write_images(tmp_path / "src", 3, 96, 80)
     out = tmp_path / "a.nca"
     return [sys.executable, "-m", "archiver", "pack", str(src), "-o", str(out), "--time-limit", "2m"], out
 

@@ -112,12 +112,13 @@ def verify(
     """
     report = VerifyReport()
     dctx = zstandard.ZstdDecompressor()
-    if Path(path).is_file() and check_file_digest(path) is False:
+    intact = check_file_digest(path) if Path(path).is_file() else None  # a missing file: the reader says so
+    if intact is False:
         # Not parsed further: HDF5 may hang on damaged structures (see ArchiveReader).
         report.problems.append("file checksum mismatch: some byte of the archive has changed")
         return report
     with ArchiveReader(Path(path)) as reader:
-        if check_file_digest(path) is None:
+        if intact is None:
             report.problems.append("the file checksum in the archive's first 512 bytes is missing")
         has_images = any(e.kind is EntryKind.IMAGE for e in reader.entries)
         if has_images:

@@ -6,20 +6,13 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-from PIL import Image
-
 from archiver.container.reader import ArchiveReader
 from archiver.inspect import archive_info, verify
-from conftest import smooth_image
+from conftest import write_images
 
 
 def test_torchrun_two_processes(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(smooth_image(rng, 64, 48)).save(src / f"{i}.png")
+    src = write_images(tmp_path / "src", 3, 64, 48)
     out = tmp_path / "a.nca"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "archiver", "pack", str(src), "-o", str(out), "--max-steps", "40", "--quiet"]  # fmt: skip
