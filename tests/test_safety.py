@@ -156,6 +156,25 @@ def test_damaged_extract_keeps_going(tmp_path, data):
     assert not list(out.rglob("*.partial"))
 
 
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pos=st.integers(0, GOLDEN.stat().st_size - 1))
+def test_damaged_anywhere_salvage_terminates(tmp_path, pos):
+    """Damage anywhere, HDF5's own metadata included: a salvage ends in a report or an ArchiverError
+    (the probe reads the damaged file in a child process first), never a hang or another exception."""
+    raw = bytearray(GOLDEN.read_bytes())
+    raw[pos] ^= 0xFF
+    path = tmp_path / "d.nca"
+    path.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        report = extract(path, out, keep_going=True, force=True)
+    except ArchiverError:
+        return
+    assert report.images + report.files + len(report.failed) >= 1
+    assert not list(out.rglob("*.partial"))
+
+
 def test_keep_going_exit_code(tmp_path):
     with ArchiveReader(GOLDEN) as r:
         entry = next(e for e in r.entries if e.name == "sub/readme.txt")

@@ -19,6 +19,7 @@ from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
 from .digest import COLUMNS, check_file_digest, index_digest
 from .entries import Entry
 from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, SUPPORTED_VERSIONS, EntryKind, ImageMode
+from .probe import probe_damaged
 
 __all__ = ["ArchiveReader"]
 
@@ -27,9 +28,15 @@ MAX_SIDE = 1 << 16
 
 
 class ArchiveReader:
-    """Open archive. Use as a context manager. Entries are read eagerly (metadata only, not records)."""
+    """Open archive. Use as a context manager. Entries are read eagerly (metadata only, not records).
 
-    def __init__(self, path: Path, allow_damaged: bool = False) -> None:
+    A damaged archive (whole-file digest mismatch) is refused unless ``allow_damaged``; then, with
+    ``probe`` (the default), a child process first reads all of it under a time and memory limit
+    (:func:`~archiver.container.probe.probe_damaged`), so that damaged HDF5 metadata ends in
+    :class:`CorruptArchiveError` rather than a hang.
+    """
+
+    def __init__(self, path: Path, allow_damaged: bool = False, probe: bool = True) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise NotAnArchiveError(f"{self.path}: no such archive file")
@@ -42,6 +49,9 @@ class ArchiveReader:
                 f"{self.path}: file checksum mismatch: the archive is damaged "
                 "(extract --keep-going salvages the intact entries)"
             )
+        if self.damaged and probe:
+            # Salvage: make sure HDF5 can get through the damaged structure before trusting it here.
+            probe_damaged(self.path)
         try:
             self._file = h5py.File(self.path, "r")
         except OSError:
