@@ -52,11 +52,24 @@ def test_unreadable_file(tmp_path, monkeypatch):
     ("--quality", "0", "--quality must be an integer from 1 to 8, got 0"),
     ("--time-limit", "soon", "cannot read time limit 'soon'"),
     ("--device", "tpu", "--device must be auto, cpu or cuda"),
+    ("--perceptual", "vgg", "--perceptual must be none, msssim or lpips, got 'vgg'"),
 ])  # fmt: skip
 def test_bad_options(tmp_path, opt, value, match):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "f.txt").write_text("x")
     fails("pack", tmp_path / "in", "-o", tmp_path / "a.nca", opt, value, match=match)
+
+
+def test_lpips_without_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARCHIVER_LPIPS_WEIGHTS", raising=False)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "f.txt").write_text("x")
+    fails("pack", tmp_path / "in", "-o", tmp_path / "a.nca", "--gan", "--perceptual", "lpips",
+          match="--perceptual lpips needs pretrained weights, which cannot be downloaded here")  # fmt: skip
+    monkeypatch.setenv("ARCHIVER_LPIPS_WEIGHTS", str(tmp_path / "nowhere"))
+    fails("pack", tmp_path / "in", "-o", tmp_path / "a.nca", "--perceptual", "lpips",
+          match=f"{tmp_path / 'nowhere'}: LPIPS weights folder must hold alexnet-*.pth and alex.pth")  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 def test_extract_non_archive(tmp_path):

@@ -126,6 +126,12 @@ def pack(
     strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
     denoiser: bool = typer.Option(False, "--denoiser", help="Also train a post-filter; kept only if it pays for its bytes."),
     model_size: str = typer.Option("auto", "--model-size", help="Decoder size: auto (by pixel count), tiny, small, base, large."),
+    gan: bool = typer.Option(False, "--gan", help="Adversarial phase (PatchGAN, hinge loss) for sharper images."),
+    perceptual: str = typer.Option("none", "--perceptual", help="Perceptual term in the loss: none, msssim, lpips."),
+    lpips_weights: str = typer.Option(
+        "", "--lpips-weights", envvar="ARCHIVER_LPIPS_WEIGHTS",
+        help="Folder with alexnet-*.pth and lpips' alex.pth (for --perceptual lpips).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack from its last checkpoint."),
     checkpoint_every: str = typer.Option("3m", "--checkpoint-every", help="How often training is checkpointed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -137,12 +143,12 @@ def pack(
     with _user_errors():
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
-            denoiser=denoiser, model_size=model_size,
+            denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(
                 source, output, cfg, force=force, strict=strict, resume=resume,
-                checkpoint_every=parse_duration(checkpoint_every), progress=bars,
+                checkpoint_every=parse_duration(checkpoint_every), progress=bars, lpips_weights=lpips_weights or None,
             )  # fmt: skip
     if report is None:  # a torchrun rank other than 0: rank 0 reports
         return
@@ -161,6 +167,15 @@ def pack(
         d = t["denoiser"]
         verdict = "kept" if d["kept"] else "not kept (it did not pay for its bytes)"
         out.print(f"  denoiser: {verdict}: {d['gain_db']:+.3f} dB for {d['bytes']} bytes")
+    if "gan" in t:
+        g = t["gan"]
+        if g["start_step"] is None:
+            out.print("  gan: the adversarial phase never started (training ended first)")
+        elif g["fell_back_at"] is not None:
+            out.print(f"  gan: held-back PSNR fell more than the margin at step {g['fell_back_at']}: "
+                      "went back to the last good checkpoint and ended the adversarial phase")  # fmt: skip
+        else:
+            out.print(f"  gan: adversarial from step {g['start_step']} ({g['disc_steps']} discriminator steps)")
     out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
     for name, reason in report.stored_as_is:
         out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)

@@ -123,6 +123,18 @@ class TrainConfig(_Serializable):
         denoiser_time: its training budget in seconds (0: a fifth of ``time_limit``).
         rate_weight: weight of the rate term in the loss (1 = λ·D + R; 0 trains on distortion only,
             the ablation "without rate term": the latents are still entropy-coded).
+        perceptual: ``none``, ``msssim`` (1 − MS-SSIM) or ``lpips`` (needs user-supplied weights): a
+            perceptual distance P added to the distortion as ``λ·255²·(MSE + perceptual_weight·P)``.
+        perceptual_weight: weight of P against the MSE on [0, 1] pixels; the default makes both terms
+            about equal near 28 dB (MSE ≈ 1.6e-3, 1 − MS-SSIM ≈ 0.05).
+        gan: add the adversarial phase (PatchGAN, hinge loss, adaptive weight; see
+            :mod:`archiver.model.adversarial`). The discriminator is not stored in the archive.
+        gan_weight: λ_GAN, scaling the adaptive weight w = ‖∇L_rec‖ / max(‖∇L_G‖, ε).
+        gan_start: step at which the discriminator starts (0: when the codec first converges or half
+            of ``time_limit`` is used, whichever comes first).
+        gan_margin_db: mode-collapse guard: a held-back PSNR drop larger than this many dB below its
+            value at the phase's start restores the last good checkpoint and ends the phase.
+        disc_width: channels of the discriminator's first layer (64 in the paper; the others double).
         seed: seed of every random number generator used by pack.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
     """
@@ -141,6 +153,13 @@ class TrainConfig(_Serializable):
     rate_weight: float = 1.0
     denoiser: bool = False
     denoiser_time: float = 0.0
+    perceptual: str = "none"
+    perceptual_weight: float = 0.03
+    gan: bool = False
+    gan_weight: float = 0.1
+    gan_start: int = 0
+    gan_margin_db: float = 1.0
+    disc_width: int = 64
     seed: int = 0
     device: str = "auto"
 
@@ -193,6 +212,8 @@ def config_for_quality(
         raise InputError(f"--quality must be an integer from 1 to 8, got {quality}")
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, got {time_limit} s")
+    if train_overrides.get("perceptual", "none") not in ("none", "msssim", "lpips"):
+        raise InputError(f"--perceptual must be none, msssim or lpips, got {train_overrides['perceptual']!r}")
     if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
     train = TrainConfig(

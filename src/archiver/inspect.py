@@ -59,6 +59,7 @@ def archive_info(path: Path) -> dict:
             "stop_reason": training.get("stop_reason"),
             "device": training.get("device"),
             "denoiser": training.get("denoiser"),
+            "gan": training.get("gan"),
             "pack_seconds": summary.get("pack_seconds"),
             "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig.from_dict(reader.config.get("model", {}))),
             "config": reader.config,

@@ -133,6 +133,7 @@ def _code_images(
     resume: bool,
     checkpoint_every: float,
     progress: ProgressCallback | None,
+    lpips_weights: str | None = None,
 ) -> CodedImages | None:
     """Train the codec on ``images``, code each one and measure it as extract will decode it.
 
@@ -156,7 +157,7 @@ def _code_images(
     torch.manual_seed(cfg.train.seed)
     result = training_mod.train_codec(
         [images[i].rgb for i in image_ids], cfg, progress=lambda p: emit(progress, "train", p.step, 0, p),
-        checkpointer=checkpointer,
+        checkpointer=checkpointer, lpips_weights=lpips_weights,
     )  # fmt: skip
     if result.rank != 0:
         return None
@@ -217,6 +218,7 @@ def pack(
     resume: bool = False,
     checkpoint_every: float = 180.0,
     progress: ProgressCallback | None = None,
+    lpips_weights: str | Path | None = None,
 ) -> PackReport | None:
     """Pack the folder ``source`` into the archive ``output``.
 
@@ -231,10 +233,14 @@ def pack(
     folder is removed once the archive is complete; without ``resume`` a stale one is discarded.
 
     Under ``torchrun`` every process trains (data parallel) and only rank 0 writes; the other ranks
-    return None.
+    return None. ``lpips_weights`` is the folder of LPIPS weights ``--perceptual lpips`` needs.
     """
     started = time.monotonic()
     _import_training()  # fail before any work when torch is missing
+    if cfg.train.perceptual == "lpips":
+        from .model.perceptual import load_lpips
+
+        load_lpips(lpips_weights)  # fail before any work when the weights are missing or wrong
     source, output = Path(source), Path(output)
     check_output_outside(source, output)
     if output.exists() and not force:
@@ -245,7 +251,11 @@ def pack(
     classes = _classify(items, progress, strict)
     images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
     cfg = resolve_model_size(cfg, sum(im.width * im.height for im in images.values()))
-    coded = _code_images(cfg, items, images, output, resume, checkpoint_every, progress) if images else CodedImages()
+    coded = (
+        _code_images(cfg, items, images, output, resume, checkpoint_every, progress, lpips_weights and str(lpips_weights))
+        if images
+        else CodedImages()
+    )
     if coded is None:
         return None  # under torchrun, rank 0 alone codes the images and writes the archive
     training, psnrs, crcs = coded.training, coded.psnrs, coded.crcs

@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 from ..config import PackConfig
+from .adversarial import AdversarialPhase, last_layer_weight
 from .autoencoder import Autoencoder
 from .checkpoint import Checkpointer
 from .convergence import ConvergenceDetector
 from .distributed import RateDistortion, agree, init_distributed
+from .perceptual import make_perceptual
 from .prior import ChannelPrior
 
 __all__ = ["TrainProgress", "TrainResult", "train_codec", "resolve_device", "CropSampler"]
@@ -50,6 +52,7 @@ class TrainResult:
     crop: int  #: training crop side in pixels; images are padded to at least this size when coded
     rank: int = 0  #: this process's rank under torchrun (0 writes the archive)
     world: int = 1  #: number of training processes
+    gan: dict | None = None  #: the adversarial phase's record (``--gan`` only)
 
     def summary(self) -> dict:
         """JSON-able training summary stored in the archive."""
@@ -62,6 +65,7 @@ class TrainResult:
             "history": self.history,
             "crop": self.crop,
             "processes": self.world,
+            **({"gan": self.gan} if self.gan is not None else {}),
         }
 
 
@@ -130,12 +134,14 @@ def train_codec(
     progress: Callable[[TrainProgress], None] | None = None,
     report_every: int = 10,
     checkpointer: Checkpointer | None = None,
+    lpips_weights: str | None = None,
 ) -> TrainResult:
     """Train an autoencoder and prior on ``images`` ((H, W, 3) uint8 arrays) until a stop rule fires.
 
     With a ``checkpointer`` the whole state (weights, optimizer, step, elapsed time, convergence
     window, random generators) is saved every few minutes, and training resumes from a saved state if
     there is one: the run then continues exactly as if it had not been interrupted.
+    ``lpips_weights`` is the folder of LPIPS weights for ``--perceptual lpips``.
     """
     tc = cfg.train
     device = resolve_device(tc.device)
@@ -146,7 +152,11 @@ def train_codec(
     rng = np.random.default_rng([tc.seed, info.rank])  # different crops on every rank
     model = Autoencoder(cfg.model).to(device)
     prior = ChannelPrior(cfg.model.latent_channels).to(device)
-    rd = RateDistortion(model, prior, tc.lmbda, tc.rate_weight)
+    perceptual = make_perceptual(tc.perceptual, lpips_weights)
+    if perceptual is not None:
+        perceptual = perceptual.to(device)
+    rd = RateDistortion(model, prior, tc.lmbda, tc.rate_weight, perceptual, tc.perceptual_weight)
+    gan = AdversarialPhase(tc, last_layer_weight(model.decoder), device, info.enabled) if tc.gan else None
     step_fn = nn.parallel.DistributedDataParallel(rd) if info.enabled else rd
     params = list(rd.parameters())
     optimizer = torch.optim.Adam(params, lr=tc.lr)
@@ -172,6 +182,8 @@ def train_codec(
         torch.set_rng_state(saved["torch_rng"])
         step, elapsed0, lr, drops_left = saved["step"], saved["elapsed"], saved["lr"], saved["drops_left"]
         history, loss_value = saved["history"], saved["loss"]
+        if gan is not None:
+            gan.restore(saved["gan"])
     start = time.monotonic() - elapsed0
 
     def state() -> dict:
@@ -179,20 +191,28 @@ def train_codec(
             "model": model.state_dict(), "prior": prior.state_dict(), "optimizer": optimizer.state_dict(),
             "detector": detector.state(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "step": step, "elapsed": time.monotonic() - start, "lr": lr, "drops_left": drops_left,
-            "history": history, "loss": loss_value,
+            "history": history, "loss": loss_value, "gan": gan.state() if gan is not None else None,
         }  # fmt: skip
+
+    def codec_state() -> dict:
+        return {"model": model.state_dict(), "prior": prior.state_dict()}
 
     while step < tc.max_steps:
         elapsed = time.monotonic() - start
         x = sampler.batch(tc.batch).to(device)
-        loss, mse, bpp = step_fn(x)
+        loss, mse, bpp, x_hat, rec = step_fn(x)
+        rd_loss = float(loss.item())  # convergence watches rate–distortion, not the adversarial game
+        if gan is not None and gan.active:
+            loss = loss + gan.generator_loss(x_hat, rec)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if gan is not None and gan.active:
+            gan.discriminator_step(x, x_hat)
         step += 1
         # Ranks agree on the mean loss and on stopping, so that all stop at the same step.
-        loss_value, out_of_time = agree(info, float(loss.item()), elapsed >= tc.time_limit, device)
+        loss_value, out_of_time = agree(info, rd_loss, elapsed >= tc.time_limit, device)
         if out_of_time:
             stop_reason = "time_limit"
             break
@@ -206,7 +226,19 @@ def train_codec(
             history.append(
                 {"step": step, "loss": loss_value, "heldout_psnr": round(heldout_value, 4), "lr": lr, **asdict(check)}
             )
-            if check.converged:
+            if gan is not None and gan.active:
+                back = gan.guard(step, heldout_value, codec_state())
+                if back is not None:  # mode collapse: the last good codec, and no more GAN
+                    model.load_state_dict(back["model"])
+                    prior.load_state_dict(back["prior"])
+                    history[-1]["gan_fell_back"] = True
+                    detector.reset()
+                    continue
+            if gan is not None and gan.due(step, check.converged, elapsed / tc.time_limit):
+                gan.start(step, heldout_value, codec_state())
+                history[-1]["gan_started"] = True
+                detector.reset()
+            elif check.converged:
                 if drops_left == 0:
                     stop_reason = "converged"
                     break
@@ -232,4 +264,5 @@ def train_codec(
         crop=crop,
         rank=info.rank,
         world=info.world,
+        gan=gan.summary() if gan is not None else None,
     )
