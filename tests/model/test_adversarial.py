@@ -112,3 +112,24 @@ def test_training_with_gan_falls_back_on_collapse():
 def test_without_gan_no_record():
     cfg = dataclasses.replace(_cfg(), train=dataclasses.replace(_cfg().train, gan=False, max_steps=5))
     assert "gan" not in train_codec(_images(), cfg).summary()
+
+
+def test_resume_with_gan_continues_exactly(tmp_path):
+    from archiver.model.checkpoint import Checkpointer
+
+    class Crash(Exception):
+        pass
+
+    cfg = _cfg(gan_start=10)
+    whole = train_codec(_images(), cfg)
+
+    def crash_at_25(p):
+        if p.step == 25:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_codec(_images(), cfg, progress=crash_at_25, report_every=1, checkpointer=Checkpointer(tmp_path, "x", every=0.0))
+    resumed = train_codec(_images(), cfg, checkpointer=Checkpointer(tmp_path, "x", every=1e9))
+    assert resumed.gan == whole.gan
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
