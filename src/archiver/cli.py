@@ -182,6 +182,34 @@ def pack(
 
 
 @app.command()
+def append(
+    archive: Path = typer.Argument(..., help="Archive to add to (rewritten in place, atomically)."),
+    source: Path = typer.Argument(..., help="Folder whose files are added at the archive's root."),
+    steps: int = typer.Option(300, "--steps", help="Latent search steps per new image."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Add the files under SOURCE to ARCHIVE with its stored decoder (no retraining)."""
+    from .append import append as do_append
+
+    with _user_errors(), _bars(quiet, 0.0) as bars:
+        report = do_append(archive, source, steps=steps, strict=strict, progress=bars)
+    out.print(
+        f"[bold]{report.archive}[/]: {_fmt_bytes(report.archive_bytes_before)} → {_fmt_bytes(report.archive_bytes)} "
+        f"in {report.seconds:.0f} s"
+    )
+    if report.images:
+        out.print(
+            f"  {report.images} images added, {report.pixels / 1e6:.2f} Mpx: latents {report.latent_bpp:.3f} bpp, "
+            f"mean PSNR {report.mean_psnr:.2f} dB; the archive's own images: {report.archive_latent_bpp:.3f} bpp, "
+            f"{report.archive_mean_psnr:.2f} dB (a repack would train on the new images too)"
+        )
+    out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
+    for name, reason in report.stored_as_is:
+        out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)
+
+
+@app.command()
 def extract(
     archive: Path = typer.Argument(..., help="Archive to read."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder to write the collection into."),

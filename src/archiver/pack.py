@@ -25,7 +25,7 @@ from .container.writer import ArchiveWriter
 from .errors import InputError, MissingDependencyError, OutputExistsError
 from .progress import ProgressCallback, emit
 
-__all__ = ["PackReport", "pack", "checkpoint_dir"]
+__all__ = ["PackReport", "CodedImages", "pack", "checkpoint_dir", "write_items"]
 
 
 @dataclass
@@ -208,6 +208,50 @@ def _code_images(
     return out
 
 
+def write_items(
+    writer: ArchiveWriter,
+    items: list[ScanItem],
+    classes: dict[int, SourceImage | str],
+    coded: CodedImages,
+    zstd_level: int,
+    report: PackReport,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """Add every scanned item to ``writer``: folders, symlinks, coded images (their bitstream, kept
+    metadata and measured quality from ``coded``) and byte-exact files; counts go into ``report``."""
+    compressor = zstandard.ZstdCompressor(level=zstd_level)
+    for i, item in enumerate(items):
+        entry = _base_entry(item)
+        record = b""
+        if item.kind is EntryKind.DIRECTORY:
+            report.folders += 1
+        elif item.kind is EntryKind.SYMLINK:
+            record = os.readlink(os.fsencode(item.path))
+            report.symlinks += 1
+        elif isinstance(classes[i], SourceImage):
+            im = classes[i]
+            latent_bytes = coded.bitstreams[i]
+            report.latent_bytes += len(latent_bytes)
+            record = encode_image_record(ImageRecord(latent_bytes, im.info, im.blobs), zstd_level)
+            entry.kind, entry.size = EntryKind.IMAGE, item.stat.st_size
+            entry.width, entry.height, entry.mode, entry.format = im.width, im.height, im.mode, im.format
+            entry.psnr, entry.pixel_crc32 = coded.psnrs[i], coded.crcs[i]
+        else:
+            # One read serves both the hash and the record, so they cannot disagree.
+            try:
+                data = item.path.read_bytes()
+            except OSError as exc:
+                raise InputError(f"{item.path}: cannot read ({exc.strerror or exc})") from None
+            entry.source_sha256, entry.size = hashlib.sha256(data).digest(), len(data)
+            entry.note = str(classes[i])
+            report.files += 1
+            report.stored_as_is.append((entry.display, entry.note))
+            record = compressor.compress(data)
+        report.input_bytes += entry.size
+        writer.add(entry, record)
+        emit(progress, "write", i + 1, len(items))
+
+
 def pack(
     source: Path,
     output: Path,
@@ -258,7 +302,7 @@ def pack(
     )
     if coded is None:
         return None  # under torchrun, rank 0 alone codes the images and writes the archive
-    training, psnrs, crcs = coded.training, coded.psnrs, coded.crcs
+    training, psnrs = coded.training, coded.psnrs
 
     report = PackReport(
         archive=output, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
@@ -276,38 +320,7 @@ def pack(
             pf = coded.postfilter
             if pf is not None and pf.kept:
                 writer.write_denoiser(pf.blob, pf.manifest, pf.graph, OPSET, cfg.zstd_level)
-        compressor = zstandard.ZstdCompressor(level=cfg.zstd_level)
-        for i, item in enumerate(items):
-            entry = _base_entry(item)
-            record = b""
-            if item.kind is EntryKind.DIRECTORY:
-                report.folders += 1
-            elif item.kind is EntryKind.SYMLINK:
-                record = os.readlink(os.fsencode(item.path))
-                report.symlinks += 1
-            else:
-                if i in images:
-                    im = images[i]
-                    latent_bytes = coded.bitstreams[i]
-                    report.latent_bytes += len(latent_bytes)
-                    record = encode_image_record(ImageRecord(latent_bytes, im.info, im.blobs), cfg.zstd_level)
-                    entry.kind, entry.size = EntryKind.IMAGE, item.stat.st_size
-                    entry.width, entry.height, entry.mode, entry.format = im.width, im.height, im.mode, im.format
-                    entry.psnr, entry.pixel_crc32 = psnrs[i], crcs[i]
-                else:
-                    # One read serves both the hash and the record, so they cannot disagree.
-                    try:
-                        data = item.path.read_bytes()
-                    except OSError as exc:
-                        raise InputError(f"{item.path}: cannot read ({exc.strerror or exc})") from None
-                    entry.source_sha256, entry.size = hashlib.sha256(data).digest(), len(data)
-                    entry.note = str(classes[i])
-                    report.files += 1
-                    report.stored_as_is.append((entry.display, entry.note))
-                    record = compressor.compress(data)
-            report.input_bytes += entry.size
-            writer.add(entry, record)
-            emit(progress, "write", i + 1, len(items))
+        write_items(writer, items, classes, coded, cfg.zstd_level, report, progress)
         writer.set_json("config", cfg.to_dict())
         writer.set_json("training", training)
         report.seconds = time.monotonic() - started

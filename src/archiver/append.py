@@ -1,0 +1,183 @@
+"""``append``: code new images into an existing archive with its stored decoder, without retraining.
+
+The archive keeps its decoder and entropy tables, not its encoder, so each new image's latent is
+found by optimisation against the int8 decoder (:func:`archiver.model.search.search_latent`) and
+coded with the unchanged tables. Its quality is measured through the same ONNX Runtime path as
+``extract`` (denoiser included when the archive has one), exactly like pack does. The archive is
+rewritten next to itself and renamed into place only when complete: an interrupted append leaves the
+old archive untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .codec.weights import pack_arrays
+from .collection.images import SourceImage, pixel_crc32, quality_psnr, restore_image
+from .collection.scan import check_output_outside, scan_tree
+from .config import PackConfig
+from .container.format import EntryKind
+from .container.reader import ArchiveReader
+from .container.writer import ArchiveWriter
+from .errors import InputError, NotAnArchiveError
+from .pack import CodedImages, PackReport, _classify, _import_training, write_items
+from .progress import ProgressCallback, emit
+
+__all__ = ["AppendReport", "append", "SEARCH_STEPS"]
+
+#: Optimisation steps per new image's latent (each one a decoder forward and backward pass).
+SEARCH_STEPS = 300
+
+
+@dataclass
+class AppendReport(PackReport):
+    """What append added (counts, bytes and quality of the new entries) beside the archive's own images.
+
+    ``archive_mean_psnr`` and ``archive_latent_bpp`` are the images already in the archive (coded with
+    the encoder trained on them), so the two can be compared: that difference is what appending
+    costs against a repack of the whole collection, to a first approximation.
+    """
+
+    archive_bytes_before: int = 0
+    archive_mean_psnr: float = math.nan
+    archive_latent_bpp: float = math.nan
+
+    @property
+    def latent_bpp(self) -> float:
+        """Latent bits per pixel of the appended images."""
+        return self.latent_bytes * 8 / self.pixels if self.pixels else math.nan
+
+
+def _check_names(reader: ArchiveReader, source: Path, items) -> list:
+    """Items to add: existing folders merge; any other name already in the archive is an error."""
+    existing = {e.path: e.kind for e in reader.entries}
+    keep = []
+    for item in items:
+        kind = existing.get(item.rel)
+        if kind is EntryKind.DIRECTORY and item.kind is EntryKind.DIRECTORY:
+            continue
+        if kind is not None:
+            raise InputError(f"{item.path}: {item.rel.decode(errors='replace')!r} is already in {reader.path}")
+        parts = item.rel.split(b"/")
+        for k in range(1, len(parts)):
+            parent = existing.get(b"/".join(parts[:k]))
+            if parent is not None and parent is not EntryKind.DIRECTORY:
+                raise InputError(f"{item.path}: would go inside {b'/'.join(parts[:k]).decode(errors='replace')!r}, "
+                                 f"which is not a folder in {reader.path}")  # fmt: skip
+        keep.append(item)
+    return keep
+
+
+def append(
+    archive: Path,
+    source: Path,
+    *,
+    steps: int = SEARCH_STEPS,
+    strict: bool = False,
+    progress: ProgressCallback | None = None,
+) -> AppendReport:
+    """Add the files under ``source`` to ``archive`` (names relative to ``source``, at the archive's root)."""
+    started = time.monotonic()
+    _import_training()
+    archive, source = Path(archive), Path(source)
+    if steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    if not archive.is_file():
+        raise NotAnArchiveError(f"{archive}: no such archive file")
+    check_output_outside(source, archive)
+    # The writer spools every record, so the old archive can be closed before the new file replaces
+    # it (Windows cannot rename over an open file); any error removes the temporary file.
+    with ArchiveWriter(archive) as writer:
+        with ArchiveReader(archive) as reader:
+            report = _append_into(writer, reader, source, steps, strict, progress)
+        report.archive_bytes = writer.commit()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _append_into(
+    writer: ArchiveWriter, reader: ArchiveReader, source: Path, steps: int, strict: bool,
+    progress: ProgressCallback | None,
+) -> AppendReport:  # fmt: skip
+    from .codec.entropy import LatentCoder
+    from .model.inference import int8_decoder
+    from .model.search import search_latent
+    from .runtime.graph import OPSET, attach_weights
+    from .runtime.session import OnnxDecoder, OnnxDenoiser
+
+    archive = reader.path
+    cfg = PackConfig.from_dict(reader.config)
+    crop = int(reader.training.get("crop", 0))
+    items = _check_names(reader, source, scan_tree(source))
+    classes = _classify(items, progress, strict)
+    images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
+    old_images = [e for e in reader.entries if e.kind is EntryKind.IMAGE]
+    if images and not old_images:
+        raise InputError(f"{archive}: holds no trained decoder (it has no images); pack the images instead")
+    summary = dict(reader.summary)
+    report = AppendReport(
+        archive=archive, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
+        pixels=sum(im.width * im.height for im in images.values()), latent_bytes=0, mean_psnr=math.nan,
+        seconds=0.0, training={}, archive_bytes_before=archive.stat().st_size,
+        archive_mean_psnr=float(np.mean([e.psnr for e in old_images])) if old_images else math.nan,
+        archive_latent_bpp=8 * summary.get("latent_bytes", 0) / summary["pixels"] if summary.get("pixels") else math.nan,
+    )  # fmt: skip
+    coded = CodedImages()
+    arrays, tables, denoiser = None, None, None
+    if old_images:  # the model travels unchanged
+        arrays = reader.model_arrays()
+        tables = reader.tables()
+        writer.write_model(*pack_arrays(arrays, cfg.zstd_level))
+        writer.write_onnx(reader.onnx_graph(), OPSET, cfg.zstd_level)
+        writer.write_tables(tables)
+        if reader.has_denoiser:
+            den_arrays, den_graph = reader.model_arrays("denoiser"), reader.onnx_graph("denoiser_onnx")
+            writer.write_denoiser(*pack_arrays(den_arrays, cfg.zstd_level), den_graph, OPSET, cfg.zstd_level)
+            denoiser = OnnxDenoiser(attach_weights(den_graph, den_arrays), "cpu")
+    if images:
+        import torch
+
+        decoder = int8_decoder(cfg.model, arrays)
+        runtime = OnnxDecoder(attach_weights(reader.onnx_graph(), arrays), "cpu")
+        coder = LatentCoder(tables)
+        torch.manual_seed(cfg.train.seed)
+        for n, (i, im) in enumerate(images.items(), 1):
+            latent = search_latent(decoder, tables, im.rgb, cfg.train.lmbda, steps, min_size=crop)
+            pixels = runtime.decode(latent, im.height, im.width)
+            if denoiser is not None:
+                pixels = denoiser.apply(pixels)
+            restored = restore_image(pixels, im.mode, im.blobs)
+            coded.psnrs[i] = quality_psnr(restored, im)
+            coded.crcs[i] = pixel_crc32(restored)
+            coded.bitstreams[i] = coder.encode(latent)
+            emit(progress, "encode", n, len(images), {"psnr": coded.psnrs[i]})
+        report.mean_psnr = float(np.mean(list(coded.psnrs.values())))
+    for entry in reader.entries:  # the archive's own entries, records copied as they are (CRC checked)
+        writer.add(entry, reader.read_record(entry))
+    write_items(writer, items, classes, coded, cfg.zstd_level, report, progress)
+    training = dict(reader.training)
+    training["appends"] = [*training.get("appends", []), {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "images": report.images, "files": report.files, "search_steps": steps,
+        "mean_psnr": None if math.isnan(report.mean_psnr) else report.mean_psnr,
+        "latent_bytes": report.latent_bytes, "pixels": report.pixels,
+    }]  # fmt: skip
+    psnrs = [e.psnr for e in old_images] + list(coded.psnrs.values())
+    summary.update(
+        images=summary.get("images", 0) + report.images, files=summary.get("files", 0) + report.files,
+        folders=summary.get("folders", 0) + report.folders, symlinks=summary.get("symlinks", 0) + report.symlinks,
+        pixels=summary.get("pixels", 0) + report.pixels, input_bytes=summary.get("input_bytes", 0) + report.input_bytes,
+        latent_bytes=summary.get("latent_bytes", 0) + report.latent_bytes,
+        mean_psnr=float(np.mean(psnrs)) if psnrs else math.nan,
+    )  # fmt: skip
+    writer.set_json("config", reader.config)
+    writer.set_json("training", training)
+    writer.set_json("summary", summary)
+    report.training = training
+    return report

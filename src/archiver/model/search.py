@@ -1,0 +1,87 @@
+"""Latents for a new image when only the decoder and the entropy tables are known (``append``).
+
+An archive keeps its decoder, not its encoder, so a later image is coded by searching the latent
+that minimises the rate–distortion loss through the stored int8 decoder: Adam on a continuous latent,
+straight-through rounding for the distortion, and a rate read from the archive's own integer tables
+(−log2 of each channel's probabilities, linearly interpolated between integers so it has a slope).
+The latent is kept inside each channel's table support, so every symbol stays codable with the
+archive's unchanged tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..codec.geometry import latent_grid
+from ..codec.tables import FrequencyTables
+from .autoencoder import Decoder, pad_to_stride
+from .inference import to_tensor
+from .prior import quantize_ste
+
+__all__ = ["TableRate", "search_latent", "SEARCH_LR"]
+
+#: Adam step on the latent, in quantization steps (the search starts at each channel's mode).
+SEARCH_LR = 0.1
+
+
+class TableRate:
+    """Differentiable bits of a latent under fixed per-channel integer tables."""
+
+    def __init__(self, tables: FrequencyTables) -> None:
+        c, width = tables.channels, int(tables.lengths.max())
+        bits = np.full((c, width), 0.0, dtype=np.float32)
+        for ch in range(c):
+            n = int(tables.lengths[ch])
+            bits[ch, :n] = -np.log2(tables.probabilities(ch))
+            bits[ch, n:] = bits[ch, n - 1]
+        self.bits = torch.from_numpy(bits)  # (C, L) bits of symbol offset+k
+        self.low = torch.from_numpy(tables.offsets.astype(np.float32)).view(1, -1, 1, 1)
+        self.high = self.low + torch.from_numpy((tables.lengths - 1).astype(np.float32)).view(1, -1, 1, 1)
+        self.mode = self.low + torch.from_numpy(
+            np.array([int(np.argmax(tables.freqs[ch, : tables.lengths[ch]])) for ch in range(c)], np.float32)
+        ).view(1, -1, 1, 1)
+
+    def clamp(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(y, self.high), self.low)
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        """Total bits of ``y`` (1, C, h, w), interpolated between the integers."""
+        k = (self.clamp(y) - self.low)[0]  # (C, h, w), in [0, length - 1]
+        k0 = k.detach().floor().clamp(max=self.bits.shape[1] - 1)
+        k1 = (k0 + 1).clamp(max=self.bits.shape[1] - 1)
+        frac = k - k0
+        c = k.shape[0]
+        flat0 = k0.long().view(c, -1)
+        flat1 = k1.long().view(c, -1)
+        b0 = torch.gather(self.bits, 1, flat0).view_as(k)
+        b1 = torch.gather(self.bits, 1, flat1).view_as(k)
+        return (b0 + frac * (b1 - b0)).sum()
+
+
+def search_latent(
+    decoder: Decoder, tables: FrequencyTables, rgb: np.ndarray, lmbda: float, steps: int, min_size: int = 0
+) -> np.ndarray:
+    """Integer latent (C, h, w) int32 of ``rgb`` for the fixed ``decoder`` and ``tables``."""
+    rate = TableRate(tables)
+    x = to_tensor(rgb)
+    height, width = x.shape[-2:]
+    padded = pad_to_stride(x, min_size=min_size)
+    gh, gw = latent_grid(height, width, min_size, 16)
+    y = rate.mode.expand(1, tables.channels, gh, gw).clone().requires_grad_(True)
+    for p in decoder.parameters():
+        p.requires_grad_(False)
+    optimizer = torch.optim.Adam([y], lr=SEARCH_LR)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
+    for _ in range(steps):
+        y_q = quantize_ste(y)
+        x_hat = decoder(y_q)
+        # Distortion over the padded image, like training (the padding is replicated pixels).
+        loss = lmbda * 255.0**2 * torch.mean((x_hat - padded) ** 2) + rate(y) / (height * width)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():
+            y.copy_(rate.clamp(y))
+    return rate.clamp(torch.round(y.detach()))[0].to(torch.int32).numpy()
