@@ -1,11 +1,11 @@
-"""Rate–distortion benchmark helpers for the archiver.
+"""The project's benchmarks (run from the repository root, results in ``benchmarks/results/``).
 
 Modules:
     regimes  -- reproducible dataset recipes ("dataset", "album", "tiny") cut from a folder of PNG photos.
-    metrics  -- PSNR, MS-SSIM, Bjøntegaard delta rate, rate needed to reach a target quality.
-    classic  -- sweep of classic codecs (JPEG, WebP, AVIF, JPEG XL) through Pillow.
-
-Nothing here imports the ``archiver`` package; the neural half of the benchmark can reuse these.
+    rd       -- rate–distortion of one regime against JPEG, WebP, AVIF and JPEG XL (the comparison
+                itself lives in ``archiver.bench``, which ``archiver bench SRC`` offers users).
+    ablation -- the seeds' ablations on the dataset regime.
+    speed    -- extraction speed and memory; fuzz -- a longer reader fuzz.
 """
 
-__all__ = ["classic", "metrics", "regimes"]
+__all__ = ["ablation", "fuzz", "rd", "regimes", "speed"]

@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.classic import load_rgb  # noqa: E402
+from archiver.bench.classic import load_rgb  # noqa: E402
 from benchmarks.rd import archiver_point, git_commit, machine  # noqa: E402
 from benchmarks.regimes import DEFAULT_SRC_DIR, build_regime  # noqa: E402
 

@@ -3,7 +3,7 @@
     python benchmarks/rd.py --regime dataset|album|tiny [--qualities 2,4,6] [--time-limit 10m]
 
 Builds the regime's images (``benchmarks.regimes``), sweeps the classic codecs per file
-(``benchmarks.classic``), packs the whole set with the archiver at each ``--quality`` (the whole
+(``archiver.bench.classic``), packs the whole set with the archiver at each ``--quality`` (the whole
 ``.nca`` file counts, model included), extracts it and measures PSNR / MS-SSIM against the originals
 exactly as for the classic codecs. Writes ``benchmarks/results/rd-<regime>-<date>.{json,md,png}``
 with the command, git commit, machine and date, and BD-rates (Bjøntegaard, log-rate over quality,
@@ -15,22 +15,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.classic import load_rgb, sweep  # noqa: E402
-from benchmarks.metrics import bd_rate, mean_psnr, ms_ssim, psnr, rate_at_quality  # noqa: E402
+from archiver.bench.classic import sweep  # noqa: E402
+from archiver.bench.compare import archiver_point, bd_table, machine, markdown, plot  # noqa: E402
 from benchmarks.regimes import DEFAULT_SRC_DIR, build_regime  # noqa: E402
 
 #: Default archiver points and training budget per point (seconds), sized so that one regime runs
@@ -42,145 +39,11 @@ DEFAULTS = {
 }
 
 
-def machine() -> dict:
-    """Where the numbers were taken."""
-    try:
-        import torch
-
-        torch_version, threads = torch.__version__, torch.get_num_threads()
-    except ImportError:
-        torch_version, threads = None, None
-    return {
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch_version,
-        "torch_threads": threads,
-    }
-
-
 def git_commit() -> str:
     try:
         return subprocess.check_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], text=True).strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def archiver_point(
-    paths: list[Path], src: Path, work: Path, quality: int, time_limit: float, seed: int, cfg=None, name: str = ""
-) -> dict:
-    """Pack ``src`` at ``quality`` (or with ``cfg``), extract, and measure like the classic sweep does."""
-    from archiver.config import config_for_quality
-    from archiver.extract import extract
-    from archiver.pack import pack
-
-    archive = work / f"{name or f'q{quality}'}.nca"
-    cfg = cfg or config_for_quality(quality, time_limit=time_limit, seed=seed)
-    t0 = time.monotonic()
-    report = pack(src, archive, cfg, force=True)
-    pack_s = time.monotonic() - t0
-    out = work / f"{archive.stem}-out"
-    t0 = time.monotonic()
-    extract(archive, out, force=True, image_format="png")
-    extract_s = time.monotonic() - t0
-    psnrs, msssims, pixels = [], [], 0
-    for p in paths:
-        a, b = load_rgb(p), load_rgb(out / p.relative_to(src).with_suffix(".png"))
-        psnrs.append(psnr(a, b))
-        msssims.append(ms_ssim(a, b))
-        pixels += a.shape[0] * a.shape[1]
-    t = report.training
-    crop = t.get("crop", cfg.train.crop)
-    from archiver.container.reader import ArchiveReader
-
-    with ArchiveReader(archive) as reader:
-        model_size = reader.config.get("model_size", "large")
-    size = archive.stat().st_size
-    return {
-        "codec": "archiver", "setting": quality, "n_images": len(paths), "bytes": size, "pixels": pixels,
-        "bpp": 8.0 * size / pixels, "psnr": mean_psnr(psnrs),
-        "ms_ssim": float(np.nanmean(msssims)) if not all(np.isnan(msssims)) else None,
-        "model_bytes": None, "latent_bytes": report.latent_bytes,
-        "pack_s": pack_s, "extract_s": extract_s, "extract_mpx_s": pixels / 1e6 / extract_s,
-        "train_s": t["train_seconds"], "steps": t["steps"], "stop_reason": t["stop_reason"],
-        "train_mpx_s": t["steps"] * cfg.train.batch * crop * crop / 1e6 / max(t["train_seconds"], 1e-9),
-        "crop": crop, "time_limit": cfg.train.time_limit, "archive": str(archive),
-        "input_bytes": report.input_bytes, "images": report.images, "model_size": model_size,
-    }  # fmt: skip
-
-
-def bd_table(points: list[dict]) -> dict:
-    """BD-rate (%) of the archiver vs each codec, for PSNR and MS-SSIM, plus bpp at equal PSNR."""
-    ours = [p for p in points if p["codec"] == "archiver"]
-    table = {}
-    for codec in sorted({p["codec"] for p in points} - {"archiver"}):
-        theirs = [p for p in points if p["codec"] == codec]
-        row = {}
-        for metric in ("psnr", "ms_ssim"):
-            a = [(p["bpp"], p[metric]) for p in ours if p[metric] is not None]
-            b = [(p["bpp"], p[metric]) for p in theirs if p[metric] is not None]
-            row[f"bd_rate_{metric}"] = bd_rate(*zip(*a), *zip(*b)) if len(a) > 1 and len(b) > 1 else None
-        row["bpp_at_our_psnr"] = {
-            str(p["setting"]): rate_at_quality([q["bpp"] for q in theirs], [q["psnr"] for q in theirs], p["psnr"])
-            for p in ours
-        }
-        table[codec] = row
-    return table
-
-
-def markdown(result: dict) -> str:
-    lines = [
-        f"# Rate–distortion, regime `{result['regime']}`",
-        "",
-        f"- command: `{result['command']}`",
-        f"- date: {result['date']}, commit {result['commit']}, machine: {result['machine']['platform']}, "
-        f"{result['machine']['cores']} cores, torch {result['machine']['torch']}",
-        f"- images: {result['n_images']} ({result['pixels']} pixels); archiver bytes = whole `.nca` file, model included",
-        *([f"- classic codec points reused from `{result['classic_reused_from']}` (same images)"]
-          if result.get("classic_reused_from") else []),
-        "",
-        "| codec | setting | bpp | PSNR (dB) | MS-SSIM | notes |",
-        "|---|---|---|---|---|---|",
-    ]
-    for p in sorted(result["points"], key=lambda p: (p["codec"] != "archiver", p["codec"], p["bpp"])):
-        note = ""
-        if p["codec"] == "archiver":
-            note = (f"{p.get('model_size', 'large')} decoder; pack {p['pack_s']:.0f} s ({p['steps']} steps, {p['stop_reason']}, "
-                    f"{p['train_mpx_s']:.2f} Mpx/s), extract {p['extract_mpx_s']:.2f} Mpx/s")  # fmt: skip
-        ms = f"{p['ms_ssim']:.4f}" if p.get("ms_ssim") is not None else ""
-        lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {ms} | {note} |")
-    lines += ["", "| vs codec | BD-rate PSNR | BD-rate MS-SSIM | codec bpp at the archiver's PSNR (per quality) |",
-              "|---|---|---|---|"]  # fmt: skip
-    fmt = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
-    for codec, row in result["bd_rate"].items():
-        at = ", ".join(f"q{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in row["bpp_at_our_psnr"].items())
-        lines.append(f"| {codec} | {fmt(row['bd_rate_psnr'])} | {fmt(row['bd_rate_ms_ssim'])} | {at} |")
-    lines += ["", "Negative BD-rate: the archiver needs fewer bits for the same quality. n/a: fewer than two "
-              "archiver points, or the curves do not overlap in quality.", ""]  # fmt: skip
-    return "\n".join(lines)
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for codec in sorted({p["codec"] for p in result["points"]}):
-        pts = sorted((p["bpp"], p["psnr"]) for p in result["points"] if p["codec"] == codec)
-        ax.plot(*zip(*pts), marker="o" if codec == "archiver" else ".", lw=2.5 if codec == "archiver" else 1,
-                label=codec)  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("bits per pixel (bytes on disk, log scale)")
-    ax.set_ylabel("PSNR (dB, RGB, mean over images)")
-    ax.set_title(f"regime {result['regime']}: {result['n_images']} images")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

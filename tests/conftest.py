@@ -82,3 +82,22 @@ def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array, mode).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def synthetic_rgb(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8: smooth gradients plus a disc and mild noise (compressible, photo-like)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = np.empty((height, width, 3), np.float32)
+    for c in range(3):
+        a, b, f = rng.uniform(-1, 1, 3)
+        out[..., c] = 128 + 60 * (a * xx / width + b * yy / height) + 30 * np.sin(6 * f * xx / width + c)
+    cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(4, width / 3)
+    out[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    out += rng.normal(0, 3, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def synthetic():
+    """The synthetic_rgb(rng, width, height) image maker."""
+    return synthetic_rgb

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import ArchiverError
+from .errors import ArchiverError, InputError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Neural collection archiver (.nca)."
@@ -240,6 +240,37 @@ def extract(
     if report.failed:
         typer.echo(f"{len(report.failed)} damaged entries skipped", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    source: Path = typer.Argument(..., help="Folder of images to compare on (walked recursively)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for bench.json, bench.md and bench.png."),
+    qualities: str = typer.Option("2,4,6", "--qualities", help="Archiver --quality levels, comma-separated."),
+    time_limit: str = typer.Option("8m", "--time-limit", help="Training budget per archiver point."),
+    codecs: str = typer.Option("jpeg,webp,avif,jxl", "--codecs", help="Classic codecs, comma-separated."),
+    limit: int = typer.Option(0, "--limit", min=0, help="Use only the first N images (0: all)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random generator."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Compare the archiver with JPEG, WebP, AVIF and JPEG XL on your own images (bytes on disk, PSNR, MS-SSIM)."""
+    from .bench.folder import REPORT_STEM, bench_folder
+    from .config import parse_duration
+
+    with _user_errors():
+        try:
+            levels = tuple(int(q) for q in qualities.split(","))
+        except ValueError:
+            raise InputError(f"--qualities must be comma-separated integers, got {qualities!r}") from None
+        budget = parse_duration(time_limit)
+        with _bars(quiet, budget) as bars:
+            bench_folder(
+                source, output, qualities=levels, time_limit=budget, seed=seed, codecs=codecs.split(","),
+                limit=limit or None, progress=bars,
+            )  # fmt: skip
+    out.print((output / f"{REPORT_STEM}.md").read_text(), markup=False, highlight=False)
+    out.print(f"report: {output / (REPORT_STEM + '.md')}, {output / (REPORT_STEM + '.json')}, "
+              f"{output / (REPORT_STEM + '.png')}")  # fmt: skip
 
 
 @app.command("list")

@@ -20,24 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-
-def synthetic_rgb(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """(H, W, 3) uint8: smooth gradients plus a disc and mild noise (compressible, photo-like)."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    out = np.empty((height, width, 3), np.float32)
-    for c in range(3):
-        a, b, f = rng.uniform(-1, 1, 3)
-        out[..., c] = 128 + 60 * (a * xx / width + b * yy / height) + 30 * np.sin(6 * f * xx / width + c)
-    cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(4, width / 3)
-    out[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
-    out += rng.normal(0, 3, out.shape)
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-@pytest.fixture
-def synthetic():
-    """The synthetic_rgb(rng, width, height) image maker."""
-    return synthetic_rgb
+from conftest import synthetic_rgb  # noqa: E402
 
 
 @pytest.fixture

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import bench_support  # noqa: F401  (repo root on sys.path; must come first)
 
 import math
 
 import numpy as np
 import pytest
 
-from benchmarks.metrics import bd_rate, ms_ssim, msssim_scales, psnr, rate_at_quality
+from archiver.bench.metrics import bd_rate, ms_ssim, msssim_scales, psnr, rate_at_quality
 
 
 def test_psnr_known_values():
@@ -61,7 +60,7 @@ def test_rate_at_quality():
 
 
 def test_mean_psnr_caps_lossless_images():
-    from benchmarks.metrics import PSNR_CAP_DB, mean_psnr
+    from archiver.bench.metrics import PSNR_CAP_DB, mean_psnr
 
     assert mean_psnr([30.0, math.inf]) == pytest.approx((30.0 + PSNR_CAP_DB) / 2)
     assert mean_psnr([]) is None

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import bench_support  # noqa: F401  (repo root on sys.path; must come first)
-from bench_support import synthetic  # noqa: F401  (fixture)
-
 import dataclasses
 import math
 
@@ -10,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import classic
-from benchmarks.classic import CODECS, sweep
+from archiver.bench import classic
+from archiver.bench.classic import CODECS, sweep
 
 KEYS = {"codec", "setting", "n_images", "bytes", "pixels", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s"}
 LOW_HIGH = {"jpeg": [5, 90], "webp": [5, 90], "avif": [5, 90], "jxl": [5, 90]}

@@ -26,7 +26,7 @@ Each aggregate point (one codec at one setting over all images) is a dict:
 error}]}``: a codec whose plugin is missing is skipped with its reason, a setting that fails to
 encode is recorded in ``errors`` and the sweep goes on.
 
-Command line: ``python -m benchmarks.classic IMG_DIR [--max-images N] [--codecs jpeg,webp]
+Command line: ``python -m archiver.bench.classic IMG_DIR [--max-images N] [--codecs jpeg,webp]
 [--no-msssim] [--out results.json]``.
 """
 
@@ -45,9 +45,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image, features
 
-from benchmarks.metrics import ms_ssim as _ms_ssim
-from benchmarks.metrics import psnr as _psnr
-from benchmarks.metrics import mean_psnr
+from .metrics import mean_psnr
+from .metrics import ms_ssim as _ms_ssim
+from .metrics import psnr as _psnr
 
 __all__ = ["CODECS", "Codec", "encode_decode", "load_rgb", "main", "sweep"]
 
