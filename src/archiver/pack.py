@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import numpy as np
 import zstandard
 
 from .collection.images import NOT_AN_IMAGE, SourceImage, load_image, pixel_crc32, quality_psnr, restore_image
+from .collection import pool
+from .collection.pool import PairPool, training_set
 from .collection.scan import ScanItem, check_output_outside, scan_tree
 from .config import PackConfig, resolve_model_size
 from .container.entries import Entry
@@ -85,6 +88,7 @@ def _classify(
     """
     out: dict[int, SourceImage | str] = {}
     files = [i for i, it in enumerate(items) if it.kind is EntryKind.FILE]
+    resident = 0  # bytes of pixels kept in memory; beyond pool.RESIDENT_BYTES images are read again when needed
     for n, i in enumerate(files, 1):
         try:
             image, reason = load_image(items[i].path)
@@ -92,6 +96,10 @@ def _classify(
             raise InputError(f"{items[i].path}: cannot read ({exc.strerror or exc})") from None
         if image is None and strict and reason != NOT_AN_IMAGE:
             raise InputError(f"{items[i].path}: would be stored as is ({reason}); --strict refuses fallbacks")
+        if image is not None:
+            resident += image.rgb.nbytes
+            if resident > pool.RESIDENT_BYTES:
+                image = image.release()
         out[i] = image if image is not None else reason
         emit(progress, "scan", n, len(files))
     return out
@@ -119,7 +127,7 @@ class CodedImages:
     model_blob: tuple[bytes, list[dict]] | None = None
     onnx_graph: bytes = b""
     tables: object = None
-    bitstreams: dict[int, bytes] = field(default_factory=dict)
+    bitstreams: Mapping[int, bytes] = field(default_factory=dict)  #: a LatentSpool after pack
     psnrs: dict[int, float] = field(default_factory=dict)
     crcs: dict[int, int] = field(default_factory=dict)
     postfilter: object = None
@@ -143,7 +151,8 @@ def _code_images(
     import torch
 
     from .codec.entropy import LatentCoder
-    from .codec.tables import build_tables
+    from .codec.spool import LatentSpool
+    from .codec.tables import TableCounter
     from .codec.weights import pack_arrays
     from .model.checkpoint import Checkpointer
     from .runtime.graph import attach_weights, build_graph, graph_only
@@ -156,8 +165,9 @@ def _code_images(
         checkpointer.remove()
     torch.manual_seed(cfg.train.seed)
     result = training_mod.train_codec(
-        [images[i].rgb for i in image_ids], cfg, progress=lambda p: emit(progress, "train", p.step, 0, p),
-        checkpointer=checkpointer, lpips_weights=lpips_weights,
+        training_set([images[i] for i in image_ids], cfg.train.seed), cfg,
+        progress=lambda p: emit(progress, "train", p.step, 0, p), checkpointer=checkpointer,
+        lpips_weights=lpips_weights,
     )  # fmt: skip
     if result.rank != 0:
         return None
@@ -173,33 +183,39 @@ def _code_images(
     # Quality is measured through the same runtime extract uses (ONNX Runtime, CPU), so the stored
     # PSNR and pixel CRC are exactly what extract produces on a CPU.
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu")
-    latents: dict[int, np.ndarray] = {}
-    recons: dict[int, np.ndarray] = {}
+    # One image at a time: its latent goes to the spool on disk and into the table counts, so memory
+    # never holds the collection's pixels or latents (bounded whatever the collection's size).
+    spool = out.bitstreams = LatentSpool(checkpoint_dir(output) / "spool")
+    counter = TableCounter()
+    pairs = PairPool([images[i].height * images[i].width for i in image_ids], cfg.train.seed)
     for n, i in enumerate(image_ids, 1):
-        im = images[i]
-        latents[i] = inference.infer_latent(
+        im = images[i].full()
+        latent = inference.infer_latent(
             result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, cfg.train.refine_steps,
             min_size=result.crop,
         )  # fmt: skip
-        pixels = runtime.decode(latents[i], im.height, im.width)
+        pixels = runtime.decode(latent, im.height, im.width)
         if cfg.train.denoiser:
-            recons[i] = pixels
+            pairs.add(pixels, im.rgb)
         restored = restore_image(pixels, im.mode, im.blobs)
         out.psnrs[i] = quality_psnr(restored, im)
         out.crcs[i] = pixel_crc32(restored)
+        spool.put(i, latent)
+        counter.add(latent)
         emit(progress, "encode", n, len(image_ids), {"psnr": out.psnrs[i]})
-    out.tables = build_tables([latents[i] for i in image_ids])
-    coder = LatentCoder(out.tables)
-    out.bitstreams = {i: coder.encode(latents[i]) for i in image_ids}
+    out.tables = counter.tables()
+    spool.encode_all(LatentCoder(out.tables))
     if cfg.train.denoiser:
         from .postfilter import fit_postfilter
 
+        def decoded():  # every image again, as extract will decode it, for the denoiser's verdict
+            for i in image_ids:
+                im = images[i].full()
+                yield runtime.decode(spool.latent(i), im.height, im.width), im
+
         emit(progress, "denoise", 0, 1)
-        coded = len(out.model_blob[0]) + sum(len(b) for b in out.bitstreams.values())
-        out.postfilter = fit_postfilter(
-            cfg, [images[i] for i in image_ids], [recons[i] for i in image_ids],
-            [out.psnrs[i] for i in image_ids], coded,
-        )  # fmt: skip
+        coded = len(out.model_blob[0]) + sum(spool.lengths.values())
+        out.postfilter = fit_postfilter(cfg, pairs.pairs, decoded, [out.psnrs[i] for i in image_ids], coded)
         out.training["denoiser"] = out.postfilter.summary()
         if out.postfilter.kept:
             out.psnrs.update(zip(image_ids, out.postfilter.psnrs))
@@ -229,7 +245,7 @@ def write_items(
             record = os.readlink(os.fsencode(item.path))
             report.symlinks += 1
         elif isinstance(classes[i], SourceImage):
-            im = classes[i]
+            im = classes[i] if classes[i].resident else classes[i].full()  # the record needs its blobs
             latent_bytes = coded.bitstreams[i]
             report.latent_bytes += len(latent_bytes)
             record = encode_image_record(ImageRecord(latent_bytes, im.info, im.blobs), zstd_level)

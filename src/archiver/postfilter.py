@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -35,9 +36,15 @@ class PostFilter:
 
 
 def fit_postfilter(
-    cfg: PackConfig, sources: list[SourceImage], recons: list[np.ndarray], psnrs: list[float], coded_bytes: int
+    cfg: PackConfig,
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    decoded: Callable[[], Iterable[tuple[np.ndarray, SourceImage]]],
+    psnrs: list[float],
+    coded_bytes: int,
 ) -> PostFilter:
-    """Train the denoiser on (reconstruction, original) pairs and measure it through ONNX Runtime.
+    """Train the denoiser on (reconstruction, original) ``pairs`` (whole images or tiles) and measure
+    it through ONNX Runtime on every image ``decoded()`` yields (reconstruction, source), in the order
+    of ``psnrs`` (their PSNR without it).
 
     ``coded_bytes`` is what the images cost without it (model + latents): its own bytes are priced
     against that by :func:`archiver.model.denoiser.worth_keeping`.
@@ -50,13 +57,13 @@ def fit_postfilter(
 
     dcfg = DenoiserConfig()
     budget = cfg.train.denoiser_time or cfg.train.time_limit / 5
-    net, steps, reason = train_denoiser([(r, s.rgb) for r, s in zip(recons, sources)], budget, cfg.train.seed, dcfg)
+    net, steps, reason = train_denoiser(pairs, budget, cfg.train.seed, dcfg)
     arrays = quantize_decoder(net)
     blob, manifest = pack_arrays(arrays, cfg.zstd_level)
     graph = graph_only(build_denoiser_graph(dcfg.channels, dcfg.blocks))
     runtime = OnnxDenoiser(attach_weights(graph, arrays), "cpu")
     new_psnrs, crcs = [], []
-    for rec, src in zip(recons, sources):
+    for rec, src in decoded():
         restored = restore_image(runtime.apply(rec), src.mode, src.blobs)
         new_psnrs.append(quality_psnr(restored, src))
         crcs.append(pixel_crc32(restored))

@@ -92,3 +92,18 @@ def test_convergence_needs_a_full_window():
     det.add_loss(1.0)
     det.check(10.0)
     assert not det.check(10.0).converged
+
+
+def test_tiled_encoding_matches_whole_image():
+    """Large images are encoded in tiles with a halo: the latent is the whole image's (up to float
+    summation order, so at most a rare ±1 after rounding)."""
+    from archiver.model.inference import encode_tiled
+
+    torch.manual_seed(0)  # two residual blocks: the widest receptive field the presets have
+    encoder = Autoencoder(ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=2)).encoder.eval()
+    x = torch.rand(1, 3, 320, 448)
+    with torch.no_grad():
+        whole = encoder(x)
+    tiled = encode_tiled(encoder, x, tile=128, halo=128)
+    assert tiled.shape == whole.shape
+    assert torch.allclose(tiled, whole, atol=1e-4)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import CorruptArchiveError
 
-__all__ = ["PRECISION", "MAX_SYMBOLS", "FrequencyTables", "build_tables"]
+__all__ = ["PRECISION", "MAX_SYMBOLS", "FrequencyTables", "TableCounter", "build_tables"]
 
 #: Fixed-point precision of the tables, in bits: each channel's frequencies sum to 2**PRECISION.
 PRECISION = 24
@@ -58,23 +58,57 @@ class FrequencyTables:
         return row / float(1 << PRECISION)
 
 
+class TableCounter:
+    """Histograms of integer latents, one image at a time: memory is one count per symbol seen,
+    not the latents themselves (a collection's latents can be far larger than RAM)."""
+
+    def __init__(self) -> None:
+        self._low: np.ndarray | None = None  # (C,) smallest value seen per channel
+        self._counts: list[np.ndarray] = []  # per channel, counts of low[c] .. low[c] + len - 1
+
+    def add(self, latent: np.ndarray) -> None:
+        """Count one (C, h, w) integer latent."""
+        c = latent.shape[0]
+        if self._low is None:
+            self._low = np.zeros(c, dtype=np.int64)
+            self._counts = [np.zeros(0, dtype=np.int64) for _ in range(c)]
+            self._low[:] = [int(latent[k].min()) for k in range(c)]
+        if c != len(self._counts):
+            raise ValueError(f"latent has {c} channels, earlier ones had {len(self._counts)}")
+        for k in range(c):
+            values = latent[k].ravel().astype(np.int64)
+            lo, hi = int(values.min()), int(values.max())
+            old_lo, counts = int(self._low[k]), self._counts[k]
+            new_lo = min(lo, old_lo) if counts.size else lo
+            new_hi = max(hi, old_lo + counts.size - 1) if counts.size else hi
+            if new_hi - new_lo + 1 > MAX_SYMBOLS:
+                raise ValueError(f"latent range of {new_hi - new_lo + 1} symbols exceeds {MAX_SYMBOLS}")
+            grown = np.zeros(new_hi - new_lo + 1, dtype=np.int64)
+            if counts.size:
+                grown[old_lo - new_lo : old_lo - new_lo + counts.size] = counts
+            grown += np.bincount(values - new_lo, minlength=grown.size)
+            self._low[k], self._counts[k] = new_lo, grown
+
+    def tables(self) -> FrequencyTables:
+        """The tables: every symbol between a channel's smallest and largest value gets ≥ 1."""
+        if self._low is None:
+            raise ValueError("no latents to build tables from")
+        channels = len(self._counts)
+        lengths = np.array([c.size for c in self._counts], dtype=np.int32)
+        freqs = np.zeros((channels, int(lengths.max())), dtype=np.uint32)
+        total = 1 << PRECISION
+        for c, counts in enumerate(self._counts):
+            n = int(lengths[c])
+            # One guaranteed unit per symbol, the rest shared in proportion to the counts.
+            row = 1 + (counts * (total - n)) // counts.sum()
+            row[np.argmax(counts)] += total - int(row.sum())
+            freqs[c, :n] = row
+        return FrequencyTables(self._low.astype(np.int32), freqs, lengths)
+
+
 def build_tables(latents: list[np.ndarray]) -> FrequencyTables:
     """Count integer latents (each (C, h, w)) into tables; every symbol in a channel's range gets ≥ 1."""
-    if not latents:
-        raise ValueError("no latents to build tables from")
-    channels = latents[0].shape[0]
-    flat = [np.concatenate([y[c].ravel() for y in latents]).astype(np.int64) for c in range(channels)]
-    offsets = np.array([int(v.min()) for v in flat], dtype=np.int32)
-    lengths = np.array([int(v.max()) - int(o) + 1 for v, o in zip(flat, offsets)], dtype=np.int32)
-    if lengths.max() > MAX_SYMBOLS:
-        raise ValueError(f"latent range of {lengths.max()} symbols exceeds {MAX_SYMBOLS}")
-    freqs = np.zeros((channels, int(lengths.max())), dtype=np.uint32)
-    total = 1 << PRECISION
-    for c, values in enumerate(flat):
-        counts = np.bincount(values - offsets[c], minlength=lengths[c]).astype(np.int64)
-        n = int(lengths[c])
-        # One guaranteed unit per symbol, the rest shared in proportion to the counts.
-        row = 1 + (counts * (total - n)) // counts.sum()
-        row[np.argmax(counts)] += total - int(row.sum())
-        freqs[c, :n] = row
-    return FrequencyTables(offsets, freqs, lengths)
+    counter = TableCounter()
+    for latent in latents:
+        counter.add(latent)
+    return counter.tables()

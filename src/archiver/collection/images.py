@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from ..container.format import IMAGE_FORMATS, ImageMode
+from ..errors import InputError
 from ..metrics import psnr
 
 __all__ = [
@@ -53,28 +54,62 @@ class SourceImage:
     """An image ready for the codec.
 
     Attributes:
-        rgb: (H, W, 3) uint8, what the network codes (gray and palette images are expanded to RGB).
+        rgb: (H, W, 3) uint8, what the network codes (gray and palette images are expanded to RGB);
+            None once released (large collections keep only a budget of pixels in memory).
         mode: the mode it is extracted in.
         format: Pillow format name of the original file.
         info: JSON-able settings to write it back with (dpi, PNG text, TIFF compression).
         blobs: byte payloads kept losslessly (``alpha`` plane, ``exif``, ``icc``, ``xmp``, ``palette``).
         reference: (H, W) or (H, W, 3) uint8, the colour channels :func:`quality_psnr` compares against.
+        path: the file it was read from.
+        shape: (height, width) in pixels, kept when released.
+        checksum: CRC-32 of ``rgb``, kept when released (to notice a file changed during pack).
     """
 
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     mode: ImageMode
     format: str
     info: dict = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     reference: np.ndarray | None = None
+    path: Path | None = None
+    shape: tuple[int, int] = (0, 0)
+    checksum: int = 0
 
     @property
     def height(self) -> int:
-        return int(self.rgb.shape[0])
+        return int(self.rgb.shape[0]) if self.rgb is not None else self.shape[0]
 
     @property
     def width(self) -> int:
-        return int(self.rgb.shape[1])
+        return int(self.rgb.shape[1]) if self.rgb is not None else self.shape[1]
+
+    @property
+    def resident(self) -> bool:
+        """Whether the pixels are in memory (else :meth:`full` reads the file again)."""
+        return self.rgb is not None
+
+    def release(self) -> "SourceImage":
+        """This image without its pixels and blobs in memory: its size and a CRC-32 of its pixels
+        stay, so that :meth:`full` can read it again and check that the file has not changed."""
+        if self.rgb is None:
+            return self
+        return replace(
+            self, rgb=None, reference=None, blobs={}, shape=(self.height, self.width),
+            checksum=zlib.crc32(self.rgb.tobytes()),
+        )  # fmt: skip
+
+    def full(self) -> "SourceImage":
+        """The image with its pixels: itself if resident, else read again from ``path``."""
+        if self.rgb is not None:
+            return self
+        try:
+            image, _ = load_image(self.path)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+        if image is None or (image.height, image.width) != self.shape or zlib.crc32(image.rgb.tobytes()) != self.checksum:
+            raise InputError(f"{self.path}: changed while being packed; pack it again")
+        return image
 
 
 def _metadata(im: Image.Image) -> tuple[dict, dict[str, bytes]]:
@@ -137,7 +172,7 @@ def load_image(path: Path) -> tuple[SourceImage | None, str]:
     gray = mode in (ImageMode.L, ImageMode.LA)
     reference = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
     rgb = np.repeat(reference[:, :, None], 3, axis=2) if gray else reference
-    return SourceImage(np.ascontiguousarray(rgb), mode, fmt, info, blobs, reference), ""
+    return SourceImage(np.ascontiguousarray(rgb), mode, fmt, info, blobs, reference, path=Path(path)), ""
 
 
 def restore_image(rgb: np.ndarray, mode: ImageMode, blobs: dict[str, bytes]) -> Image.Image:

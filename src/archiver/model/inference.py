@@ -5,12 +5,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..codec.geometry import STRIDE
 from ..config import ModelConfig
 from .autoencoder import Decoder, Encoder, pad_to_stride
 from .int8 import load_quantized
 from .prior import ChannelPrior, quantize_ste
 
-__all__ = ["int8_decoder", "decode_latent", "infer_latent", "to_tensor"]
+__all__ = ["ENCODE_TILE", "ENCODE_HALO", "encode_tiled", "int8_decoder", "decode_latent", "infer_latent", "to_tensor"]
+
+#: Side, in pixels, of the tiles large images are encoded in (a multiple of the stride, 16): memory
+#: for activations stays that of a 1.6 Mpx image whatever the photo's size.
+ENCODE_TILE = 1024
+#: Context, in pixels, each tile sees beyond its own area on every side. The encoder's receptive
+#: field reaches 94 px from a latent position's block (5×5 stride-2 convolutions at 1, 1/2, 1/4 and
+#: 1/8 scale, a residual block at 1/8 and 1/16, a 3×3 convolution at 1/16), so 128 px of halo gives
+#: the whole-image latent (up to float summation order).
+ENCODE_HALO = 128
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -37,6 +47,28 @@ def decode_latent(decoder: Decoder, latent: np.ndarray, height: int, width: int)
     return out.permute(1, 2, 0).contiguous().numpy()
 
 
+@torch.no_grad()
+def encode_tiled(encoder: Encoder, x: torch.Tensor, tile: int = ENCODE_TILE, halo: int = ENCODE_HALO) -> torch.Tensor:
+    """Real-valued latent of a (1, 3, H, W) image padded to the stride, in tiles with a halo."""
+    stride = STRIDE
+    h, w = x.shape[-2:]
+    if h <= tile + 2 * halo and w <= tile + 2 * halo:
+        return encoder(x)
+    out: torch.Tensor | None = None
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(0, y0 - halo), max(0, x0 - halo)
+            part = encoder(x[..., ya : min(h, y1 + halo), xa : min(w, x1 + halo)])
+            if out is None:
+                out = part.new_empty((1, part.shape[1], h // stride, w // stride))
+            oy, ox = (y0 - ya) // stride, (x0 - xa) // stride
+            out[..., y0 // stride : y1 // stride, x0 // stride : x1 // stride] = part[
+                ..., oy : oy + (y1 - y0) // stride, ox : ox + (x1 - x0) // stride
+            ]
+    return out
+
+
 def infer_latent(
     encoder: Encoder,
     decoder: Decoder,
@@ -56,8 +88,7 @@ def infer_latent(
     x = to_tensor(rgb)
     height, width = x.shape[-2:]
     padded = pad_to_stride(x, min_size=min_size)
-    with torch.no_grad():
-        y = encoder(padded)
+    y = encode_tiled(encoder, padded)
     if refine_steps > 0:
         y = y.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([y], lr=0.02)

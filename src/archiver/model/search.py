@@ -67,7 +67,7 @@ def search_latent(
     x = to_tensor(rgb)
     height, width = x.shape[-2:]
     padded = pad_to_stride(x, min_size=min_size)
-    gh, gw = latent_grid(height, width, min_size, 16)
+    gh, gw = latent_grid(height, width, min_size)
     y = rate.mode.expand(1, tables.channels, gh, gw).clone().requires_grad_(True)
     for p in decoder.parameters():
         p.requires_grad_(False)
