@@ -25,3 +25,49 @@ def test_torchrun_two_processes(tmp_path):
     with ArchiveReader(out) as r:
         assert r.training["processes"] == 2
     assert verify(out, decode=True).ok
+
+
+def _torchrun(src, out, *extra, timeout=300):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "archiver", "pack", str(src), "-o", str(out), "--max-steps", "150", "--quiet", *extra]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+
+
+def test_torchrun_resume_continues_exactly(tmp_path):
+    """Two processes killed mid-training, resumed with --resume: the same decoder as without the kill."""
+    import signal
+    import time
+
+    import torch
+
+    src = write_images(tmp_path / "src", 3, 64, 48)
+    whole = tmp_path / "whole.nca"
+    assert _torchrun(src, whole).wait(timeout=300) == 0
+    out = tmp_path / "a.nca"
+    ckpt = tmp_path / ".a.nca.resume" / "train.pt"
+    proc = _torchrun(src, out, "--checkpoint-every", "0.001s")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            try:
+                if torch.load(ckpt, weights_only=False)["step"] >= 40:
+                    break
+            except Exception:  # replaced while reading
+                pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    step = torch.load(ckpt, weights_only=False)["step"]
+    assert 40 <= step < 150
+    resumed = _torchrun(src, out, "--checkpoint-every", "0.001s", "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    with ArchiveReader(whole) as a, ArchiveReader(out) as b:
+        assert b.training["steps"] == a.training["steps"] == 150
+        assert b.training["history"] == a.training["history"]
+        for name, array in a.model_arrays().items():
+            assert (b.model_arrays()[name] == array).all(), name
+    assert not ckpt.parent.exists()

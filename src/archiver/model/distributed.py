@@ -18,7 +18,7 @@ from torch import nn
 from .autoencoder import Autoencoder
 from .prior import ChannelPrior, add_uniform_noise, quantize_ste
 
-__all__ = ["DistInfo", "init_distributed", "RateDistortion", "agree"]
+__all__ = ["DistInfo", "init_distributed", "RateDistortion", "agree", "gather_rng"]
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,20 @@ class RateDistortion(nn.Module):
         return rec + rate, mse, bpp, x_hat, rec
 
 
-def agree(info: DistInfo, loss: float, stop: bool, device: torch.device) -> tuple[float, bool]:
-    """Mean loss over ranks, and stop if any rank says so (one all-reduce of two numbers)."""
+def agree(info: DistInfo, loss: float, stop: bool, device: torch.device, save: bool = False) -> tuple[float, bool, bool]:
+    """Mean loss over ranks; stop if any rank says so; save a checkpoint if any (rank 0) says so.
+    One all-reduce of three numbers, so that every rank stops and checkpoints at the same step."""
     if not info.enabled:
-        return loss, stop
-    t = torch.tensor([loss, 1.0 if stop else 0.0], dtype=torch.float64, device=device)
+        return loss, stop, save
+    t = torch.tensor([loss, float(stop), float(save)], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return float(t[0]) / info.world, bool(t[1] > 0)
+    return float(t[0]) / info.world, bool(t[1] > 0), bool(t[2] > 0)
+
+
+def gather_rng(info: DistInfo, state: tuple) -> list:
+    """Every rank's random generator ``state``, in rank order (all ranks must call it together)."""
+    if not info.enabled:
+        return [state]
+    out: list = [None] * info.world
+    dist.all_gather_object(out, state)
+    return out

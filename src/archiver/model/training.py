@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from ..config import PackConfig
+from ..errors import InputError
 from .adversarial import AdversarialPhase, last_layer_weight
 from .autoencoder import Autoencoder
 from .checkpoint import Checkpointer
 from .convergence import ConvergenceDetector
-from .distributed import RateDistortion, agree, init_distributed
+from .distributed import RateDistortion, agree, gather_rng, init_distributed
 from .perceptual import make_perceptual
 from .prior import ChannelPrior
 
@@ -74,8 +75,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from ..errors import InputError
-
         raise InputError("--device cuda was asked for but no CUDA device is available")
     return torch.device(name)
 
@@ -162,8 +161,7 @@ def train_codec(
     optimizer = torch.optim.Adam(params, lr=tc.lr)
     crop = _crop_size(images, tc.crop)
     sampler = CropSampler(images, crop, rng)
-    if info.rank != 0:
-        checkpointer = None  # rank 0 alone saves; every rank resumes from its file
+    saver = checkpointer if info.rank == 0 else None  # rank 0 alone saves; every rank resumes from its file
     heldout = CropSampler(images, crop, np.random.default_rng(tc.seed + 1)).batch(max(4, tc.batch)).to(device)
     detector = ConvergenceDetector(tc.check_every, tc.slope_tol, tc.psnr_tol)
     drops_left = tc.lr_drops
@@ -171,25 +169,30 @@ def train_codec(
     history: list[dict] = []
     step, loss_value, stop_reason, heldout_value, elapsed0 = 0, math.nan, "max_steps", math.nan, 0.0
     saved = checkpointer.load() if checkpointer else None
-    if saved is not None and info.enabled:
-        raise NotImplementedError("resuming a distributed pack is not supported yet")
+    if saved is not None and saved.get("world", 1) != info.world:
+        raise InputError(
+            f"{checkpointer.folder}: checkpoint was made by {saved.get('world', 1)} training process(es), "
+            f"this run has {info.world}; resume with the same number of processes"
+        )
     if saved is not None:
         model.load_state_dict(saved["model"])
         prior.load_state_dict(saved["prior"])
         optimizer.load_state_dict(saved["optimizer"])
         detector.restore(saved["detector"])
-        rng.bit_generator.state = saved["numpy_rng"]
-        torch.set_rng_state(saved["torch_rng"])
+        # Every rank continues its own crop sequence (checkpoints hold all ranks' generators).
+        rng.bit_generator.state, torch_rng = saved["rank_rngs"][info.rank]
+        torch.set_rng_state(torch_rng)
         step, elapsed0, lr, drops_left = saved["step"], saved["elapsed"], saved["lr"], saved["drops_left"]
         history, loss_value = saved["history"], saved["loss"]
         if gan is not None:
             gan.restore(saved["gan"])
     start = time.monotonic() - elapsed0
 
-    def state() -> dict:
+    def state(rank_rngs: list) -> dict:
         return {
+            "world": info.world, "rank_rngs": rank_rngs,
             "model": model.state_dict(), "prior": prior.state_dict(), "optimizer": optimizer.state_dict(),
-            "detector": detector.state(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "detector": detector.state(),
             "step": step, "elapsed": time.monotonic() - start, "lr": lr, "drops_left": drops_left,
             "history": history, "loss": loss_value, "gan": gan.state() if gan is not None else None,
         }  # fmt: skip
@@ -212,7 +215,9 @@ def train_codec(
             gan.discriminator_step(x, x_hat)
         step += 1
         # Ranks agree on the mean loss and on stopping, so that all stop at the same step.
-        loss_value, out_of_time = agree(info, rd_loss, elapsed >= tc.time_limit, device)
+        loss_value, out_of_time, save_now = agree(
+            info, rd_loss, elapsed >= tc.time_limit, device, saver is not None and saver.due()
+        )  # fmt: skip
         if out_of_time:
             stop_reason = "time_limit"
             break
@@ -247,8 +252,10 @@ def train_codec(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 detector.reset()
-        if checkpointer is not None and checkpointer.due():
-            checkpointer.save(state())
+        if save_now:  # decided by rank 0, agreed by all: every rank hands over its random generators
+            rank_rngs = gather_rng(info, (rng.bit_generator.state, torch.get_rng_state()))
+            if saver is not None:
+                saver.save(state(rank_rngs))
     if math.isnan(heldout_value) or stop_reason != "converged":
         heldout_value = _heldout_psnr(model, heldout)
     model.eval()
