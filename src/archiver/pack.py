@@ -145,7 +145,7 @@ def _code_images(
 ) -> CodedImages | None:
     """Train the codec on ``images``, code each one and measure it as extract will decode it.
 
-    Returns None on torchrun ranks other than 0.
+    Returns None on torchrun ranks other than 0 (they code their share of the images first).
     """
     inference, int8, training_mod = _import_training()
     import torch
@@ -155,12 +155,13 @@ def _code_images(
     from .codec.tables import TableCounter
     from .codec.weights import pack_arrays
     from .model.checkpoint import Checkpointer
+    from .model.distributed import all_gather, barrier
     from .runtime.graph import attach_weights, build_graph, graph_only
     from .runtime.session import OnnxDecoder
 
     image_ids = list(images)
     out = CodedImages()
-    checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every)
+    checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every, resume)
     if not resume and os.environ.get("RANK", "0") == "0":
         checkpointer.remove()
     torch.manual_seed(cfg.train.seed)
@@ -169,8 +170,6 @@ def _code_images(
         progress=lambda p: emit(progress, "train", p.step, 0, p), checkpointer=checkpointer,
         lpips_weights=lpips_weights,
     )  # fmt: skip
-    if result.rank != 0:
-        return None
     out.training = result.summary()
     out.training["device"] = str(training_mod.resolve_device(cfg.train.device))
     if cfg.int8_weights:
@@ -184,25 +183,48 @@ def _code_images(
     # PSNR and pixel CRC are exactly what extract produces on a CPU.
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu")
     # One image at a time: its latent goes to the spool on disk and into the table counts, so memory
-    # never holds the collection's pixels or latents (bounded whatever the collection's size).
-    spool = out.bitstreams = LatentSpool(checkpoint_dir(output) / "spool")
+    # never holds the collection's pixels or latents (bounded whatever the collection's size). Under
+    # torchrun every rank codes its share of the images into the shared spool; rank 0 finishes.
+    rank, world = result.rank, result.world
+    spool_dir = checkpoint_dir(output) / "spool"
+    if rank == 0:
+        spool = LatentSpool(spool_dir)
+    barrier(world)
+    if rank != 0:
+        spool = LatentSpool(spool_dir, create=False)
     counter = TableCounter()
     pairs = PairPool([images[i].height * images[i].width for i in image_ids], cfg.train.seed)
-    for n, i in enumerate(image_ids, 1):
+    mine = image_ids[rank::world]
+    for n, i in enumerate(mine, 1):
         im = images[i].full()
         latent = inference.infer_latent(
             result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, cfg.train.refine_steps,
             min_size=result.crop,
         )  # fmt: skip
         pixels = runtime.decode(latent, im.height, im.width)
-        if cfg.train.denoiser:
+        if cfg.train.denoiser and world == 1:
             pairs.add(pixels, im.rgb)
         restored = restore_image(pixels, im.mode, im.blobs)
         out.psnrs[i] = quality_psnr(restored, im)
         out.crcs[i] = pixel_crc32(restored)
         spool.put(i, latent)
         counter.add(latent)
-        emit(progress, "encode", n, len(image_ids), {"psnr": out.psnrs[i]})
+        emit(progress, "encode", n, len(mine), {"psnr": out.psnrs[i]})
+    if world > 1:
+        for psnrs, crcs in all_gather(world, (out.psnrs, out.crcs)):
+            out.psnrs.update(psnrs)
+            out.crcs.update(crcs)
+        barrier(world)  # every latent is in the spool
+        if rank != 0:
+            return None
+        spool.adopt(image_ids)
+        counter = TableCounter()
+        for i in image_ids:
+            counter.add(spool.latent(i))
+            if cfg.train.denoiser:
+                im = images[i].full()
+                pairs.add(runtime.decode(spool.latent(i), im.height, im.width), im.rgb)
+    out.bitstreams = spool
     out.tables = counter.tables()
     spool.encode_all(LatentCoder(out.tables))
     if cfg.train.denoiser:

@@ -22,16 +22,21 @@ __all__ = ["LatentSpool"]
 class LatentSpool(Mapping):
     """Integer latents, then bitstreams, keyed by image number (the entry's index)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, create: bool = True) -> None:
         self.folder = Path(folder)
-        shutil.rmtree(self.folder, ignore_errors=True)  # a stale one from an interrupted pack
-        self.folder.mkdir(parents=True)
+        if create:  # else another process (torchrun's rank 0) made it
+            shutil.rmtree(self.folder, ignore_errors=True)  # a stale one from an interrupted pack
+            self.folder.mkdir(parents=True)
         self._keys: list[int] = []
         self.lengths: dict[int, int] = {}  #: bitstream bytes per key, after :meth:`encode_all`
 
     def put(self, key: int, latent: np.ndarray) -> None:
         np.save(self.folder / f"{key}.npy", latent, allow_pickle=False)
         self._keys.append(key)
+
+    def adopt(self, keys: list[int]) -> None:
+        """Take ``keys`` as this spool's latents, in that order (put by other processes)."""
+        self._keys = list(keys)
 
     def latent(self, key: int) -> np.ndarray:
         return np.load(self.folder / f"{key}.npy", allow_pickle=False)

@@ -18,13 +18,14 @@ class Checkpointer:
     """Saves the whole training state every ``every`` seconds (atomically: temporary file + rename).
 
     ``fingerprint`` identifies the input and configuration; a checkpoint made for other ones is
-    refused on resume rather than silently mixed in.
+    refused on resume rather than silently mixed in. With ``resume`` False nothing is ever loaded.
     """
 
     FILE = "train.pt"
 
-    def __init__(self, folder: Path, fingerprint: str, every: float = 180.0) -> None:
+    def __init__(self, folder: Path, fingerprint: str, every: float = 180.0, resume: bool = True) -> None:
         self.folder = Path(folder)
+        self.resume = resume  # False: never load (a fresh pack must not pick up a stale checkpoint)
         self.fingerprint = fingerprint
         self.every = every
         self._last = time.monotonic()
@@ -46,7 +47,7 @@ class Checkpointer:
     def load(self) -> dict | None:
         """The saved state, None if there is none; :class:`InputError` if it belongs to another pack."""
         path = self.folder / self.FILE
-        if not path.exists():
+        if not self.resume or not path.exists():
             return None
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)

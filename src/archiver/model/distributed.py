@@ -18,7 +18,7 @@ from torch import nn
 from .autoencoder import Autoencoder
 from .prior import ChannelPrior, add_uniform_noise, quantize_ste
 
-__all__ = ["DistInfo", "init_distributed", "RateDistortion", "agree", "gather_rng"]
+__all__ = ["DistInfo", "init_distributed", "RateDistortion", "agree", "all_gather", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,12 @@ def init_distributed(device: torch.device) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)  # NCCL's object collectives use the current device
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 class RateDistortion(nn.Module):
@@ -93,10 +96,16 @@ def agree(info: DistInfo, loss: float, stop: bool, device: torch.device, save: b
     return float(t[0]) / info.world, bool(t[1] > 0), bool(t[2] > 0)
 
 
-def gather_rng(info: DistInfo, state: tuple) -> list:
-    """Every rank's random generator ``state``, in rank order (all ranks must call it together)."""
-    if not info.enabled:
-        return [state]
-    out: list = [None] * info.world
-    dist.all_gather_object(out, state)
+def all_gather(world: int, obj) -> list:
+    """``obj`` from every rank, in rank order (all ranks must call it together); ``[obj]`` alone."""
+    if world <= 1:
+        return [obj]
+    out: list = [None] * world
+    dist.all_gather_object(out, obj)
     return out
+
+
+def barrier(world: int) -> None:
+    """Wait for every rank (nothing to wait for in a single process)."""
+    if world > 1:
+        dist.barrier()

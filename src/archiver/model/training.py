@@ -18,7 +18,7 @@ from .adversarial import AdversarialPhase, last_layer_weight
 from .autoencoder import Autoencoder
 from .checkpoint import Checkpointer
 from .convergence import ConvergenceDetector
-from .distributed import RateDistortion, agree, gather_rng, init_distributed
+from .distributed import RateDistortion, agree, all_gather, init_distributed
 from .perceptual import make_perceptual
 from .prior import ChannelPrior
 
@@ -253,7 +253,7 @@ def train_codec(
                     group["lr"] = lr
                 detector.reset()
         if save_now:  # decided by rank 0, agreed by all: every rank hands over its random generators
-            rank_rngs = gather_rng(info, (rng.bit_generator.state, torch.get_rng_state()))
+            rank_rngs = all_gather(info.world, (rng.bit_generator.state, torch.get_rng_state()))
             if saver is not None:
                 saver.save(state(rank_rngs))
     if math.isnan(heldout_value) or stop_reason != "converged":
