@@ -28,6 +28,8 @@ def _tile_counts(areas: list[int], budget: int, rng: np.random.Generator) -> lis
         expected = want * area / total
         whole = int(expected)
         counts.append(whole + int(rng.random() < expected - whole))
+    if not any(counts):  # a tiny budget may round to nothing: training needs something
+        counts[int(np.argmax(areas))] = 1
     return counts
 
 
