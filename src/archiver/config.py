@@ -108,7 +108,8 @@ class TrainConfig(_Serializable):
     Attributes:
         lmbda: rate–distortion weight (see :data:`QUALITY_LAMBDAS`).
         crop: side of the square random training crops, in pixels (multiple of 16).
-        batch: crops per step.
+        batch: crops per step (of ``crop`` pixels a side; multiplied by (crop / actual crop)² when a
+            collection of small images trains on smaller crops, so a step sees as many pixels).
         lr: Adam learning rate.
         time_limit: cap on training wall time, in seconds.
         max_steps: cap on optimisation steps.
