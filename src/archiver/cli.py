@@ -113,6 +113,13 @@ def _fmt_bytes(n: float) -> str:
     return str(n)
 
 
+def _print_other_entries(report) -> None:
+    """The summary's last lines: what was not coded, and why each file was stored as is."""
+    out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
+    for name, reason in report.stored_as_is:
+        out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)
+
+
 @app.command()
 def pack(
     source: Path = typer.Argument(..., help="Folder to archive (walked recursively)."),
@@ -176,9 +183,7 @@ def pack(
                       "went back to the last good checkpoint and ended the adversarial phase")  # fmt: skip
         else:
             out.print(f"  gan: adversarial from step {g['start_step']} ({g['disc_steps']} discriminator steps)")
-    out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
-    for name, reason in report.stored_as_is:
-        out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)
+    _print_other_entries(report)
 
 
 @app.command()
@@ -204,9 +209,7 @@ def append(
             f"mean PSNR {report.mean_psnr:.2f} dB; the archive's own images: {report.archive_latent_bpp:.3f} bpp, "
             f"{report.archive_mean_psnr:.2f} dB (a repack would train on the new images too)"
         )
-    out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
-    for name, reason in report.stored_as_is:
-        out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)
+    _print_other_entries(report)
 
 
 @app.command()
