@@ -76,7 +76,9 @@ def archiver_point(
         "model_bytes": None, "latent_bytes": report.latent_bytes,
         "pack_s": pack_s, "extract_s": extract_s, "extract_mpx_s": pixels / 1e6 / extract_s,
         "train_s": t["train_seconds"], "steps": t["steps"], "stop_reason": t["stop_reason"],
-        "train_mpx_s": t["steps"] * cfg.train.batch * crop * crop / 1e6 / max(t["train_seconds"], 1e-9),
+        # crops per step grow as the crop shrinks (see train_codec): the same pixels per step
+        "train_mpx_s": t["steps"] * cfg.train.batch * max(1, cfg.train.crop // crop) ** 2 * crop * crop / 1e6
+        / max(t["train_seconds"], 1e-9),
         "crop": crop, "time_limit": cfg.train.time_limit, "archive": str(archive),
         "input_bytes": report.input_bytes, "images": report.images, "model_size": model_size,
     }  # fmt: skip
