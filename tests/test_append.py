@@ -103,3 +103,15 @@ def test_cli_append_and_errors(base, tmp_path):
     assert result.exit_code == 2 and result.stderr == f"error: {tmp_path / 'none.nca'}: no such archive file\n"
     with pytest.raises(NotAnArchiveError):
         append(tmp_path / "none.nca", tmp_path / "more")
+
+
+def test_append_of_released_images(base, tmp_path, monkeypatch):
+    """Beyond the resident budget images are released after the scan; append reads them again."""
+    from archiver.collection import pool
+
+    monkeypatch.setattr(pool, "RESIDENT_BYTES", 1)
+    root, packed = base
+    archive = tmp_path / "a.nca"
+    shutil.copy(packed, archive)
+    report = append(archive, _more(tmp_path / "more"), steps=20)
+    assert report.images == 2 and verify(archive, decode=True).ok

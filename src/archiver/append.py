@@ -129,12 +129,11 @@ def _append_into(
         archive_latent_bpp=8 * summary.get("latent_bytes", 0) / summary["pixels"] if summary.get("pixels") else math.nan,
     )  # fmt: skip
     coded = CodedImages()
-    arrays, tables, denoiser = None, None, None
+    arrays, tables, graph, denoiser = None, None, b"", None
     if old_images:  # the model travels unchanged
-        arrays = reader.model_arrays()
-        tables = reader.tables()
+        arrays, tables, graph = reader.model_arrays(), reader.tables(), reader.onnx_graph()
         writer.write_model(*pack_arrays(arrays, cfg.zstd_level))
-        writer.write_onnx(reader.onnx_graph(), OPSET, cfg.zstd_level)
+        writer.write_onnx(graph, OPSET, cfg.zstd_level)
         writer.write_tables(tables)
         if reader.has_denoiser:
             den_arrays, den_graph = reader.model_arrays("denoiser"), reader.onnx_graph("denoiser_onnx")
@@ -144,10 +143,11 @@ def _append_into(
         import torch
 
         decoder = int8_decoder(cfg.model, arrays)
-        runtime = OnnxDecoder(attach_weights(reader.onnx_graph(), arrays), "cpu")
+        runtime = OnnxDecoder(attach_weights(graph, arrays), "cpu")
         coder = LatentCoder(tables)
         torch.manual_seed(cfg.train.seed)
-        for n, (i, im) in enumerate(images.items(), 1):
+        for n, (i, light) in enumerate(images.items(), 1):
+            im = light.full()  # beyond the resident budget, images were released after the scan
             latent = search_latent(decoder, tables, im.rgb, cfg.train.lmbda, steps, min_size=crop)
             pixels = runtime.decode(latent, im.height, im.width)
             if denoiser is not None:
