@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .codec.weights import pack_arrays
-from .collection.images import SourceImage, pixel_crc32, quality_psnr, restore_image
+from .collection.images import SourceImage, measure_decoded
 from .collection.scan import check_output_outside, scan_tree
 from .config import PackConfig
 from .container.format import EntryKind
@@ -152,9 +152,7 @@ def _append_into(
             pixels = runtime.decode(latent, im.height, im.width)
             if denoiser is not None:
                 pixels = denoiser.apply(pixels)
-            restored = restore_image(pixels, im.mode, im.blobs)
-            coded.psnrs[i] = quality_psnr(restored, im)
-            coded.crcs[i] = pixel_crc32(restored)
+            coded.psnrs[i], coded.crcs[i] = measure_decoded(pixels, im)
             coded.bitstreams[i] = coder.encode(latent)
             emit(progress, "encode", n, len(images), {"psnr": coded.psnrs[i]})
         report.mean_psnr = float(np.mean(list(coded.psnrs.values())))

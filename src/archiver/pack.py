@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from .collection.images import NOT_AN_IMAGE, SourceImage, load_image, pixel_crc32, quality_psnr, restore_image
+from .collection.images import NOT_AN_IMAGE, SourceImage, load_image, measure_decoded
 from .collection import pool
 from .collection.pool import PairPool, training_set
 from .collection.scan import ScanItem, check_output_outside, scan_tree
@@ -204,9 +204,7 @@ def _code_images(
         pixels = runtime.decode(latent, im.height, im.width)
         if cfg.train.denoiser and world == 1:
             pairs.add(pixels, im.rgb)
-        restored = restore_image(pixels, im.mode, im.blobs)
-        out.psnrs[i] = quality_psnr(restored, im)
-        out.crcs[i] = pixel_crc32(restored)
+        out.psnrs[i], out.crcs[i] = measure_decoded(pixels, im)
         spool.put(i, latent)
         counter.add(latent)
         emit(progress, "encode", n, len(mine), {"psnr": out.psnrs[i]})
@@ -220,10 +218,11 @@ def _code_images(
         spool.adopt(image_ids)
         counter = TableCounter()
         for i in image_ids:
-            counter.add(spool.latent(i))
+            latent = spool.latent(i)
+            counter.add(latent)
             if cfg.train.denoiser:
                 im = images[i].full()
-                pairs.add(runtime.decode(spool.latent(i), im.height, im.width), im.rgb)
+                pairs.add(runtime.decode(latent, im.height, im.width), im.rgb)
     out.bitstreams = spool
     out.tables = counter.tables()
     spool.encode_all(LatentCoder(out.tables))

@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .codec.weights import pack_arrays
-from .collection.images import SourceImage, pixel_crc32, quality_psnr, restore_image
+from .collection.images import SourceImage, measure_decoded
 from .config import PackConfig
 
 __all__ = ["PostFilter", "fit_postfilter"]
@@ -64,9 +64,9 @@ def fit_postfilter(
     runtime = OnnxDenoiser(attach_weights(graph, arrays), "cpu")
     new_psnrs, crcs = [], []
     for rec, src in decoded():
-        restored = restore_image(runtime.apply(rec), src.mode, src.blobs)
-        new_psnrs.append(quality_psnr(restored, src))
-        crcs.append(pixel_crc32(restored))
+        psnr, crc = measure_decoded(runtime.apply(rec), src)
+        new_psnrs.append(psnr)
+        crcs.append(crc)
     gain = float(np.mean(new_psnrs) - np.mean(psnrs))
     cost = len(blob) + len(graph)
     result = PostFilter(worth_keeping(gain, cost, coded_bytes), gain, cost, steps, reason)

@@ -26,6 +26,7 @@ __all__ = [
     "save_image",
     "quality_psnr",
     "pixel_crc32",
+    "measure_decoded",
     "JPEG_QUALITY",
     "LOSSLESS_FORMATS",
     "MAX_CODED_PIXELS",
@@ -214,6 +215,13 @@ def quality_psnr(restored: Image.Image, source: SourceImage) -> float:
     """PSNR (dB) of the restored image's colour channels against the original's (alpha is lossless)."""
     gray = source.mode in (ImageMode.L, ImageMode.LA)
     return psnr(np.asarray(restored.convert("L" if gray else "RGB")), source.reference)
+
+
+def measure_decoded(pixels: np.ndarray, source: SourceImage) -> tuple[float, int]:
+    """(PSNR in dB, pixel CRC-32) of decoded (H, W, 3) pixels restored to ``source``'s mode: what
+    an archive stores per image and ``verify --decode`` checks."""
+    restored = restore_image(pixels, source.mode, source.blobs)
+    return quality_psnr(restored, source), pixel_crc32(restored)
 
 
 def pixel_crc32(im: Image.Image) -> int:
