@@ -9,7 +9,8 @@ Variants (all at ``--quality 4`` unless said):
   the regime's pixel count (Table 2, second row); the variants below change one thing from it
 - ``residual-off``   ResBlocks without their skip connection (extended essay)
 - ``int8-off``       decoder weights stored as float32 (extended essay)
-- ``small``, ``large`` the ``small`` and ``large`` presets (extended essay's small/base/large)
+- ``small``, ``base``, ``large`` those presets (extended essay's small/base/large; with ``cae+res`` at
+  the auto size, the decoder-capacity curve)
 - ``no-rate-term``   trained on distortion only, latents still entropy-coded (GAN codec paper)
 - ``no-entropy-coding`` (measured on ``cae+res``'s archive): its latents stored as int8 + zstd
   instead of range-coded with the learned tables — the archive it would make, byte for byte counted
@@ -78,6 +79,7 @@ def variants(time_limit: float, seed: int, pixels: int) -> dict:
         "residual-off": dataclasses.replace(base, model=dataclasses.replace(m, residual=False)),
         "int8-off": dataclasses.replace(base, int8_weights=False),
         "small": dataclasses.replace(base, model=MODEL_PRESETS["small"]),
+        "base": dataclasses.replace(base, model=MODEL_PRESETS["base"]),
         "large": dataclasses.replace(base, model=MODEL_PRESETS["large"]),
         "no-rate-term": dataclasses.replace(base, train=dataclasses.replace(t, rate_weight=0.0)),
         "denoiser": denoised(base),

@@ -115,3 +115,59 @@ def test_append_of_released_images(base, tmp_path, monkeypatch):
     shutil.copy(packed, archive)
     report = append(archive, _more(tmp_path / "more"), steps=20)
     assert report.images == 2 and verify(archive, decode=True).ok
+
+
+@pytest.fixture(scope="module")
+def appendable(base):
+    root, _ = base
+    archive = root / "appendable.nca"
+    result = runner.invoke(app, ["pack", str(root / "src"), "-o", str(archive), "--max-steps", "400", "--quality", "6",
+                                 "--quiet", "--appendable"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return root, archive
+
+
+def test_appendable_archive_keeps_its_encoder(base, appendable):
+    _, plain = base
+    _, archive = appendable
+    with ArchiveReader(plain) as r:
+        assert not r.has_encoder and "model/encoder" not in r._file
+    with ArchiveReader(archive) as r:
+        assert r.has_encoder and r.config["appendable"] is True
+        assert any(k.endswith(".q") for k in r.model_arrays("encoder"))  # int8, like the decoder
+    from archiver.inspect import archive_info
+
+    info, plain_info = archive_info(archive), archive_info(plain)
+    assert info["appendable"] and not plain_info["appendable"]
+    assert info["model_bytes"] > plain_info["model_bytes"]  # the encoder is counted in the archive's bytes
+
+
+def test_append_starts_from_the_stored_encoder(appendable, tmp_path):
+    """The same images appended again: from the encoder they come out as good as packed, and better
+    than a search of as many steps from nothing."""
+    root, packed = appendable
+    results = {}
+    for name, kwargs in {"encoder0": dict(steps=0), "encoder": dict(steps=30), "search": dict(steps=30, use_encoder=False)}.items():
+        archive = tmp_path / f"{name}.nca"
+        shutil.copy(packed, archive)
+        again = tmp_path / name
+        shutil.copytree(root / "src", again / "copy")
+        results[name] = append(archive, again, **kwargs)
+    assert results["encoder0"].method == "encoder" and results["search"].method == "search"
+    own = results["encoder"].archive_mean_psnr
+    assert abs(results["encoder0"].mean_psnr - own) < 0.5, (results["encoder0"].mean_psnr, own)
+    assert results["encoder"].mean_psnr > results["search"].mean_psnr + 1.0, {k: r.mean_psnr for k, r in results.items()}
+    with ArchiveReader(tmp_path / "encoder.nca") as r:
+        assert r.has_encoder  # still appendable
+        assert r.training["appends"][0]["method"] == "encoder" and r.training["appends"][0]["search_steps"] == 30
+    assert verify(tmp_path / "encoder.nca", decode=True).ok
+
+
+def test_steps_zero_needs_an_encoder(base, tmp_path):
+    _, packed = base
+    archive = tmp_path / "a.nca"
+    shutil.copy(packed, archive)
+    with pytest.raises(InputError, match=r"a\.nca: --steps 0 needs an encoder in the archive \(pack --appendable\); this one has none"):
+        append(archive, _more(tmp_path / "more"), steps=0)
+    result = runner.invoke(app, ["append", str(archive), str(tmp_path / "more"), "--steps", "-1"])
+    assert result.exit_code == 2 and result.stderr == "error: --steps must be 0 or more, got -1\n"

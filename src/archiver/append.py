@@ -1,8 +1,9 @@
 """``append``: code new images into an existing archive with its stored decoder, without retraining.
 
-The archive keeps its decoder and entropy tables, not its encoder, so each new image's latent is
-found by optimisation against the int8 decoder (:func:`archiver.model.search.search_latent`) and
-coded with the unchanged tables. Its quality is measured through the same ONNX Runtime path as
+The archive keeps its decoder and entropy tables, and its encoder when it was packed ``appendable``.
+Each new image's latent is then the encoder's, refined for :data:`ENCODER_STEPS` steps against the
+int8 decoder; without an encoder it is searched from nothing for :data:`SEARCH_STEPS` steps
+(:func:`archiver.model.search.search_latent`). Either way it is coded with the unchanged tables. Its quality is measured through the same ONNX Runtime path as
 ``extract`` (denoiser included when the archive has one), exactly like pack does. The archive is
 rewritten next to itself and renamed into place only when complete: an interrupted append leaves the
 old archive untouched.
@@ -29,10 +30,14 @@ from .errors import InputError, NotAnArchiveError
 from .pack import CodedImages, PackReport, _classify, _import_training, write_items
 from .progress import ProgressCallback, emit
 
-__all__ = ["AppendReport", "append", "SEARCH_STEPS"]
+__all__ = ["AppendReport", "append", "SEARCH_STEPS", "ENCODER_STEPS"]
 
-#: Optimisation steps per new image's latent (each one a decoder forward and backward pass).
+#: Optimisation steps per new image's latent without an encoder (each one a decoder forward and
+#: backward pass).
 SEARCH_STEPS = 300
+#: Refinement steps per new image from the stored encoder's latent (``pack --appendable``); pack's
+#: own ``refine_steps`` refinement is of the same kind.
+ENCODER_STEPS = 30
 
 
 @dataclass
@@ -45,6 +50,8 @@ class AppendReport(PackReport):
     """
 
     archive_bytes_before: int = 0
+    method: str = ""  #: "encoder" (appendable archive) or "search"
+    steps: int = 0
     archive_mean_psnr: float = math.nan
     archive_latent_bpp: float = math.nan
 
@@ -78,16 +85,22 @@ def append(
     archive: Path,
     source: Path,
     *,
-    steps: int = SEARCH_STEPS,
+    steps: int | None = None,
     strict: bool = False,
     progress: ProgressCallback | None = None,
+    use_encoder: bool = True,
 ) -> AppendReport:
-    """Add the files under ``source`` to ``archive`` (names relative to ``source``, at the archive's root)."""
+    """Add the files under ``source`` to ``archive`` (names relative to ``source``, at the archive's root).
+
+    ``steps`` defaults to :data:`ENCODER_STEPS` when the archive holds an encoder (0 is then allowed:
+    the encoder's latent as it is) and to :data:`SEARCH_STEPS` otherwise. ``use_encoder=False``
+    searches even when there is an encoder (to measure what the encoder buys).
+    """
     started = time.monotonic()
     _import_training()
     archive, source = Path(archive), Path(source)
-    if steps < 1:
-        raise InputError(f"--steps must be at least 1, got {steps}")
+    if steps is not None and steps < 0:
+        raise InputError(f"--steps must be 0 or more, got {steps}")
     if not archive.is_file():
         raise NotAnArchiveError(f"{archive}: no such archive file")
     check_output_outside(source, archive)
@@ -95,36 +108,42 @@ def append(
     # it (Windows cannot rename over an open file); any error removes the temporary file.
     with ArchiveWriter(archive) as writer:
         with ArchiveReader(archive) as reader:
-            report = _append_into(writer, reader, source, steps, strict, progress)
+            report = _append_into(writer, reader, source, steps, strict, progress, use_encoder)
         report.archive_bytes = writer.commit()
     report.seconds = time.monotonic() - started
     return report
 
 
 def _append_into(
-    writer: ArchiveWriter, reader: ArchiveReader, source: Path, steps: int, strict: bool,
-    progress: ProgressCallback | None,
+    writer: ArchiveWriter, reader: ArchiveReader, source: Path, steps: int | None, strict: bool,
+    progress: ProgressCallback | None, use_encoder: bool,
 ) -> AppendReport:  # fmt: skip
     from .codec.entropy import LatentCoder
+    from .model.autoencoder import Encoder
     from .model.inference import int8_decoder
+    from .model.int8 import load_quantized
     from .model.search import search_latent
     from .runtime.graph import OPSET, attach_weights
     from .runtime.session import OnnxDecoder, OnnxDenoiser
 
     archive = reader.path
     cfg = PackConfig.from_dict(reader.config)
-    crop = int(reader.training.get("crop", 0))
     items = _check_names(reader, source, scan_tree(source))
     classes = _classify(items, progress, strict)
     images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
     old_images = [e for e in reader.entries if e.kind is EntryKind.IMAGE]
     if images and not old_images:
         raise InputError(f"{archive}: holds no trained decoder (it has no images); pack the images instead")
+    has_encoder = reader.has_encoder
+    method = "encoder" if has_encoder and use_encoder else "search"
+    steps = (ENCODER_STEPS if method == "encoder" else SEARCH_STEPS) if steps is None else steps
+    if steps == 0 and method == "search":
+        raise InputError(f"{archive}: --steps 0 needs an encoder in the archive (pack --appendable); this one has none")
     summary = dict(reader.summary)
     report = AppendReport(
         archive=archive, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
         pixels=sum(im.width * im.height for im in images.values()), latent_bytes=0, mean_psnr=math.nan,
-        seconds=0.0, training={}, archive_bytes_before=archive.stat().st_size,
+        seconds=0.0, training={}, archive_bytes_before=archive.stat().st_size, method=method, steps=steps,
         archive_mean_psnr=float(np.mean([e.psnr for e in old_images])) if old_images else math.nan,
         archive_latent_bpp=8 * summary.get("latent_bytes", 0) / summary["pixels"] if summary.get("pixels") else math.nan,
     )  # fmt: skip
@@ -133,6 +152,9 @@ def _append_into(
     if old_images:  # the model travels unchanged
         arrays, tables, graph = reader.model_arrays(), reader.tables(), reader.onnx_graph()
         writer.write_model(*pack_arrays(arrays, cfg.zstd_level))
+        if has_encoder:  # the archive stays appendable
+            encoder_arrays = reader.model_arrays("encoder")
+            writer.write_model(*pack_arrays(encoder_arrays, cfg.zstd_level), name="encoder")
         writer.write_onnx(graph, OPSET, cfg.zstd_level)
         writer.write_tables(tables)
         if reader.has_denoiser:
@@ -143,12 +165,13 @@ def _append_into(
         import torch
 
         decoder = int8_decoder(cfg.model, arrays)
+        encoder = load_quantized(Encoder(cfg.model), encoder_arrays).eval() if method == "encoder" else None
         runtime = OnnxDecoder(attach_weights(graph, arrays), "cpu")
         coder = LatentCoder(tables)
         torch.manual_seed(cfg.train.seed)
         for n, (i, light) in enumerate(images.items(), 1):
             im = light.full()  # beyond the resident budget, images were released after the scan
-            latent = search_latent(decoder, tables, im.rgb, cfg.train.lmbda, steps, min_size=crop)
+            latent = search_latent(decoder, tables, im.rgb, cfg.train.lmbda, steps, min_size=reader.min_size, encoder=encoder)
             pixels = runtime.decode(latent, im.height, im.width)
             if denoiser is not None:
                 pixels = denoiser.apply(pixels)
@@ -162,7 +185,7 @@ def _append_into(
     training = dict(reader.training)
     training["appends"] = [*training.get("appends", []), {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "images": report.images, "files": report.files, "search_steps": steps,
+        "images": report.images, "files": report.files, "method": method, "search_steps": steps,
         "mean_psnr": None if math.isnan(report.mean_psnr) else report.mean_psnr,
         "latent_bytes": report.latent_bytes, "pixels": report.pixels,
     }]  # fmt: skip

@@ -141,6 +141,9 @@ def pack(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack from its last checkpoint."),
     checkpoint_every: str = typer.Option("3m", "--checkpoint-every", help="How often training is checkpointed."),
+    appendable: bool = typer.Option(
+        False, "--appendable", help="Also keep the int8 encoder, so `append` is faster and closer to a repack."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Learn a codec for the images under SOURCE and write one archive."""
@@ -150,7 +153,7 @@ def pack(
     with _user_errors():
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
-            denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual,
+            denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(
@@ -190,7 +193,9 @@ def pack(
 def append(
     archive: Path = typer.Argument(..., help="Archive to add to (rewritten in place, atomically)."),
     source: Path = typer.Argument(..., help="Folder whose files are added at the archive's root."),
-    steps: int = typer.Option(300, "--steps", help="Latent search steps per new image."),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", help="Latent steps per new image (default 30 from the stored encoder, else 300 of search)."
+    ),
     strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -205,7 +210,8 @@ def append(
     )
     if report.images:
         out.print(
-            f"  {report.images} images added, {report.pixels / 1e6:.2f} Mpx: latents {report.latent_bpp:.3f} bpp, "
+            f"  {report.images} images added ({report.method}, {report.steps} steps), {report.pixels / 1e6:.2f} Mpx: "
+            f"latents {report.latent_bpp:.3f} bpp, "
             f"mean PSNR {report.mean_psnr:.2f} dB; the archive's own images: {report.archive_latent_bpp:.3f} bpp, "
             f"{report.archive_mean_psnr:.2f} dB (a repack would train on the new images too)"
         )

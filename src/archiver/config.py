@@ -179,6 +179,9 @@ class PackConfig(_Serializable):
         model_size: ``auto`` (chosen by pack from the collection's pixel count, see
             :data:`MODEL_BPP_BUDGET`), a :data:`MODEL_PRESETS` name, or ``custom`` (``model`` as given).
             An archive stores the resolved name and model.
+        appendable: also store the int8 encoder (``/model/encoder``), so that ``append`` starts each
+            new image's latent from it instead of searching from nothing: faster and closer to a
+            repack, for the encoder's bytes (about as many as the decoder's).
     """
 
     quality: int = 4
@@ -187,6 +190,7 @@ class PackConfig(_Serializable):
     zstd_level: int = 19
     int8_weights: bool = True
     model_size: str = "auto"
+    appendable: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PackConfig":
@@ -204,6 +208,7 @@ def config_for_quality(
     seed: int = 0,
     device: str = "auto",
     model_size: str = "auto",
+    appendable: bool = False,
     **train_overrides: Any,
 ) -> PackConfig:
     """The default :class:`PackConfig` for a ``--quality`` level."""
@@ -221,7 +226,7 @@ def config_for_quality(
         lmbda=QUALITY_LAMBDAS[quality], time_limit=float(time_limit), seed=seed, device=device, **train_overrides
     )
     model = MODEL_PRESETS.get(model_size, ModelConfig())
-    return PackConfig(quality=quality, train=train, model=model, model_size=model_size)
+    return PackConfig(quality=quality, train=train, model=model, model_size=model_size, appendable=appendable)
 
 
 def resolve_model_size(cfg: PackConfig, pixels: int) -> PackConfig:

@@ -36,7 +36,7 @@ class ArchiveDecoder:
         self._decoder = None
         self._denoiser = None
         self._model_cfg = ModelConfig.from_dict(reader.config.get("model", {}))
-        self._min_size = int(reader.training.get("crop", 0))
+        self._min_size = reader.min_size
 
     def _ensure(self) -> None:
         if self._decoder is not None:

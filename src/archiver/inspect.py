@@ -60,6 +60,7 @@ def archive_info(path: Path) -> dict:
             "device": training.get("device"),
             "denoiser": training.get("denoiser"),
             "gan": training.get("gan"),
+            "appendable": bool(reader.config.get("appendable", False)),
             "pack_seconds": summary.get("pack_seconds"),
             "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig.from_dict(reader.config.get("model", {}))),
             "config": reader.config,
@@ -130,6 +131,8 @@ def verify(
                 if reader.has_denoiser:
                     reader.model_arrays("denoiser")
                     reader.onnx_graph("denoiser_onnx")
+                if reader.has_encoder:
+                    reader.model_arrays("encoder")
             except ArchiverError as exc:
                 report.problems.append(str(exc))
         decoder = ArchiveDecoder(reader, provider)

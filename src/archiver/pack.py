@@ -125,6 +125,7 @@ class CodedImages:
         default_factory=lambda: {"steps": 0, "train_seconds": 0.0, "stop_reason": "no images", "history": []}
     )
     model_blob: tuple[bytes, list[dict]] | None = None
+    encoder_blob: tuple[bytes, list[dict]] | None = None  #: only for ``appendable`` archives
     onnx_graph: bytes = b""
     tables: object = None
     bitstreams: Mapping[int, bytes] = field(default_factory=dict)  #: a LatentSpool after pack
@@ -173,10 +174,12 @@ def _code_images(
     out.training = result.summary()
     out.training["device"] = str(training_mod.resolve_device(cfg.train.device))
     if cfg.int8_weights:
-        arrays = int8.quantize_decoder(result.model.decoder)
+        arrays = int8.quantize_weights(result.model.decoder)
     else:
         arrays = int8.float_decoder_arrays(result.model.decoder)
     out.model_blob = pack_arrays(arrays, cfg.zstd_level)
+    if cfg.appendable:  # for append: new images start from the encoder's latent (int8, like the decoder)
+        out.encoder_blob = pack_arrays(int8.quantize_weights(result.model.encoder), cfg.zstd_level)
     out.onnx_graph = graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
     decoder = inference.int8_decoder(cfg.model, arrays)  # torch, for latent refinement
     # Quality is measured through the same runtime extract uses (ONNX Runtime, CPU), so the stored
@@ -352,6 +355,8 @@ def pack(
             from .runtime.graph import OPSET
 
             writer.write_model(*coded.model_blob)
+            if coded.encoder_blob is not None:
+                writer.write_model(*coded.encoder_blob, name="encoder")
             writer.write_onnx(coded.onnx_graph, OPSET, cfg.zstd_level)
             writer.write_tables(coded.tables)
             pf = coded.postfilter

@@ -50,7 +50,7 @@ def fit_postfilter(
     against that by :func:`archiver.model.denoiser.worth_keeping`.
     """
     from .model.denoiser import DenoiserConfig, train_denoiser, worth_keeping
-    from .model.int8 import quantize_decoder
+    from .model.int8 import quantize_weights
     from .runtime.denoiser_graph import build_denoiser_graph
     from .runtime.graph import attach_weights, graph_only
     from .runtime.session import OnnxDenoiser
@@ -58,7 +58,7 @@ def fit_postfilter(
     dcfg = DenoiserConfig()
     budget = cfg.train.denoiser_time or cfg.train.time_limit / 5
     net, steps, reason = train_denoiser(pairs, budget, cfg.train.seed, dcfg)
-    arrays = quantize_decoder(net)
+    arrays = quantize_weights(net)
     blob, manifest = pack_arrays(arrays, cfg.zstd_level)
     graph = graph_only(build_denoiser_graph(dcfg.channels, dcfg.blocks))
     runtime = OnnxDenoiser(attach_weights(graph, arrays), "cpu")

@@ -6,7 +6,7 @@ from archiver.config import ModelConfig
 from archiver.model.autoencoder import Autoencoder, pad_to_stride
 from archiver.model.convergence import ConvergenceDetector
 from archiver.model.inference import decode_latent, infer_latent, int8_decoder
-from archiver.model.int8 import dequantize, quantize_decoder
+from archiver.model.int8 import dequantize, quantize_weights
 from archiver.model.prior import ChannelPrior
 
 SMALL = ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=1)
@@ -34,7 +34,7 @@ def test_upsampling_starts_free_of_checkerboard(upsample):
 def test_int8_quantization_is_per_channel_and_close():
     torch.manual_seed(0)
     decoder = Autoencoder(SMALL).decoder
-    arrays = quantize_decoder(decoder)
+    arrays = quantize_weights(decoder)
     for name, tensor in decoder.state_dict().items():
         if tensor.ndim == 4:
             q = arrays[name + ".q"]
@@ -47,7 +47,7 @@ def test_int8_quantization_is_per_channel_and_close():
 def test_decode_latent_crops_and_is_uint8():
     torch.manual_seed(0)
     model = Autoencoder(SMALL).eval()
-    decoder = int8_decoder(SMALL, quantize_decoder(model.decoder))
+    decoder = int8_decoder(SMALL, quantize_weights(model.decoder))
     rgb = np.random.default_rng(0).integers(0, 256, (21, 35, 3), dtype=np.uint8)
     latent = infer_latent(model.encoder, decoder, ChannelPrior(8), rgb, 0.01)
     assert latent.dtype == np.int32 and latent.shape == (8, 2, 3)
@@ -59,7 +59,7 @@ def test_decode_latent_crops_and_is_uint8():
 def test_refinement_lowers_the_rd_loss():
     torch.manual_seed(0)
     model = Autoencoder(SMALL).eval()
-    decoder = int8_decoder(SMALL, quantize_decoder(model.decoder))
+    decoder = int8_decoder(SMALL, quantize_weights(model.decoder))
     prior = ChannelPrior(8)
     rgb = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
 

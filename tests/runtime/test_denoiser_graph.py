@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from archiver.model.denoiser import Denoiser, DenoiserConfig, worth_keeping
-from archiver.model.int8 import load_quantized, quantize_decoder
+from archiver.model.int8 import load_quantized, quantize_weights
 from archiver.runtime.denoiser_graph import build_denoiser_graph
 from archiver.runtime.graph import attach_weights, graph_only
 from archiver.runtime.session import OnnxDenoiser
@@ -15,7 +15,7 @@ def test_denoiser_graph_matches_torch():
     net = Denoiser(DenoiserConfig(channels=8, blocks=2))
     with torch.no_grad():
         net.tail.weight.normal_(0, 0.05)  # not the identity it starts as
-    arrays = quantize_decoder(net)
+    arrays = quantize_weights(net)
     ref_net = load_quantized(Denoiser(DenoiserConfig(channels=8, blocks=2)), arrays).eval()
     rgb = np.random.default_rng(0).integers(0, 256, (37, 45, 3), dtype=np.uint8)
     with torch.no_grad():
@@ -30,7 +30,7 @@ def test_denoiser_graph_matches_torch():
 
 def test_identity_at_start():
     rgb = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
-    arrays = quantize_decoder(Denoiser())
+    arrays = quantize_weights(Denoiser())
     out = OnnxDenoiser(attach_weights(graph_only(build_denoiser_graph(16, 2)), arrays), "cpu").apply(rgb)
     np.testing.assert_array_equal(out, rgb)
 

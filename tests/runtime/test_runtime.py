@@ -14,7 +14,7 @@ import torch
 from archiver.config import ModelConfig
 from archiver.model.autoencoder import Autoencoder
 from archiver.model.inference import decode_latent, int8_decoder
-from archiver.model.int8 import quantize_decoder
+from archiver.model.int8 import quantize_weights
 from archiver.runtime.graph import attach_weights, build_graph, graph_only
 from archiver.runtime.session import OnnxDecoder, resolve_providers
 from archiver.errors import InputError
@@ -26,7 +26,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "v1-mixed.nca"
 def test_onnx_matches_torch_within_one(upsample):
     torch.manual_seed(0)
     cfg = ModelConfig(latent_channels=16, widths=(24, 16, 16, 8), upsample=upsample)
-    arrays = quantize_decoder(Autoencoder(cfg).decoder)
+    arrays = quantize_weights(Autoencoder(cfg).decoder)
     latent = np.random.default_rng(0).integers(-4, 5, (16, 3, 5)).astype(np.int32)
     ref = decode_latent(int8_decoder(cfg, arrays), latent, 45, 77)
     model = attach_weights(graph_only(build_graph(cfg)), arrays)
@@ -44,7 +44,7 @@ def test_graph_without_weights_is_small():
 def test_batch_equals_single():
     torch.manual_seed(1)
     cfg = ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=1)
-    arrays = quantize_decoder(Autoencoder(cfg).decoder)
+    arrays = quantize_weights(Autoencoder(cfg).decoder)
     dec = OnnxDecoder(attach_weights(graph_only(build_graph(cfg)), arrays), "cpu")
     latents = np.random.default_rng(2).integers(-3, 4, (3, 8, 2, 2)).astype(np.int32)
     batch = dec.decode_batch(latents)
@@ -97,7 +97,7 @@ def test_tiled_decode_has_no_seams():
 
     torch.manual_seed(3)
     cfg = ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=2)
-    arrays = quantize_decoder(Autoencoder(cfg).decoder)
+    arrays = quantize_weights(Autoencoder(cfg).decoder)
     dec = OnnxDecoder(attach_weights(graph_only(build_graph(cfg)), arrays), "cpu")
     latent = np.random.default_rng(4).integers(-3, 4, (8, session.TILE + 9, session.TILE + 3)).astype(np.int32)
     h, w = latent.shape[1] * 16 - 5, latent.shape[2] * 16 - 7

@@ -31,6 +31,7 @@ _MODEL = (
 _OPTIONAL = (
     ("model/denoiser", ("manifest", "sha256")),
     ("model/denoiser_onnx", ("opset", "sha256")),
+    ("model/encoder", ("manifest", "sha256")),
 )
 
 
@@ -67,7 +68,8 @@ def index_digest(f: h5py.File) -> str:
         for a in attrs:
             feed(f"/{path}@{a}", _attr_bytes(obj.attrs[a]) if obj is not None and a in obj.attrs else None)
     # Optional items are fed only when present, so that archives without them keep their digest;
-    # the training summary (covered above) says whether a denoiser was kept, and the reader checks it.
+    # the training summary and the config (covered above) say whether a denoiser and an encoder were
+    # kept, and the reader checks that the datasets agree.
     for path, attrs in _OPTIONAL:
         obj = f.get(path)
         if obj is not None:

@@ -161,7 +161,7 @@ class ArchiveReader:
         return data
 
     def model_arrays(self, name: str = "decoder") -> dict[str, np.ndarray]:
-        """The int8 arrays of ``/model/<name>`` (decoder or denoiser), after checking the blob's SHA-256."""
+        """The int8 arrays of ``/model/<name>`` (decoder, denoiser or encoder), after checking the blob's SHA-256."""
         try:
             ds = self._file[f"model/{name}"]
             blob = ds[()].tobytes()
@@ -179,6 +179,19 @@ class ArchiveReader:
         kept = bool(self.training.get("denoiser", {}).get("kept", False))
         if kept != ("model/denoiser" in self._file and "model/denoiser_onnx" in self._file):
             raise CorruptArchiveError(f"{self.path}: the denoiser datasets disagree with the training summary")
+        return kept
+
+    @property
+    def min_size(self) -> int:
+        """Training crop side in pixels (``training.crop``): smaller images were coded padded up to it."""
+        return int(self.training.get("crop", 0))
+
+    @property
+    def has_encoder(self) -> bool:
+        """True if the archive was packed ``appendable``; the config and the dataset must agree."""
+        kept = bool(self.config.get("appendable", False))
+        if kept != ("model/encoder" in self._file):
+            raise CorruptArchiveError(f"{self.path}: the encoder dataset disagrees with the config (appendable={kept})")
         return kept
 
     def onnx_graph(self, name: str = "decoder_onnx") -> bytes:

@@ -66,9 +66,10 @@ class ArchiveWriter:
         """Store a JSON document as a root string attribute (``config``, ``training``, ``summary``)."""
         self._file.attrs[name] = json.dumps(value, sort_keys=True)
 
-    def write_model(self, blob: bytes, manifest: list[dict]) -> None:
-        """Store the decoder weight blob (:func:`archiver.codec.weights.pack_arrays`)."""
-        ds = self._file.create_dataset("model/decoder", data=np.frombuffer(blob, dtype=np.uint8))
+    def write_model(self, blob: bytes, manifest: list[dict], name: str = "decoder") -> None:
+        """Store a weight blob (:func:`archiver.codec.weights.pack_arrays`) at ``/model/<name>``:
+        the decoder, or the encoder of an appendable archive."""
+        ds = self._file.create_dataset(f"model/{name}", data=np.frombuffer(blob, dtype=np.uint8))
         ds.attrs["manifest"] = json.dumps(manifest)
         ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
 
@@ -81,9 +82,7 @@ class ArchiveWriter:
 
     def write_denoiser(self, blob: bytes, manifest: list[dict], graph: bytes, opset: int, level: int = 19) -> None:
         """Store the kept post-filter: int8 weights at ``/model/denoiser``, graph at ``/model/denoiser_onnx``."""
-        ds = self._file.create_dataset("model/denoiser", data=np.frombuffer(blob, dtype=np.uint8))
-        ds.attrs["manifest"] = json.dumps(manifest)
-        ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
+        self.write_model(blob, manifest, name="denoiser")
         self.write_onnx(graph, opset, level, name="denoiser_onnx")
 
     def write_tables(self, tables: FrequencyTables) -> None:

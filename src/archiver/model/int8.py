@@ -1,4 +1,4 @@
-"""Per-output-channel symmetric int8 quantization of the decoder's convolution weights."""
+"""Per-output-channel symmetric int8 quantization of convolution weights (decoder, encoder, denoiser)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["quantize_decoder", "float_decoder_arrays", "dequantize", "load_quantized"]
+__all__ = ["quantize_weights", "float_decoder_arrays", "dequantize", "load_quantized"]
 
 
-def quantize_decoder(decoder: nn.Module) -> dict[str, np.ndarray]:
-    """Arrays that define the int8 decoder.
+def quantize_weights(module: nn.Module) -> dict[str, np.ndarray]:
+    """Arrays that define the int8 version of ``module`` (the decoder, the encoder, the denoiser).
 
     For every conv weight ``W`` (out, in, kh, kw): ``<name>.q`` int8 = round(W / s) with
     ``<name>.scale`` float32 s = max|W[o]| / 127 per output channel o. Biases stay float32
     (``<name>`` as is): they are a few hundred numbers and quantizing them buys nothing.
     """
     out: dict[str, np.ndarray] = {}
-    for name, tensor in decoder.state_dict().items():
+    for name, tensor in module.state_dict().items():
         array = tensor.detach().cpu().float().numpy()
         if name.endswith(".weight") and array.ndim == 4:
             flat = array.reshape(array.shape[0], -1)
@@ -37,7 +37,7 @@ def float_decoder_arrays(decoder: nn.Module) -> dict[str, np.ndarray]:
 
 
 def dequantize(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """float32 state dict (name → array) from the arrays of :func:`quantize_decoder`."""
+    """float32 state dict (name → array) from the arrays of :func:`quantize_weights`."""
     state: dict[str, np.ndarray] = {}
     for name, array in arrays.items():
         if name.endswith(".q"):
@@ -49,8 +49,8 @@ def dequantize(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return state
 
 
-def load_quantized(decoder: nn.Module, arrays: dict[str, np.ndarray]) -> nn.Module:
-    """Load the dequantized int8 weights into ``decoder`` (in place) and return it."""
+def load_quantized(module: nn.Module, arrays: dict[str, np.ndarray]) -> nn.Module:
+    """Load the dequantized int8 weights into ``module`` (in place) and return it."""
     state = {k: torch.from_numpy(v) for k, v in dequantize(arrays).items()}
-    decoder.load_state_dict(state, strict=True)
-    return decoder
+    module.load_state_dict(state, strict=True)
+    return module

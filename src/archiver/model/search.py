@@ -1,6 +1,7 @@
-"""Latents for a new image when only the decoder and the entropy tables are known (``append``).
+"""Latents for a new image when the decoder and the entropy tables are fixed (``append``).
 
-An archive keeps its decoder, not its encoder, so a later image is coded by searching the latent
+An archive keeps its decoder, and its encoder only when packed ``appendable``, so a later image is
+coded by searching (or, from the encoder's latent, refining) the latent
 that minimises the rate–distortion loss through the stored int8 decoder: Adam on a continuous latent,
 straight-through rounding for the distortion, and a rate read from the archive's own integer tables
 (−log2 of each channel's probabilities, linearly interpolated between integers so it has a slope).
@@ -15,14 +16,16 @@ import torch
 
 from ..codec.geometry import latent_grid
 from ..codec.tables import FrequencyTables
-from .autoencoder import Decoder, pad_to_stride
-from .inference import to_tensor
+from .autoencoder import Decoder, Encoder, pad_to_stride
+from .inference import encode_tiled, to_tensor
 from .prior import quantize_ste
 
-__all__ = ["TableRate", "search_latent", "SEARCH_LR"]
+__all__ = ["TableRate", "search_latent", "SEARCH_LR", "REFINE_LR"]
 
-#: Adam step on the latent, in quantization steps (the search starts at each channel's mode).
+#: Adam step on the latent, in quantization steps, when the search starts at each channel's mode.
 SEARCH_LR = 0.1
+#: Adam step when it starts at the encoder's latent (already close: pack's refinement uses the same).
+REFINE_LR = 0.02
 
 
 class TableRate:
@@ -60,18 +63,34 @@ class TableRate:
 
 
 def search_latent(
-    decoder: Decoder, tables: FrequencyTables, rgb: np.ndarray, lmbda: float, steps: int, min_size: int = 0
+    decoder: Decoder,
+    tables: FrequencyTables,
+    rgb: np.ndarray,
+    lmbda: float,
+    steps: int,
+    min_size: int = 0,
+    encoder: Encoder | None = None,
 ) -> np.ndarray:
-    """Integer latent (C, h, w) int32 of ``rgb`` for the fixed ``decoder`` and ``tables``."""
+    """Integer latent (C, h, w) int32 of ``rgb`` for the fixed ``decoder`` and ``tables``.
+
+    Without ``encoder`` the search starts at each channel's most probable symbol, with Adam steps of
+    :data:`SEARCH_LR`; with one (an appendable archive) it starts at the encoder's latent and refines
+    it with the smaller steps of :data:`REFINE_LR` (``steps`` may then be 0: the encoder's latent,
+    rounded into the tables' support).
+    """
     rate = TableRate(tables)
     x = to_tensor(rgb)
     height, width = x.shape[-2:]
     padded = pad_to_stride(x, min_size=min_size)
-    gh, gw = latent_grid(height, width, min_size)
-    y = rate.mode.expand(1, tables.channels, gh, gw).clone().requires_grad_(True)
+    if encoder is not None:
+        with torch.no_grad():
+            y = rate.clamp(encode_tiled(encoder, padded)).requires_grad_(True)
+    else:
+        gh, gw = latent_grid(height, width, min_size)
+        y = rate.mode.expand(1, tables.channels, gh, gw).clone().requires_grad_(True)
     for p in decoder.parameters():
         p.requires_grad_(False)
-    optimizer = torch.optim.Adam([y], lr=SEARCH_LR)
+    optimizer = torch.optim.Adam([y], lr=SEARCH_LR if encoder is None else REFINE_LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
     for _ in range(steps):
         y_q = quantize_ste(y)
