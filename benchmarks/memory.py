@@ -1,11 +1,13 @@
 """Peak memory of pack and extract against collection size, and on one very large photo.
 
     python benchmarks/memory.py [--counts 100,1000,10000] [--side 256] [--photo-mpx 24] [--max-steps 200]
+                                [--append-steps 5]
 
 Synthetic photo-like PNGs (seeded: smooth colour fields from a low-resolution random image, enlarged,
 plus grain) are made in a scratch folder; each collection is packed and extracted in a fresh process
 whose own peak RSS is read with ``getrusage(RUSAGE_SELF)`` at its exit. Training is capped by
-``--max-steps`` (memory does not depend on how well the codec is trained). Writes
+``--max-steps`` (memory does not depend on how well the codec is trained). The large photo is also
+appended to the first collection's archive (latent search, tile by tile). Writes
 ``benchmarks/results/memory.{json,md}``.
 """
 
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--side", type=int, default=256, help="image width in pixels (height 3/4 of it)")
     ap.add_argument("--photo-mpx", type=float, default=24.0, help="megapixels of the single large photo (0: skip)")
     ap.add_argument("--max-steps", type=int, default=200)
+    ap.add_argument("--append-steps", type=int, default=5, help="latent search steps when appending the photo")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
     started = dt.datetime.now(dt.timezone.utc)
@@ -97,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="memory-") as tmp:
         work = Path(tmp)
+        first = None  # the first collection's archive, which the large photo is appended to
         for count in (int(c) for c in args.counts.split(",") if c):
             folder = work / f"c{count}"
             pixels = make_collection(folder, count, args.side)
             print(f"{count} images", file=sys.stderr, flush=True)
             rows.append(measure(f"{count} images of {args.side}x{args.side * 3 // 4}", folder, pixels, count, work,
                                 args.max_steps))  # fmt: skip
+            first = first or work / f"{rows[-1]['case']}.nca"
             for p in folder.rglob("*"):
                 p.unlink() if p.is_file() else None
         if args.photo_mpx > 0:
@@ -113,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"one {w}x{h} photo", file=sys.stderr, flush=True)
             rows.append(measure(f"one {w}x{h} photo ({w * h / 1e6:.1f} Mpx)", work / "photo", w * h, 1, work,
                                 args.max_steps))  # fmt: skip
+            if first is not None:  # the same photo appended to the first collection's archive
+                append_s, append_rss = run(["append", str(first), str(work / "photo"), "--steps",
+                                            str(args.append_steps), "--quiet"])  # fmt: skip
+                rows[-1].update(append_s=append_s, append_peak_rss=append_rss, append_to=rows[0]["case"])
     result = {"date": started.isoformat(timespec="seconds"), "commit": commit, "machine": machine(),
               "command": "python benchmarks/memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "max_steps": args.max_steps, "rows": rows}  # fmt: skip
@@ -127,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         md.append(f"| {r['case']} | {mib(r['decoded_bytes'])} | {mib(r['pack_peak_rss'])} | {r['pack_s']:.0f} | "
                   f"{mib(r['extract_peak_rss'])} | {r['extract_s']:.0f} |")  # fmt: skip
+    for r in rows:
+        if "append_peak_rss" in r:
+            md += ["", f"Appending the {r['case'][4:]} to the archive of {r['append_to']} "
+                   f"(`append --steps {args.append_steps}`; memory does not depend on the steps): peak RSS "
+                   f"{mib(r['append_peak_rss'])} MiB, {r['append_s']:.0f} s."]  # fmt: skip
     (args.out / "memory.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

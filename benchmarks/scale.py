@@ -19,7 +19,8 @@ fresh processes, one at a time:
   set repacked with the same time limit. The appended crops' PSNR and latent bits per pixel are
   compared with the same crops' in the repack.
 
-Writes ``benchmarks/results/scale.{json,md}``.
+Writes ``benchmarks/results/scale.{json,md}``; studies not run keep their earlier results there
+(each study records its own date and commit).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def study_append(src: Path, work: Path, time_limit: str) -> dict:
         folder.mkdir()
         for f in part:
             shutil.copy(f, folder / f.name)
-    names = {f.name for f in files[split:]}
+    names, rest = {f.name for f in files[split:]}, {f.name for f in files[:split]}
     packed = work / "first.nca"
     pack_s = _run(_archiver("pack", str(first), "-o", str(packed), "--time-limit", time_limit, "--quiet", "--appendable"))
     rows = {}
@@ -184,12 +185,12 @@ def study_append(src: Path, work: Path, time_limit: str) -> dict:
         archive = work / f"append-{method}.nca"
         shutil.copy(packed, archive)
         report = append(archive, last, use_encoder=method == "encoder")
-        rows[method] = {**_summary(_image_rows(archive, names)), "seconds": report.seconds, "steps": report.steps,
-                        "archive_bytes": report.archive_bytes}  # fmt: skip
+        rows[method] = {"appended": _summary(_image_rows(archive, names)), "rest": _summary(_image_rows(archive, rest)),
+                        "seconds": report.seconds, "steps": report.steps, "archive_bytes": report.archive_bytes}  # fmt: skip
     repack = work / "repack.nca"
     repack_s = _run(_archiver("pack", str(src), "-o", str(repack), "--time-limit", time_limit, "--quiet"))
-    rows["repack"] = {**_summary(_image_rows(repack, names)), "seconds": repack_s, "steps": _info(repack)["steps"],
-                      "archive_bytes": repack.stat().st_size}  # fmt: skip
+    rows["repack"] = {"appended": _summary(_image_rows(repack, names)), "rest": _summary(_image_rows(repack, rest)),
+                      "seconds": repack_s, "steps": _info(repack)["steps"], "archive_bytes": repack.stat().st_size}  # fmt: skip
     from archiver.container.reader import ArchiveReader
 
     with ArchiveReader(packed) as r:
@@ -199,9 +200,12 @@ def study_append(src: Path, work: Path, time_limit: str) -> dict:
 
 
 def _markdown(result: dict) -> str:
-    md = [f"# Scaling out ({result['date'][:10]}, commit {result['commit']})", "",
-          f"- command: `{result['command']}`; {result['machine']['cores']} cores; dataset regime, "
-          f"{result['images']} crops of 128 × 128", ""]  # fmt: skip
+    md = [f"# Scaling out ({result['machine']['cores']} cores; dataset regime, {result['images']} crops of 128 × 128)", ""]
+    for study in ("processes", "resume", "append"):
+        if study in result:
+            md.append(f"- {study}: {result[study]['date'][:10]}, commit {result[study]['commit']}, "
+                      f"`{result[study]['command']}`")  # fmt: skip
+    md.append("")
     if "processes" in result:
         p = result["processes"]
         md += ["## Training throughput, 1 vs 2 processes", "",
@@ -220,19 +224,24 @@ def _markdown(result: dict) -> str:
                f"| uninterrupted | {r['uninterrupted_s']:.0f} | {r['uninterrupted']['psnr']:.3f} | {r['uninterrupted']['bytes']:,} |",
                f"| killed + resumed | {r['killed_after_s']:.0f} + {r['resumed_s']:.0f} | {r['resumed']['psnr']:.3f} | "
                f"{r['resumed']['bytes']:,} |", "",
-               f"Time lost to the interruption: **{r['lost_s']:.0f} s**; same decoder weights: {r['same_decoder']}.", ""]  # fmt: skip
+               f"Time lost to the interruption: **{r['lost_s']:.0f} s**; same decoder weights: {r['same_decoder']}. "
+               f"A kill loses the training since the last checkpoint (at most {r['checkpoint_every']}) and one "
+               "start-up; a measured loss below that is run-to-run noise of this machine.", ""]  # fmt: skip
     if "append" in result:
         a = result["append"]
         md += ["## Append vs repack", "",
                f"{a['images_packed']} crops packed `--appendable --time-limit {a['time_limit']}` "
                f"({a['first_pack_s']:.0f} s; the encoder adds {a['encoder_bytes']:,} bytes), then "
-               f"{a['images_appended']} more appended, or everything repacked with the same time limit. "
-               "PSNR and latent bpp are the appended crops' own.", "",
-               "| how | steps / image | seconds | mean PSNR (dB) | latent bpp | archive bytes |", "|---|---|---|---|---|---|"]  # fmt: skip
+               f"{a['images_appended']} more appended, or everything repacked with the same time limit (a "
+               "second training: its quality differs from the first by training noise too). *New* are the "
+               f"{a['images_appended']} later crops, *first* the {a['images_packed']} others, in the same archive.", "",
+               "| how | steps / image | seconds | new: PSNR (dB) | new: latent bpp | first: PSNR (dB) | first: latent bpp "
+               "| archive bytes |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, r in a["rows"].items():
             steps = f"{r['steps']}" if name != "repack" else f"{r['steps']} (training)"
-            md.append(f"| {name} | {steps} | {r['seconds']:.0f} | {r['mean_psnr']:.2f} | {r['latent_bpp']:.4f} | "
-                      f"{r['archive_bytes']:,} |")  # fmt: skip
+            new, old = r["appended"], r["rest"]
+            md.append(f"| {name} | {steps} | {r['seconds']:.0f} | {new['mean_psnr']:.2f} | {new['latent_bpp']:.4f} | "
+                      f"{old['mean_psnr']:.2f} | {old['latent_bpp']:.4f} | {r['archive_bytes']:,} |")  # fmt: skip
         md.append("")
     return "\n".join(md)
 
@@ -270,7 +279,13 @@ def main(argv: list[str] | None = None) -> int:
                 result[study] = study_resume(src, folder, args.resume_steps, args.every)
             else:
                 result[study] = study_append(src, folder, args.time_limit)
+            result[study].update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                 commit=result["commit"], command=result["command"])  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
+    previous = args.out / "scale.json"
+    if previous.exists():  # studies not run this time keep their earlier results (each carries its own commit)
+        old = json.loads(previous.read_text())
+        result = {**{k: v for k, v in old.items() if k in ("processes", "resume", "append")}, **result}
     (args.out / "scale.json").write_text(json.dumps(result, indent=1))
     md = _markdown(result)
     (args.out / "scale.md").write_text(md)

@@ -141,6 +141,9 @@ def pack(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack from its last checkpoint."),
     checkpoint_every: str = typer.Option("3m", "--checkpoint-every", help="How often training is checkpointed."),
+    refine: int = typer.Option(
+        30, "--refine", min=0, help="Per-image latent refinement through the int8 decoder: at most this many steps (0: off)."
+    ),
     appendable: bool = typer.Option(
         False, "--appendable", help="Also keep the int8 encoder, so `append` is faster and closer to a repack."
     ),
@@ -154,6 +157,7 @@ def pack(
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
+            refine_steps=refine,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(

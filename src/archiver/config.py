@@ -119,7 +119,8 @@ class TrainConfig(_Serializable):
             mean loss …
         psnr_tol: … and the held-back PSNR moved by less than this many dB since the last check.
         lr_drops: on convergence the learning rate is divided by 10 this many times before stopping.
-        refine_steps: per-image latent refinement steps against the int8 decoder (0 = off).
+        refine_steps: per-image latent refinement steps against the int8 decoder (0 = off; a large
+            image is refined in 512-px tiles, and each keeps the best latent it saw).
         denoiser: train the optional post-filter after the codec (kept only if it earns its bytes).
         denoiser_time: its training budget in seconds (0: a fifth of ``time_limit``).
         rate_weight: weight of the rate term in the loss (1 = λ·D + R; 0 trains on distortion only,
@@ -150,7 +151,7 @@ class TrainConfig(_Serializable):
     slope_tol: float = 0.005
     psnr_tol: float = 0.02
     lr_drops: int = 2
-    refine_steps: int = 0
+    refine_steps: int = 30
     rate_weight: float = 1.0
     denoiser: bool = False
     denoiser_time: float = 0.0

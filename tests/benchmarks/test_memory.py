@@ -15,3 +15,4 @@ def test_memory_benchmark_runs(tmp_path):
     # a fresh Python with torch and onnxruntime loaded is well above 50 MiB; far below 4 GiB here
     assert all(50 << 20 < r["pack_peak_rss"] < 4 << 30 and r["extract_peak_rss"] > 20 << 20 for r in rows)
     assert "| 3 images of 64x48 |" in (out / "memory.md").read_text()
+    assert rows[1]["append_to"] == "3 images of 64x48" and 50 << 20 < rows[1]["append_peak_rss"] < 4 << 30

@@ -21,7 +21,12 @@ def test_scale_benchmark_runs(tmp_path):
     assert resume["same_decoder"] and resume["uninterrupted"]["psnr"] == resume["resumed"]["psnr"]
     assert abs(resume["uninterrupted"]["bytes"] - resume["resumed"]["bytes"]) < 64  # the JSON times differ
     rows = result["append"]["rows"]
-    assert set(rows) == {"encoder", "search", "repack"} and all(r["images"] == 1 for r in rows.values())
+    assert set(rows) == {"encoder", "search", "repack"}
+    assert all(r["appended"]["images"] == 1 and r["rest"]["images"] == 9 for r in rows.values())
     assert rows["encoder"]["steps"] == 30 and rows["search"]["steps"] == 300
     md = (out / "scale.md").read_text()
     assert "## Append vs repack" in md and "Time lost to the interruption" in md
+    # a later run of one study keeps the others' results
+    assert scale.main([*argv[:-2], "--studies", "processes", "--out", str(out)]) == 0
+    again = json.loads((out / "scale.json").read_text())
+    assert again["append"] == result["append"] and again["processes"]["date"] >= result["processes"]["date"]

@@ -10,6 +10,7 @@ from ..config import ModelConfig
 from .autoencoder import Decoder, Encoder, pad_to_stride
 from .int8 import load_quantized
 from .prior import ChannelPrior, quantize_ste
+from .refine import refine_latent
 
 __all__ = ["ENCODE_TILE", "ENCODE_HALO", "encode_tiled", "int8_decoder", "decode_latent", "infer_latent", "to_tensor"]
 
@@ -81,26 +82,18 @@ def infer_latent(
     """Integer latent (C, h, w) int32 of one image.
 
     The encoder gives the starting point; with ``refine_steps`` > 0 the latent is then optimised for
-    the rate–distortion loss *through the int8 decoder* (straight-through rounding), which makes up
-    for part of the error that weight quantization added. ``min_size`` is the training crop side:
+    the rate–distortion loss *through the int8 decoder* (straight-through rounding, tile by tile for
+    large images: :func:`archiver.model.refine.refine_latent`), which makes up for part of the error
+    that weight quantization added. ``min_size`` is the training crop side:
     smaller images are padded up to it, as they were in training.
     """
     x = to_tensor(rgb)
     height, width = x.shape[-2:]
     padded = pad_to_stride(x, min_size=min_size)
-    y = encode_tiled(encoder, padded)
+    with torch.no_grad():  # no graph through the encoder: it is not optimised here
+        y = encode_tiled(encoder, padded)
     if refine_steps > 0:
-        y = y.clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([y], lr=0.02)
-        for p in decoder.parameters():
-            p.requires_grad_(False)
-        for _ in range(refine_steps):
-            y_q = quantize_ste(y)
-            x_hat = decoder(y_q)[..., :height, :width]
-            bpp = prior.bits(y_q).sum() / (height * width)
-            loss = lmbda * 255.0**2 * torch.mean((x_hat - x) ** 2) + bpp
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        y = y.detach()
+        y = refine_latent(
+            decoder, padded, y, lambda v: prior.bits(quantize_ste(v)).sum(), lmbda, refine_steps, (height, width)
+        )
     return torch.round(y)[0].to(torch.int32).numpy()

@@ -18,14 +18,13 @@ from ..codec.geometry import latent_grid
 from ..codec.tables import FrequencyTables
 from .autoencoder import Decoder, Encoder, pad_to_stride
 from .inference import encode_tiled, to_tensor
-from .prior import quantize_ste
+from .refine import REFINE_LR, refine_latent
 
-__all__ = ["TableRate", "search_latent", "SEARCH_LR", "REFINE_LR"]
+__all__ = ["TableRate", "search_latent", "SEARCH_LR"]
 
-#: Adam step on the latent, in quantization steps, when the search starts at each channel's mode.
+#: Adam step on the latent, in quantization steps, when the search starts at each channel's mode
+#: (from the encoder's latent it is pack's refinement step, :data:`archiver.model.refine.REFINE_LR`).
 SEARCH_LR = 0.1
-#: Adam step when it starts at the encoder's latent (already close: pack's refinement uses the same).
-REFINE_LR = 0.02
 
 
 class TableRate:
@@ -75,8 +74,8 @@ def search_latent(
 
     Without ``encoder`` the search starts at each channel's most probable symbol, with Adam steps of
     :data:`SEARCH_LR`; with one (an appendable archive) it starts at the encoder's latent and refines
-    it with the smaller steps of :data:`REFINE_LR` (``steps`` may then be 0: the encoder's latent,
-    rounded into the tables' support).
+    it with the smaller steps of :data:`~archiver.model.refine.REFINE_LR` (``steps`` may then be 0:
+    the encoder's latent, rounded into the tables' support). Large images are optimised tile by tile.
     """
     rate = TableRate(tables)
     x = to_tensor(rgb)
@@ -84,23 +83,12 @@ def search_latent(
     padded = pad_to_stride(x, min_size=min_size)
     if encoder is not None:
         with torch.no_grad():
-            y = rate.clamp(encode_tiled(encoder, padded)).requires_grad_(True)
+            y = rate.clamp(encode_tiled(encoder, padded))
     else:
         gh, gw = latent_grid(height, width, min_size)
-        y = rate.mode.expand(1, tables.channels, gh, gw).clone().requires_grad_(True)
-    for p in decoder.parameters():
-        p.requires_grad_(False)
-    optimizer = torch.optim.Adam([y], lr=SEARCH_LR if encoder is None else REFINE_LR)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
-    for _ in range(steps):
-        y_q = quantize_ste(y)
-        x_hat = decoder(y_q)
-        # Distortion over the padded image, like training (the padding is replicated pixels).
-        loss = lmbda * 255.0**2 * torch.mean((x_hat - padded) ** 2) + rate(y) / (height * width)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        with torch.no_grad():
-            y.copy_(rate.clamp(y))
+        y = rate.mode.expand(1, tables.channels, gh, gw).clone()
+    y = refine_latent(
+        decoder, padded, y, rate, lmbda, steps, (height, width),
+        lr=SEARCH_LR if encoder is None else REFINE_LR, clamp=rate.clamp, cosine=True,
+    )  # fmt: skip
     return rate.clamp(torch.round(y.detach()))[0].to(torch.int32).numpy()

@@ -1,0 +1,118 @@
+"""Latent optimisation through a fixed decoder, tile by tile for large images.
+
+Pack's refinement (from the encoder's latent, rate from the trained prior) and append's search (rate
+from the archive's integer tables) both minimise ``λ·255²·MSE + bits / pixel`` over a latent, through
+the int8 decoder, with straight-through rounding. The backward pass through the decoder holds every
+activation of the image it decodes: a few GB for a 24-megapixel photo. So a latent over
+:data:`REFINE_TILE` positions a side is optimised one tile at a time, each tile decoded with
+:data:`REFINE_HALO` positions of context around it (held fixed). Tiles go in raster order, and each one
+sees its already-refined neighbours, so memory stays bounded whatever the image size.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .autoencoder import Decoder
+from .prior import quantize_ste
+
+__all__ = ["REFINE_TILE", "REFINE_HALO", "REFINE_LR", "refine_latent"]
+
+#: Latent positions per tile side (512 px at stride 16). Larger latents are refined tile by tile.
+REFINE_TILE = 32
+#: Latent positions of fixed context around a tile: more than the decoder's receptive radius
+#: (about 5 positions; the same margin the ONNX runtime decodes tiles with).
+REFINE_HALO = 6
+#: Adam step, in quantization steps, when starting from the encoder's latent (already close).
+REFINE_LR = 0.02
+
+#: Pixels per latent position along each side.
+_STRIDE = 16
+
+
+def refine_latent(
+    decoder: Decoder,
+    target: torch.Tensor,
+    y: torch.Tensor,
+    rate: Callable[[torch.Tensor], torch.Tensor],
+    lmbda: float,
+    steps: int,
+    valid: tuple[int, int],
+    *,
+    lr: float = REFINE_LR,
+    clamp: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    cosine: bool = False,
+    tile: int = REFINE_TILE,
+    halo: int = REFINE_HALO,
+) -> torch.Tensor:
+    """The float latent (1, C, h, w) after ``steps`` Adam steps per tile, starting from ``y``.
+
+    ``target`` is the padded image (1, 3, 16h, 16w) in [0, 1]; the distortion counts only its first
+    ``valid`` = (height, width) pixels (the rest is padding). ``rate`` gives the total bits of a
+    continuous latent (its own rounding or interpolation included); ``clamp`` keeps the latent
+    inside a support after every step; ``cosine`` anneals the step size to 0 over ``steps``.
+    Each tile keeps the best latent it saw, so refinement never makes a tile's loss worse.
+    """
+    for p in decoder.parameters():
+        p.requires_grad_(False)
+    out = y.detach().clone()
+    if steps <= 0:
+        return out
+    h, w = out.shape[-2:]
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(0, y0 - halo), max(0, x0 - halo)
+            yb, xb = min(h, y1 + halo), min(w, x1 + halo)
+            context = out[..., ya:yb, xa:xb]
+            pixels = target[..., ya * _STRIDE : yb * _STRIDE, xa * _STRIDE : xb * _STRIDE]
+            # The tile's own pixels that are image, not padding, in the crop's coordinates.
+            box = (
+                (y0 - ya) * _STRIDE, min(y1 * _STRIDE, valid[0]) - ya * _STRIDE,
+                (x0 - xa) * _STRIDE, min(x1 * _STRIDE, valid[1]) - xa * _STRIDE,
+            )  # fmt: skip
+            centre = (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
+            out[..., y0:y1, x0:x1] = _optimise(decoder, pixels, context, centre, box, rate, lmbda, steps, lr, clamp, cosine)
+    return out
+
+
+def _optimise(decoder, pixels, context, centre, box, rate, lmbda, steps, lr, clamp, cosine) -> torch.Tensor:
+    """Optimise the ``centre`` latents of ``context`` for the distortion inside ``box`` and their rate."""
+    cy0, cy1, cx0, cx1 = centre
+    py0, py1, px0, px1 = box
+    count = max(1, (py1 - py0) * (px1 - px0))
+    var = context[..., cy0:cy1, cx0:cx1].clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([var], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if cosine else None
+    whole = context.shape[-2:] == var.shape[-2:]
+    best, best_loss = var.detach().clone(), float("inf")
+
+    def loss_of(v: torch.Tensor) -> torch.Tensor:
+        if whole:
+            latent = v
+        else:
+            latent = context.clone()
+            latent[..., cy0:cy1, cx0:cx1] = v
+        x_hat = decoder(quantize_ste(latent))
+        mse = torch.mean((x_hat[..., py0:py1, px0:px1] - pixels[..., py0:py1, px0:px1]) ** 2)
+        return lmbda * 255.0**2 * mse + rate(v) / count
+
+    for step in range(steps + 1):
+        loss = loss_of(var)
+        # Straight-through steps can overshoot: the latent kept is the best one seen (the last one
+        # included), never worse than where the tile started.
+        if loss.item() < best_loss:
+            best, best_loss = var.detach().clone(), loss.item()
+        if step == steps:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        if clamp is not None:
+            with torch.no_grad():
+                var.copy_(clamp(var))
+    return best

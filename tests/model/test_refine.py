@@ -1,0 +1,75 @@
+"""Tiled latent refinement: bounded decoder inputs, and close to refining the whole latent at once."""
+
+import numpy as np
+import torch
+
+from archiver.config import ModelConfig
+from archiver.model.autoencoder import Autoencoder, pad_to_stride
+from archiver.model.inference import to_tensor
+from archiver.model.prior import ChannelPrior, quantize_ste
+from archiver.model.refine import refine_latent
+from conftest import smooth_image
+
+SMALL = ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=1)
+
+
+class Recording(torch.nn.Module):
+    """The decoder, noting the latent shape of every call."""
+
+    def __init__(self, decoder):
+        super().__init__()
+        self.decoder, self.shapes = decoder, []
+
+    def forward(self, y):
+        self.shapes.append(tuple(y.shape[-2:]))
+        return self.decoder(y)
+
+
+def _setup(h=150, w=200):
+    torch.manual_seed(0)
+    model = Autoencoder(SMALL).eval()
+    prior = ChannelPrior(8)
+    x = to_tensor(smooth_image(np.random.default_rng(3), w, h))
+    padded = pad_to_stride(x)
+    with torch.no_grad():
+        y = model.encoder(padded)
+    return model, prior, padded, y, (h, w)
+
+
+def _loss(decoder, prior, padded, latent, valid, lmbda=0.05):
+    h, w = valid
+    with torch.no_grad():
+        q = torch.round(latent)
+        mse = torch.mean((decoder(q)[..., :h, :w] - padded[..., :h, :w]) ** 2).item()
+        return lmbda * 255**2 * mse + prior.bits(q).sum().item() / (h * w)
+
+
+def test_tiles_bound_the_decoder_input_and_match_whole_refinement():
+    model, prior, padded, y, valid = _setup()  # latent 10 × 13 positions
+    rate = lambda v: prior.bits(quantize_ste(v)).sum()  # noqa: E731
+    recorder = Recording(model.decoder)
+    tiled = refine_latent(recorder, padded, y, rate, 0.05, 20, valid, lr=0.1, tile=4, halo=2)
+    assert max(s[0] for s in recorder.shapes) <= 4 + 2 * 2 and max(s[1] for s in recorder.shapes) <= 8
+    assert len(recorder.shapes) == 21 * 3 * 4  # 3 × 4 tiles, 20 steps each and the last latent measured
+    whole = refine_latent(model.decoder, padded, y, rate, 0.05, 20, valid, lr=0.1)
+    start, t, w = (_loss(model.decoder, prior, padded, v, valid) for v in (y, tiled, whole))
+    assert t < start and w < start
+    assert (start - t) > 0.7 * (start - w), (start, t, w)  # tiles get most of the whole image's gain
+
+
+def test_zero_steps_and_clamp():
+    model, prior, padded, y, valid = _setup(40, 40)
+    rate = lambda v: prior.bits(quantize_ste(v)).sum()  # noqa: E731
+    assert torch.equal(refine_latent(model.decoder, padded, y, rate, 0.05, 0, valid), y)
+    clamped = refine_latent(model.decoder, padded, y, rate, 0.05, 5, valid, clamp=lambda v: v.clamp(-1, 1))
+    assert clamped.abs().max().item() <= 1.0
+
+
+def test_never_ends_worse_than_it_started():
+    model, prior, padded, y, valid = _setup(40, 40)
+    rate = lambda v: prior.bits(quantize_ste(v)).sum()  # noqa: E731
+    recorder = Recording(model.decoder)
+    refine_latent(recorder, padded, y, rate, 0.05, 12, valid)
+    assert len(recorder.shapes) == 13  # every step, and the last latent measured too
+    wild = refine_latent(model.decoder, padded, y, rate, 0.05, 10, valid, lr=50.0)  # overshoots
+    assert _loss(model.decoder, prior, padded, wild, valid) <= _loss(model.decoder, prior, padded, y, valid) + 1e-6
