@@ -120,6 +120,13 @@ def _print_other_entries(report) -> None:
         out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)
 
 
+def _optional_duration(text: str) -> float:
+    """Seconds in ``text``, with ``0`` meaning "the default" (0.0)."""
+    from .config import parse_duration
+
+    return 0.0 if text.strip() in ("0", "0s") else parse_duration(text)
+
+
 @app.command()
 def pack(
     source: Path = typer.Argument(..., help="Folder to archive (walked recursively)."),
@@ -144,6 +151,9 @@ def pack(
     refine: int = typer.Option(
         30, "--refine", min=0, help="Per-image latent refinement through the int8 decoder: at most this many steps (0: off)."
     ),
+    refine_time: str = typer.Option(
+        "0", "--refine-time", help="Time for refining the whole collection (0: half the time limit)."
+    ),
     appendable: bool = typer.Option(
         False, "--appendable", help="Also keep the int8 encoder, so `append` is faster and closer to a repack."
     ),
@@ -157,7 +167,7 @@ def pack(
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
-            refine_steps=refine,
+            refine_steps=refine, refine_time=_optional_duration(refine_time),
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(
@@ -181,6 +191,10 @@ def pack(
         d = t["denoiser"]
         verdict = "kept" if d["kept"] else "not kept (it did not pay for its bytes)"
         out.print(f"  denoiser: {verdict}: {d['gain_db']:+.3f} dB for {d['bytes']} bytes")
+    r = t.get("refine")
+    if r and r["max_steps"] and r["mean_steps"] < r["max_steps"]:
+        out.print(f"  refinement: {r['mean_steps']:.1f} of {r['max_steps']} steps per image on average, "
+                  f"to stay within {r['budget_seconds']:.0f} s (--refine-time)")  # fmt: skip
     if "gan" in t:
         g = t["gan"]
         if g["start_step"] is None:

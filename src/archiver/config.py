@@ -121,6 +121,9 @@ class TrainConfig(_Serializable):
         lr_drops: on convergence the learning rate is divided by 10 this many times before stopping.
         refine_steps: per-image latent refinement steps against the int8 decoder (0 = off; a large
             image is refined in 512-px tiles, and each keeps the best latent it saw).
+        refine_time: budget in seconds for refining the whole collection (0: half of ``time_limit``);
+            when the collection is too large for ``refine_steps`` on every image within it, each
+            image gets fewer, evenly (see :class:`archiver.model.refine.RefineBudget`).
         denoiser: train the optional post-filter after the codec (kept only if it earns its bytes).
         denoiser_time: its training budget in seconds (0: a fifth of ``time_limit``).
         rate_weight: weight of the rate term in the loss (1 = λ·D + R; 0 trains on distortion only,
@@ -152,6 +155,7 @@ class TrainConfig(_Serializable):
     psnr_tol: float = 0.02
     lr_drops: int = 2
     refine_steps: int = 30
+    refine_time: float = 0.0
     rate_weight: float = 1.0
     denoiser: bool = False
     denoiser_time: float = 0.0

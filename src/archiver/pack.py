@@ -157,6 +157,7 @@ def _code_images(
     from .codec.weights import pack_arrays
     from .model.checkpoint import Checkpointer
     from .model.distributed import all_gather, barrier
+    from .model.refine import RefineBudget
     from .runtime.graph import attach_weights, build_graph, graph_only
     from .runtime.session import OnnxDecoder
 
@@ -198,12 +199,17 @@ def _code_images(
     counter = TableCounter()
     pairs = PairPool([images[i].height * images[i].width for i in image_ids], cfg.train.seed)
     mine = image_ids[rank::world]
+    refine = RefineBudget(
+        cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2,
+        sum(images[i].width * images[i].height for i in mine),
+    )  # fmt: skip
     for n, i in enumerate(mine, 1):
         im = images[i].full()
+        steps, started = refine.steps_for(im.width * im.height), time.monotonic()
         latent = inference.infer_latent(
-            result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, cfg.train.refine_steps,
-            min_size=result.crop,
-        )  # fmt: skip
+            result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, steps, min_size=result.crop
+        )
+        refine.done(im.width * im.height, steps, time.monotonic() - started)
         pixels = runtime.decode(latent, im.height, im.width)
         if cfg.train.denoiser and world == 1:
             pairs.add(pixels, im.rgb)
@@ -211,6 +217,7 @@ def _code_images(
         spool.put(i, latent)
         counter.add(latent)
         emit(progress, "encode", n, len(mine), {"psnr": out.psnrs[i]})
+    out.training["refine"] = refine.summary()  # rank 0's share under torchrun
     if world > 1:
         for psnrs, crcs in all_gather(world, (out.psnrs, out.crcs)):
             out.psnrs.update(psnrs)

@@ -73,3 +73,23 @@ def test_never_ends_worse_than_it_started():
     assert len(recorder.shapes) == 13  # every step, and the last latent measured too
     wild = refine_latent(model.decoder, padded, y, rate, 0.05, 10, valid, lr=50.0)  # overshoots
     assert _loss(model.decoder, prior, padded, wild, valid) <= _loss(model.decoder, prior, padded, y, valid) + 1e-6
+
+
+def test_budget_spreads_the_steps_that_fit():
+    from archiver.model.refine import RefineBudget
+
+    fits = RefineBudget(30, 100.0, 1000)
+    for _ in range(10):
+        steps = fits.steps_for(100)
+        fits.done(100, steps, 0.3)  # 0.1 ms a pixel-step: 30 steps of 100 px fit 33 times over
+    assert fits.steps_given == [30] * 10 and fits.summary()["mean_steps"] == 30
+
+    tight = RefineBudget(30, 10.0, 1000)
+    assert tight.steps_for(100) == 30  # the first image measures the cost
+    tight.done(100, 30, 3.0)  # 1 ms a pixel-step
+    assert tight.steps_for(100) == 7  # 7 s left for 900 px: 7 steps each
+    tight.done(100, 7, 0.7)
+    assert tight.steps_for(100) == 7
+    tight.done(100, 7, 5.0)  # slower than predicted: the budget is spent
+    assert tight.steps_for(100) == 0 and tight.summary()["min_steps"] == 0
+    assert RefineBudget(0, 10.0, 100).steps_for(100) == 0

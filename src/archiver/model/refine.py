@@ -11,6 +11,7 @@ sees its already-refined neighbours, so memory stays bounded whatever the image 
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -18,7 +19,7 @@ import torch
 from .autoencoder import Decoder
 from .prior import quantize_ste
 
-__all__ = ["REFINE_TILE", "REFINE_HALO", "REFINE_LR", "refine_latent"]
+__all__ = ["REFINE_TILE", "REFINE_HALO", "REFINE_LR", "refine_latent", "RefineBudget"]
 
 #: Latent positions per tile side (512 px at stride 16). Larger latents are refined tile by tile.
 REFINE_TILE = 32
@@ -116,3 +117,45 @@ def _optimise(decoder, pixels, context, centre, box, rate, lmbda, steps, lr, cla
             with torch.no_grad():
                 var.copy_(clamp(var))
     return best
+
+
+class RefineBudget:
+    """Refinement steps per image so that a whole collection is refined within ``seconds``.
+
+    Refinement costs about the same per pixel and step whatever the image, so after each image the
+    measured seconds per pixel-step give the steps the remaining pixels can afford: every remaining
+    image gets ``floor(time left / (cost × pixels left))`` steps, at most ``max_steps``. A collection
+    that fits gets ``max_steps`` everywhere; a huge one gets fewer steps, spread evenly, instead of
+    making pack take many times its training time.
+    """
+
+    def __init__(self, max_steps: int, seconds: float, pixels: int) -> None:
+        self.max_steps, self.seconds, self.pixels_left = max_steps, seconds, pixels
+        self.spent = 0.0  # seconds
+        self.pixel_steps = 0  # pixels × steps refined so far
+        self.steps_given: list[int] = []
+
+    def steps_for(self, pixels: int) -> int:
+        """Steps for the next image of ``pixels`` pixels."""
+        if self.max_steps <= 0 or self.spent >= self.seconds:
+            steps = 0
+        elif self.pixel_steps == 0:
+            steps = self.max_steps  # the first image measures the cost
+        else:
+            cost = self.spent / self.pixel_steps  # seconds per pixel-step
+            steps = min(self.max_steps, math.floor((self.seconds - self.spent) / (cost * max(self.pixels_left, 1))))
+        self.steps_given.append(steps)
+        return steps
+
+    def done(self, pixels: int, steps: int, seconds: float) -> None:
+        """Record an image's refinement: ``seconds`` it took for ``steps`` steps over ``pixels`` pixels."""
+        self.pixels_left -= pixels
+        if steps > 0:
+            self.spent += seconds
+            self.pixel_steps += pixels * steps
+
+    def summary(self) -> dict:
+        """JSON-able: the cap, the budget (s), seconds spent and the steps images got."""
+        given = self.steps_given or [0]
+        return {"max_steps": self.max_steps, "budget_seconds": round(self.seconds, 3), "seconds": round(self.spent, 3),
+                "mean_steps": sum(given) / len(given), "min_steps": min(given)}  # fmt: skip
