@@ -3,8 +3,9 @@
 The archive keeps its decoder and entropy tables, and its encoder when it was packed ``appendable``.
 Each new image's latent is then the encoder's, refined for :data:`ENCODER_STEPS` steps against the
 int8 decoder; without an encoder it is searched from nothing for :data:`SEARCH_STEPS` steps
-(:func:`archiver.model.search.search_latent`). Either way it is coded with the unchanged tables. Its quality is measured through the same ONNX Runtime path as
-``extract`` (denoiser included when the archive has one), exactly like pack does. The archive is
+(:func:`archiver.model.search.search_latent`). Either way it is coded with the unchanged tables.
+Its quality is measured through the same ONNX Runtime path as ``extract`` (denoiser included when
+the archive has one), exactly like pack does. The archive is
 rewritten next to itself and renamed into place only when complete: an interrupted append leaves the
 old archive untouched.
 """
