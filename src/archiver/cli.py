@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .config import TrainConfig
 from .errors import ArchiverError, InputError
 
 app = typer.Typer(
@@ -149,7 +150,7 @@ def pack(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack from its last checkpoint."),
     checkpoint_every: str = typer.Option("3m", "--checkpoint-every", help="How often training is checkpointed."),
     refine: int = typer.Option(
-        30, "--refine", min=0, help="Per-image latent refinement through the int8 decoder: at most this many steps (0: off)."
+        TrainConfig.refine_steps, "--refine", min=0, help="Per-image latent refinement through the int8 decoder: at most this many steps (0: off)."
     ),
     refine_time: str = typer.Option(
         "0", "--refine-time", help="Time for refining the whole collection (0: half the time limit)."
