@@ -18,11 +18,16 @@ Recipes (all outputs are RGB PNGs named ``<name>_<index>...png`` in ``out_dir``)
 ``tiny``     -- 2000 32x32 thumbnails: random 128x128 crops chosen exactly as in ``dataset`` (but
                from the ``tiny`` random stream), each downscaled to 32x32 with Pillow LANCZOS.
 
+``split`` picks which photos of ``src_dir`` a recipe may use: ``all`` (default), or one half fixed
+by file name -- ``train`` (``crc32(name) % 2 == 0``: the photos the shipped warm-start weights were
+trained on, see ``scripts/pretrain.py``) or ``heldout`` (the others: benchmarks of warm-started packs
+use only these, so no benchmark image was seen in pretraining).
+
 ``limit`` truncates the recipe's sequence: ``limit=k`` gives exactly the first k images of the full
 recipe, so small test runs are prefixes of the real sets. Before writing, stale ``<name>_*.png``
 files in ``out_dir`` are removed; other files are left alone.
 
-Command line: ``python -m benchmarks.regimes NAME OUT_DIR [--src DIR] [--seed 0] [--limit N]``.
+Command line: ``python -m benchmarks.regimes NAME OUT_DIR [--src DIR] [--seed 0] [--limit N] [--split S]``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["DEFAULT_SRC_DIR", "REGIMES", "Regime", "build_regime", "list_sources"]
+__all__ = ["DEFAULT_SRC_DIR", "REGIMES", "SPLITS", "Regime", "build_regime", "list_sources", "split_of"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SRC_DIR = REPO_ROOT.parent / "shared" / "data" / "dev"
@@ -58,12 +63,24 @@ REGIMES: dict[str, Regime] = {
 }
 
 
-def list_sources(src_dir: str | Path) -> list[Path]:
-    """Sorted ``*.png`` files of ``src_dir``; raises FileNotFoundError / ValueError if there are none."""
+#: Names of the photo subsets a recipe can draw from (see the module docstring).
+SPLITS = ("all", "train", "heldout")
+
+
+def split_of(path: Path) -> str:
+    """``train`` or ``heldout``: the half a source photo belongs to, from its file name alone."""
+    return "train" if zlib.crc32(path.name.encode()) % 2 == 0 else "heldout"
+
+
+def list_sources(src_dir: str | Path, split: str = "all") -> list[Path]:
+    """Sorted ``*.png`` files of ``src_dir`` in ``split``; raises FileNotFoundError / ValueError if there are none."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     src = Path(src_dir)
     if not src.is_dir():
         raise FileNotFoundError(f"source folder for benchmark regimes does not exist: {src}")
     paths = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() == ".png")
+    paths = [p for p in paths if split == "all" or split_of(p) == split]
     if not paths:
         raise ValueError(f"no PNG photos in {src}: a regime needs at least one *.png source image")
     return paths
@@ -121,11 +138,12 @@ def build_regime(
     out_dir: str | Path,
     seed: int = 0,
     limit: int | None = None,
+    split: str = "all",
 ) -> list[Path]:
     """Write the images of recipe ``name`` into ``out_dir`` and return their paths in recipe order.
 
     ``src_dir=None`` means DEFAULT_SRC_DIR. ``limit`` caps the number of images (the first ``limit``
-    of the full recipe).
+    of the full recipe); ``split`` restricts the source photos (see :data:`SPLITS`).
     Raises KeyError for an unknown recipe and ValueError if ``src_dir`` holds no PNG.
     """
     if name not in REGIMES:
@@ -133,7 +151,7 @@ def build_regime(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     regime = REGIMES[name]
-    sources = list_sources(DEFAULT_SRC_DIR if src_dir is None else src_dir)
+    sources = list_sources(DEFAULT_SRC_DIR if src_dir is None else src_dir, split)
     rng = _rng(seed, name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--src", type=Path, default=DEFAULT_SRC_DIR, help="folder of source PNG photos")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="write only the first N images")
+    ap.add_argument("--split", choices=SPLITS, default="all", help="which half of the source photos to use")
     args = ap.parse_args(argv)
-    paths = build_regime(args.name, args.src, args.out_dir, seed=args.seed, limit=args.limit)
+    paths = build_regime(args.name, args.src, args.out_dir, seed=args.seed, limit=args.limit, split=args.split)
     print(f"wrote {len(paths)} images to {args.out_dir}")
     return 0
 

@@ -158,6 +158,10 @@ def pack(
     appendable: bool = typer.Option(
         False, "--appendable", help="Also keep the int8 encoder, so `append` is faster and closer to a repack."
     ),
+    warm_start: bool = typer.Option(
+        True, "--warm-start/--no-warm-start",
+        help="Start from the general codec shipped for the chosen decoder size (when there is one) instead of random weights.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Learn a codec for the images under SOURCE and write one archive."""
@@ -168,7 +172,7 @@ def pack(
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
-            refine_steps=refine, refine_time=_optional_duration(refine_time),
+            refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(
@@ -186,7 +190,8 @@ def pack(
         out.print(
             f"  {report.images} images coded, {report.pixels / 1e6:.2f} Mpx, {report.bpp:.3f} bpp with the model, "
             f"mean PSNR {report.mean_psnr:.2f} dB; trained {t['steps']} steps in {t['train_seconds']:.0f} s "
-            f"(stopped: {t['stop_reason']})"
+            f"(stopped: {t['stop_reason']}"
+            + (f"; warm start: {t['warm_start']['name']}" if t.get("warm_start") else "") + ")"
         )
     if "denoiser" in t:
         d = t["denoiser"]

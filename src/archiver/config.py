@@ -140,6 +140,9 @@ class TrainConfig(_Serializable):
         gan_margin_db: mode-collapse guard: a held-back PSNR drop larger than this many dB below its
             value at the phase's start restores the last good checkpoint and ends the phase.
         disc_width: channels of the discriminator's first layer (64 in the paper; the others double).
+        warm_start: start from the general codec shipped for this architecture when there is one
+            (:mod:`archiver.model.warmstart`; weights trained here on photos, see its recipe) instead
+            of random weights. The archive stores its own fine-tuned decoder either way.
         seed: seed of every random number generator used by pack.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
     """
@@ -166,6 +169,7 @@ class TrainConfig(_Serializable):
     gan_start: int = 0
     gan_margin_db: float = 1.0
     disc_width: int = 64
+    warm_start: bool = True
     seed: int = 0
     device: str = "auto"
 

@@ -21,6 +21,7 @@ from .convergence import ConvergenceDetector
 from .distributed import RateDistortion, agree, all_gather, init_distributed
 from .perceptual import make_perceptual
 from .prior import ChannelPrior
+from .warmstart import find_warm_start
 
 __all__ = ["TrainProgress", "TrainResult", "train_codec", "resolve_device", "CropSampler"]
 
@@ -54,6 +55,7 @@ class TrainResult:
     rank: int = 0  #: this process's rank under torchrun (0 writes the archive)
     world: int = 1  #: number of training processes
     gan: dict | None = None  #: the adversarial phase's record (``--gan`` only)
+    warm_start: dict | None = None  #: the shipped weights training started from (None: from scratch)
 
     def summary(self) -> dict:
         """JSON-able training summary stored in the archive."""
@@ -66,6 +68,7 @@ class TrainResult:
             "history": self.history,
             "crop": self.crop,
             "processes": self.world,
+            "warm_start": self.warm_start,
             **({"gan": self.gan} if self.gan is not None else {}),
         }
 
@@ -151,6 +154,9 @@ def train_codec(
     rng = np.random.default_rng([tc.seed, info.rank])  # different crops on every rank
     model = Autoencoder(cfg.model).to(device)
     prior = ChannelPrior(cfg.model.latent_channels).to(device)
+    warm = find_warm_start(cfg.model) if tc.warm_start else None
+    if warm is not None:
+        warm.load_into(model, prior)
     perceptual = make_perceptual(tc.perceptual, lpips_weights)
     if perceptual is not None:
         perceptual = perceptual.to(device)
@@ -276,4 +282,5 @@ def train_codec(
         rank=info.rank,
         world=info.world,
         gan=gan.summary() if gan is not None else None,
+        warm_start=warm.summary() if warm is not None else None,
     )
