@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from archiver.bench.classic import sweep  # noqa: E402
 from archiver.bench.compare import archiver_point, bd_table, machine, markdown, plot  # noqa: E402
-from benchmarks.regimes import DEFAULT_SRC_DIR, build_regime  # noqa: E402
+from benchmarks.regimes import DEFAULT_SRC_DIR, SPLITS, build_regime  # noqa: E402
 
 #: Default archiver points and training budget per point (seconds), sized so that one regime runs
 #: within 45 minutes on a 2-core CPU, classic sweep included.
@@ -57,11 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codecs", default=None, help="comma-separated classic codecs (default all)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--tag", default="", help="suffix for the result file names")
+    ap.add_argument("--split", choices=SPLITS, default="all",
+                    help="source photos of the regime: all, or the half the warm-start weights were not trained on "
+                         "(heldout)")  # fmt: skip
+    ap.add_argument("--no-warm-start", action="store_true", help="pack from random weights (the ablation)")
+    ap.add_argument("--model-size", default="auto", help="decoder size for every point (default: auto)")
     ap.add_argument("--reuse-classic", type=Path, default=None,
                     help="take the classic codecs' points from an earlier result JSON of the same regime, "
                          "seed and image count instead of sweeping again")  # fmt: skip
     args = ap.parse_args(argv)
-    from archiver.config import parse_duration
+    from archiver.config import config_for_quality, parse_duration
 
     qualities, budget = DEFAULTS[args.regime]
     if args.qualities:
@@ -72,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     commit = git_commit()  # at the start: the code this run loads
     with tempfile.TemporaryDirectory(prefix=f"rd-{args.regime}-") as tmp:
         src = Path(tmp) / "images"
-        paths = build_regime(args.regime, args.src, src, seed=args.seed, limit=args.limit)
+        paths = build_regime(args.regime, args.src, src, seed=args.seed, limit=args.limit, split=args.split)
         classic = None
         if args.reuse_classic:
             old = json.loads(args.reuse_classic.read_text())
-            same = (old.get("regime"), old.get("seed", 0), old.get("n_images")) == (args.regime, args.seed, len(paths))
-            if not same:
-                raise SystemExit(f"{args.reuse_classic}: not the same regime, seed and image count")
+            key = (old.get("regime"), old.get("seed", 0), old.get("n_images"), old.get("split", "all"))
+            if key != (args.regime, args.seed, len(paths), args.split):
+                raise SystemExit(f"{args.reuse_classic}: not the same regime, seed, split and image count")
             classic = {k: old[k] for k in ("skipped", "errors")}
             classic["points"] = [p for p in old["points"] if p["codec"] != "archiver"]
             classic["reused_from"] = str(args.reuse_classic)
@@ -87,10 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         points = list(classic["points"])
         for q in qualities:
             print(f"archiver --quality {q}, training budget {budget:.0f} s", file=sys.stderr, flush=True)
-            points.append(archiver_point(paths, src, Path(tmp), q, budget, args.seed))
+            cfg = config_for_quality(
+                q, time_limit=budget, seed=args.seed, model_size=args.model_size, warm_start=not args.no_warm_start
+            )
+            points.append(archiver_point(paths, src, Path(tmp), q, budget, args.seed, cfg=cfg))
     result = {
         "regime": args.regime,
         "seed": args.seed,
+        "split": args.split,
         "classic_reused_from": classic.get("reused_from"),
         "command": "python benchmarks/rd.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": started.isoformat(timespec="seconds"),

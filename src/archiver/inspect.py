@@ -61,6 +61,9 @@ def archive_info(path: Path) -> dict:
             "denoiser": training.get("denoiser"),
             "gan": training.get("gan"),
             "appendable": bool(reader.config.get("appendable", False)),
+            # S<s>K<k> context tables (see archiver.codec.context), or "channel" (version 1)
+            "entropy_model": (training.get("entropy_model") or {}).get("chosen", "channel"),
+            "warm_start": (training.get("warm_start") or {}).get("name"),
             "pack_seconds": summary.get("pack_seconds"),
             "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig.from_dict(reader.config.get("model", {}))),
             "config": reader.config,

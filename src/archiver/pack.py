@@ -153,7 +153,7 @@ def _code_images(
 
     from .codec.entropy import LatentCoder
     from .codec.spool import LatentSpool
-    from .codec.tables import TableCounter
+    from .codec.context import fit_context_tables
     from .codec.weights import pack_arrays
     from .model.checkpoint import Checkpointer
     from .model.distributed import all_gather, barrier
@@ -196,7 +196,6 @@ def _code_images(
     barrier(world)
     if rank != 0:
         spool = LatentSpool(spool_dir, create=False)
-    counter = TableCounter()
     pairs = PairPool([images[i].height * images[i].width for i in image_ids], cfg.train.seed)
     mine = image_ids[rank::world]
     refine = RefineBudget(
@@ -215,7 +214,6 @@ def _code_images(
             pairs.add(pixels, im.rgb)
         out.psnrs[i], out.crcs[i] = measure_decoded(pixels, im)
         spool.put(i, latent)
-        counter.add(latent)
         emit(progress, "encode", n, len(mine), {"psnr": out.psnrs[i]})
     out.training["refine"] = refine.summary()  # rank 0's share under torchrun
     if world > 1:
@@ -226,15 +224,14 @@ def _code_images(
         if rank != 0:
             return None
         spool.adopt(image_ids)
-        counter = TableCounter()
-        for i in image_ids:
-            latent = spool.latent(i)
-            counter.add(latent)
-            if cfg.train.denoiser:
+        if cfg.train.denoiser:
+            for i in image_ids:
                 im = images[i].full()
-                pairs.add(runtime.decode(latent, im.height, im.width), im.rgb)
+                pairs.add(runtime.decode(spool.latent(i), im.height, im.width), im.rgb)
     out.bitstreams = spool
-    out.tables = counter.tables()
+    # The entropy model is chosen from the collection's own latents: contexts only where they save
+    # more bytes than their tables cost (see archiver.codec.context).
+    out.tables, out.training["entropy_model"] = fit_context_tables(lambda: (spool.latent(i) for i in image_ids))
     spool.encode_all(LatentCoder(out.tables))
     if cfg.train.denoiser:
         from .postfilter import fit_postfilter

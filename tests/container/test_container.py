@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archiver.codec.context import fit_context_tables
 from archiver.codec.tables import build_tables
 from archiver.codec.weights import pack_arrays
 from archiver.container.digest import write_file_digest
@@ -69,8 +70,22 @@ def test_model_and_tables_round_trip(tmp_path, rng):
     arrays = {"w.q": np.ones((2, 1, 1, 1), np.int8), "w.scale": np.ones(2, np.float32)}
     _write(tmp_path / "m.nca", [], tables=tables, model=pack_arrays(arrays))
     with ArchiveReader(tmp_path / "m.nca") as r:
-        np.testing.assert_array_equal(r.tables().freqs, tables.freqs)
+        read = r.tables()
+        assert (read.spatial, read.buckets, read.counts_q) == (1, 1, None)
+        np.testing.assert_array_equal(read.freqs[:, 0, 0, :], tables.freqs)
         np.testing.assert_array_equal(r.model_arrays()["w.q"], arrays["w.q"])
+
+
+def test_context_tables_round_trip(tmp_path, rng):
+    """Context tables come back exactly: same thresholds, counts and rebuilt frequencies."""
+    latents = [rng.integers(-6, 7, (4, 9, 7)).astype(np.int32) for _ in range(5)]
+    tables, _ = fit_context_tables(lambda: iter(latents), [(3, 2)])
+    _write(tmp_path / "c.nca", [], tables=tables, model=pack_arrays({"w": np.ones(1, np.float32)}))
+    with ArchiveReader(tmp_path / "c.nca") as r:
+        read = r.tables()
+    assert (read.spatial, read.buckets) == (3, 2)
+    for name in ("offsets", "lengths", "modes", "spatial_thresholds", "channel_thresholds", "freqs", "counts_q"):
+        np.testing.assert_array_equal(getattr(read, name), getattr(tables, name))
 
 
 def test_small_overhead(tmp_path):
@@ -135,3 +150,21 @@ def test_newer_version_refused(tmp_path):
 
 def test_magic_constant():
     assert MAGIC == "archiver-nca"
+
+
+@pytest.mark.parametrize("version, model", [(1, "context"), (2, "hyper")])
+def test_entropy_model_unknown_to_the_version_is_refused(tmp_path, rng, version, model):
+    """A version-1 archive cannot hold context tables, and no version defines other models."""
+    from archiver.container.digest import index_digest
+
+    latents = [rng.integers(-6, 7, (2, 6, 6)).astype(np.int32) for _ in range(3)]
+    tables, _ = fit_context_tables(lambda: iter(latents), [(2, 2)])
+    path = tmp_path / "m.nca"
+    _write(path, [], tables=tables, model=pack_arrays({"w": np.ones(1, np.float32)}))
+    with h5py.File(path, "r+") as f:  # rewritten consistently, as a buggy writer would have made it
+        f.attrs["format_version"] = np.int64(version)
+        f["model/prior"].attrs["model"] = model
+        f.attrs["index_sha256"] = index_digest(f)
+    write_file_digest(path)
+    with ArchiveReader(path) as r, pytest.raises(CorruptArchiveError, match=f"entropy model '{model}', which format version {version} does not define"):
+        r.tables()

@@ -81,6 +81,8 @@ def archiver_point(
         / max(t["train_seconds"], 1e-9),
         "crop": crop, "time_limit": cfg.train.time_limit, "archive": str(archive),
         "input_bytes": report.input_bytes, "images": report.images, "model_size": model_size,
+        "warm_start": (t.get("warm_start") or {}).get("name"),
+        "entropy_model": t.get("entropy_model"),
     }  # fmt: skip
 
 
@@ -111,6 +113,8 @@ def markdown(result: dict) -> str:
         f"- date: {result['date']}, commit {result['commit']}, machine: {result['machine']['platform']}, "
         f"{result['machine']['cores']} cores, torch {result['machine']['torch']}",
         f"- images: {result['n_images']} ({result['pixels']} pixels); archiver bytes = whole `.nca` file, model included",
+        *([f"- source photos: the `{result['split']}` split of the dev set (see `benchmarks/regimes.py`)"]
+          if result.get("split", "all") != "all" else []),
         *([f"- classic codec points reused from `{result['classic_reused_from']}` (same images)"]
           if result.get("classic_reused_from") else []),
         "",
@@ -120,7 +124,13 @@ def markdown(result: dict) -> str:
     for p in sorted(result["points"], key=lambda p: (p["codec"] != "archiver", p["codec"], p["bpp"])):
         note = ""
         if p["codec"] == "archiver":
-            note = (f"{p.get('model_size', 'large')} decoder; pack {p['pack_s']:.0f} s ({p['steps']} steps, {p['stop_reason']}, "
+            warm = f" (warm start: {p['warm_start']})" if p.get("warm_start") else ""
+            em = p.get("entropy_model")
+            if em:  # latent bytes the context tables saved against one table per channel
+                plain, best = em["candidates"]["S1K1"], em["candidates"][em["chosen"]]
+                saved = 1 - (best["symbol_bytes"] + best["table_bytes"]) / (plain["symbol_bytes"] + plain["table_bytes"])
+                warm += f"; entropy {em['chosen']} ({100 * saved:.1f} % fewer latent bytes)"
+            note = (f"{p.get('model_size', 'large')} decoder{warm}; pack {p['pack_s']:.0f} s ({p['steps']} steps, {p['stop_reason']}, "
                     f"{p['train_mpx_s']:.2f} Mpx/s), extract {p['extract_mpx_s']:.2f} Mpx/s")  # fmt: skip
         ms = f"{p['ms_ssim']:.4f}" if p.get("ms_ssim") is not None else ""
         lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {ms} | {note} |")

@@ -1,4 +1,8 @@
-"""Range coding of one image's integer latents with the per-channel tables (constriction)."""
+"""Range coding of one image's integer latents with context tables (constriction).
+
+The coding order and contexts are those of :mod:`archiver.codec.context`; with one context per
+channel (format version 1 archives) it is channel by channel, each in raster order.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import numpy as np
 import constriction
 
 from ..errors import CorruptArchiveError
+from .context import ContextTables, anchor_mask
 from .tables import FrequencyTables
 
 __all__ = ["LatentCoder"]
@@ -14,44 +19,68 @@ __all__ = ["LatentCoder"]
 class LatentCoder:
     """Encodes and decodes (C, h, w) int32 latents; one instance caches the constriction models."""
 
-    def __init__(self, tables: FrequencyTables) -> None:
+    def __init__(self, tables: ContextTables | FrequencyTables) -> None:
+        if isinstance(tables, FrequencyTables):
+            tables = ContextTables.from_channel_tables(tables)
         tables.validate()
         self.tables = tables
-        self._models = [
-            constriction.stream.model.Categorical(tables.probabilities(c), perfect=False)
-            if tables.lengths[c] > 1
-            else None
-            for c in range(tables.channels)
-        ]
+        self._models: dict[tuple[int, int, int], object] = {}
+
+    def _model(self, c: int, slot: int, bucket: int):
+        key = (c, slot, bucket)
+        if key not in self._models:
+            probs = self.tables.probabilities(c, slot, bucket)
+            self._models[key] = constriction.stream.model.Categorical(probs, perfect=False)
+        return self._models[key]
 
     def encode(self, latent: np.ndarray) -> bytes:
         """Bitstream (a multiple of 4 bytes, little-endian 32-bit words) for one image's latent."""
-        if latent.ndim != 3 or latent.shape[0] != self.tables.channels:
-            raise ValueError(f"latent shape {latent.shape} does not match {self.tables.channels} channels")
+        t = self.tables
+        if latent.ndim != 3 or latent.shape[0] != t.channels:
+            raise ValueError(f"latent shape {latent.shape} does not match {t.channels} channels")
+        latent = latent.astype(np.int64)
         encoder = constriction.stream.queue.RangeEncoder()
-        for c, model in enumerate(self._models):
-            symbols = latent[c].ravel().astype(np.int64) - int(self.tables.offsets[c])
-            if (symbols < 0).any() or (symbols >= self.tables.lengths[c]).any():
+        anchor = anchor_mask(*latent.shape[1:])
+        previous = np.zeros(latent.shape[1:], dtype=np.int64)
+        for c in range(t.channels):
+            symbols = latent[c] - int(t.offsets[c])
+            if (symbols < 0).any() or (symbols >= t.lengths[c]).any():
                 raise ValueError(f"latent channel {c} has values outside its table")
-            if model is not None:
-                encoder.encode(symbols.astype(np.int32), model)
+            a_c = np.abs(latent[c] - int(t.modes[c]))
+            if t.lengths[c] > 1:
+                for done in (False, True):
+                    for slot, bucket, mask in t.groups(c, previous, a_c, anchor, done):
+                        chosen = symbols[mask]
+                        if chosen.size:
+                            encoder.encode(chosen.astype(np.int32), self._model(c, slot, bucket))
+            previous += a_c
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, data: bytes, height: int, width: int) -> np.ndarray:
         """Latent (C, height, width) int32 from :meth:`encode`'s bytes."""
+        t = self.tables
         if len(data) % 4:
             raise CorruptArchiveError(f"latent bitstream of {len(data)} bytes is not whole 32-bit words")
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         decoder = constriction.stream.queue.RangeDecoder(words)
-        count = height * width
-        out = np.empty((self.tables.channels, height, width), dtype=np.int32)
-        for c, model in enumerate(self._models):
-            if model is None:
-                out[c] = self.tables.offsets[c]
-                continue
-            try:
-                symbols = decoder.decode(model, count)
-            except Exception as exc:  # constriction raises plain ValueError/RuntimeError on bad data
-                raise CorruptArchiveError(f"latent bitstream does not decode: {exc}") from None
-            out[c] = symbols.reshape(height, width) + self.tables.offsets[c]
+        out = np.empty((t.channels, height, width), dtype=np.int32)
+        anchor = anchor_mask(height, width)
+        previous = np.zeros((height, width), dtype=np.int64)
+        for c in range(t.channels):
+            channel = np.full((height, width), int(t.offsets[c]), dtype=np.int64)
+            if t.lengths[c] > 1:
+                a_c = None
+                for done in (False, True):
+                    if done:  # the anchors are in: the others' spatial contexts can be computed
+                        a_c = np.abs(channel - int(t.modes[c]))
+                    for slot, bucket, mask in t.groups(c, previous, a_c, anchor, done):
+                        n = int(mask.sum())
+                        if n:
+                            try:
+                                symbols = decoder.decode(self._model(c, slot, bucket), n)
+                            except Exception as exc:  # constriction raises plain ValueError/RuntimeError
+                                raise CorruptArchiveError(f"latent bitstream does not decode: {exc}") from None
+                            channel[mask] = symbols.astype(np.int64) + int(t.offsets[c])
+            out[c] = channel
+            previous += np.abs(channel - int(t.modes[c]))
         return out

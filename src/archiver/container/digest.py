@@ -76,7 +76,11 @@ def index_digest(f: h5py.File) -> str:
             for a in attrs:
                 feed(f"/{path}@{a}", _attr_bytes(obj.attrs[a]) if a in obj.attrs else None)
     prior = f.get("model/prior")
-    for name in ("offsets", "lengths", "freqs"):
+    names = ("offsets", "lengths", "freqs")
+    if prior is not None and "model" in prior.attrs:  # version 2: the entropy model and its datasets
+        feed("/model/prior@model", _attr_bytes(prior.attrs["model"]))
+        names = ("offsets", "lengths", "freqs", "modes", "spatial_thresholds", "channel_thresholds", "counts")
+    for name in names:
         ds = prior.get(name) if prior is not None else None
         feed("/model/prior/" + name, None if ds is None else np.ascontiguousarray(ds[()]).astype(ds.dtype.newbyteorder("<")).tobytes())
     return h.hexdigest()

@@ -1,4 +1,4 @@
-"""Constants of the .nca format, version 1. ``docs/FORMAT.md`` is the prose spec of the same thing."""
+"""Constants of the .nca format, version 2. ``docs/FORMAT.md`` is the prose spec of the same thing."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ __all__ = [
 
 #: Value of the root attribute ``magic``.
 MAGIC = "archiver-nca"
-#: Integer ``format_version`` this code writes.
-FORMAT_VERSION = 1
-#: Versions this code reads.
-SUPPORTED_VERSIONS = (1,)
+#: Integer ``format_version`` this code writes. Version 2 added context entropy tables
+#: (``/model/prior@model = "context"``); a version-1 reader would decode their bitstreams wrongly.
+FORMAT_VERSION = 2
+#: Versions this code reads (version 1: per-channel tables only).
+SUPPORTED_VERSIONS = (1, 2)
 #: Customary file name suffix.
 FILE_SUFFIX = ".nca"
 #: Bytes reserved before the HDF5 data (an HDF5 "user block"): they hold :data:`FILE_DIGEST_TAG`

@@ -13,6 +13,7 @@ import hdf5plugin  # noqa: F401  (registers the zstd filter with HDF5)
 import numpy as np
 import zstandard
 
+from ..codec.context import ContextTables
 from ..codec.tables import PRECISION, FrequencyTables
 from ..codec.weights import unpack_arrays
 from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
@@ -212,14 +213,30 @@ class ArchiveReader:
         except zstandard.ZstdError as exc:
             raise CorruptArchiveError(f"{self.path}: the decoder's ONNX graph does not decompress: {exc}") from None
 
-    def tables(self) -> FrequencyTables:
-        """The integer entropy tables (validated)."""
+    def tables(self) -> ContextTables:
+        """The integer entropy tables (validated): context tables, or a version-1 archive's
+        per-channel tables as one context per channel."""
         try:
             group = self._file["model/prior"]
             if int(group.attrs["precision"]) != PRECISION:
                 raise CorruptArchiveError(f"{self.path}: entropy tables have precision {group.attrs['precision']}")
-            tables = FrequencyTables(group["offsets"][()], group["freqs"][()], group["lengths"][()])
-        except (KeyError, ValueError, OSError) as exc:
+            model = group.attrs.get("model", "channel")
+            model = model.decode() if isinstance(model, bytes) else str(model)
+            if model == "channel":
+                channel = FrequencyTables(group["offsets"][()], group["freqs"][()], group["lengths"][()])
+                channel.validate()
+                tables = ContextTables.from_channel_tables(channel)
+            elif model == "context" and self.format_version >= 2:
+                tables = ContextTables.from_counts(
+                    group["offsets"][()], group["lengths"][()], group["modes"][()],
+                    group["spatial_thresholds"][()], group["channel_thresholds"][()], group["counts"][()],
+                )  # fmt: skip
+            else:
+                raise CorruptArchiveError(
+                    f"{self.path}: /model/prior has entropy model {model!r}, which format version "
+                    f"{self.format_version} does not define (this archiver reads 'channel' and 'context')"
+                )
+        except (KeyError, ValueError, OSError, IndexError) as exc:
             raise CorruptArchiveError(f"{self.path}: /model/prior is damaged or missing ({exc})") from None
         tables.validate()
         return tables

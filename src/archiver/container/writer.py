@@ -16,6 +16,7 @@ import numpy as np
 import zstandard
 
 from .. import __version__
+from ..codec.context import ContextTables
 from ..codec.tables import PRECISION, FrequencyTables
 from .digest import index_digest, write_file_digest
 from .entries import Entry
@@ -85,13 +86,25 @@ class ArchiveWriter:
         self.write_model(blob, manifest, name="denoiser")
         self.write_onnx(graph, opset, level, name="denoiser_onnx")
 
-    def write_tables(self, tables: FrequencyTables) -> None:
-        """Store the integer entropy tables under ``/model/prior``."""
+    def write_tables(self, tables: ContextTables | FrequencyTables) -> None:
+        """Store the integer entropy tables under ``/model/prior``: quantized context counts, or
+        per-channel frequencies (``FrequencyTables``, or a version-1 archive's tables that
+        ``append`` keeps as they were)."""
+        if isinstance(tables, FrequencyTables):
+            tables = ContextTables.from_channel_tables(tables)
         group = self._file.create_group("model/prior")
         group.attrs["precision"] = np.int64(PRECISION)
         group.create_dataset("offsets", data=tables.offsets.astype(np.int32))
         group.create_dataset("lengths", data=tables.lengths.astype(np.int32))
-        group.create_dataset("freqs", data=tables.freqs.astype(np.uint32), chunks=True, **_zstd())
+        if tables.counts_q is None:
+            group.attrs["model"] = "channel"
+            group.create_dataset("freqs", data=tables.freqs[:, 0, 0, :].astype(np.uint32), chunks=True, **_zstd())
+            return
+        group.attrs["model"] = "context"
+        group.create_dataset("modes", data=tables.modes.astype(np.int32))
+        group.create_dataset("spatial_thresholds", data=tables.spatial_thresholds.astype(np.int32))
+        group.create_dataset("channel_thresholds", data=tables.channel_thresholds.astype(np.int32))
+        group.create_dataset("counts", data=tables.counts_q.astype(np.uint8), chunks=True, **_zstd())
 
     def add(self, entry: Entry, record: bytes) -> None:
         """Append one entry and its record; sets ``entry.offset/length/checksum``."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..codec.geometry import latent_grid
+from ..codec.context import ContextTables
 from ..codec.tables import FrequencyTables
 from .autoencoder import Decoder, Encoder, pad_to_stride
 from .inference import encode_tiled, to_tensor
@@ -30,7 +31,9 @@ SEARCH_LR = 0.1
 class TableRate:
     """Differentiable bits of a latent under fixed per-channel integer tables."""
 
-    def __init__(self, tables: FrequencyTables) -> None:
+    def __init__(self, tables: FrequencyTables | ContextTables) -> None:
+        if isinstance(tables, ContextTables):  # contexts pooled: a search has no context to offer
+            tables = tables.marginal()
         c, width = tables.channels, int(tables.lengths.max())
         bits = np.full((c, width), 0.0, dtype=np.float32)
         for ch in range(c):
@@ -63,7 +66,7 @@ class TableRate:
 
 def search_latent(
     decoder: Decoder,
-    tables: FrequencyTables,
+    tables: FrequencyTables | ContextTables,
     rgb: np.ndarray,
     lmbda: float,
     steps: int,
