@@ -1,6 +1,10 @@
 """Rate–distortion benchmark: the archiver against JPEG, WebP, AVIF and JPEG XL on one regime.
 
     python benchmarks/rd.py --regime dataset|album|tiny [--qualities 2,4,6] [--time-limit 10m]
+                            [--split heldout] [--no-warm-start] [--model-size auto]
+
+Warm-started packs start from weights trained on the ``train`` half of the dev photos, so their
+benchmarks use ``--split heldout`` (images cut from the other half only).
 
 Builds the regime's images (``benchmarks.regimes``), sweeps the classic codecs per file
 (``archiver.bench.classic``), packs the whole set with the archiver at each ``--quality`` (the whole

@@ -13,7 +13,7 @@ from .architecture import decoder_macs_per_pixel
 from .collection.images import pixel_crc32
 from .config import ModelConfig
 from .container.digest import check_file_digest
-from .container.format import EntryKind
+from .container.format import EntryKind, read_text
 from .container.reader import ArchiveReader
 from .decode import ArchiveDecoder
 from .errors import ArchiverError
@@ -37,8 +37,8 @@ def archive_info(path: Path) -> dict:
         return {
             "path": str(path),
             "format_version": reader.format_version,
-            "archiver_version": str(reader._file.attrs.get("archiver_version", "")),
-            "created_utc": str(reader._file.attrs.get("created_utc", "")),
+            "archiver_version": read_text(reader._file.attrs.get("archiver_version", "")),
+            "created_utc": read_text(reader._file.attrs.get("created_utc", "")),
             "images": len(images),
             "files": sum(e.kind is EntryKind.FILE for e in reader.entries),
             "folders": sum(e.kind is EntryKind.DIRECTORY for e in reader.entries),

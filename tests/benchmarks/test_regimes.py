@@ -68,3 +68,24 @@ def test_regimes_carry_no_metadata(tmp_path):
     for name in ("album", "dataset", "tiny"):
         for path in build_regime(name, src, tmp_path / name, limit=2):
             assert "icc_profile" not in Image.open(path).info, (name, path)
+
+
+def test_splits_partition_the_sources_by_name(tmp_path):
+    """train and heldout are disjoint, cover every photo, and depend on the file name alone."""
+    from benchmarks.regimes import split_of
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    every = list_sources(folder)
+    train, heldout = list_sources(folder, "train"), list_sources(folder, "heldout")
+    assert train and heldout  # 10 names: both halves are populated
+    assert sorted(train + heldout) == every and not set(train) & set(heldout)
+    assert all(split_of(p) == "train" for p in train) and all(split_of(p) == "heldout" for p in heldout)
+    assert split_of(tmp_path / "elsewhere" / "p0.png") == split_of(folder / "p0.png")
+    paths = build_regime("album", folder, tmp_path / "h", split="heldout")  # only heldout photos, unchanged
+    assert sorted(p.read_bytes() for p in paths) == sorted(p.read_bytes() for p in heldout)
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        list_sources(folder, "test")

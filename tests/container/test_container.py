@@ -168,3 +168,21 @@ def test_entropy_model_unknown_to_the_version_is_refused(tmp_path, rng, version,
     write_file_digest(path)
     with ArchiveReader(path) as r, pytest.raises(CorruptArchiveError, match=f"entropy model '{model}', which format version {version} does not define"):
         r.tables()
+
+
+def test_string_attributes_are_fixed_length(tmp_path, rng):
+    """Version 2 keeps strings out of HDF5's global heap (a 4 KiB collection per archive)."""
+    latents = [rng.integers(-3, 4, (2, 4, 4)).astype(np.int32)]
+    tables, _ = fit_context_tables(lambda: iter(latents), [(2, 1)])
+    path = tmp_path / "s.nca"
+    _write(path, [(Entry(path=b"x", kind=EntryKind.FILE, size=1, note="why"), b"x")], tables=tables,
+           model=pack_arrays({"w": np.ones(1, np.float32)}))  # fmt: skip
+    with h5py.File(path, "r") as f:
+        owners = [f, f["entries"], f["model/decoder"], f["model/prior"]]
+        for owner in owners:
+            for name in owner.attrs:
+                tid = owner.attrs.get_id(name).get_type()
+                if isinstance(tid, h5py.h5t.TypeStringID):
+                    assert not tid.is_variable_str(), f"{owner.name}@{name} is a variable-length string"
+    with ArchiveReader(path) as r:
+        assert r.config == {"name": "config"} and r.entries[0].note == "why"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+import numpy as np
+
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
@@ -15,6 +17,8 @@ __all__ = [
     "RECORD_CHUNK_BYTES",
     "USERBLOCK_BYTES",
     "FILE_DIGEST_TAG",
+    "text",
+    "read_text",
 ]
 
 #: Value of the root attribute ``magic``.
@@ -56,3 +60,17 @@ class ImageMode(enum.IntEnum):
 
 #: ``/entries/format`` holds an index into this tuple: the Pillow format name of the original image.
 IMAGE_FORMATS: tuple[str, ...] = ("", "PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "AVIF", "PPM", "TGA")
+
+
+def text(value: str) -> np.bytes_:
+    """A string attribute as written since version 2: fixed-length, null-terminated UTF-8 bytes.
+
+    Variable-length strings (version 1) live in HDF5's global heap, whose collections take at least
+    4 KiB: measured 4.1 kB more per archive, a few percent of a small collection's archive.
+    """
+    return np.bytes_(value.encode("utf-8"))
+
+
+def read_text(value) -> str:
+    """A string attribute's value as ``str``, whether stored fixed-length (version 2) or not (version 1)."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

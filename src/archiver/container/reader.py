@@ -19,7 +19,7 @@ from ..codec.weights import unpack_arrays
 from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
 from .digest import COLUMNS, check_file_digest, index_digest
 from .entries import Entry
-from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, SUPPORTED_VERSIONS, EntryKind, ImageMode
+from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, SUPPORTED_VERSIONS, EntryKind, ImageMode, read_text
 from .probe import probe_damaged
 
 __all__ = ["ArchiveReader"]
@@ -167,7 +167,7 @@ class ArchiveReader:
             ds = self._file[f"model/{name}"]
             blob = ds[()].tobytes()
             manifest = json.loads(ds.attrs["manifest"])
-            digest = ds.attrs["sha256"]
+            digest = read_text(ds.attrs["sha256"])
         except (KeyError, ValueError, OSError) as exc:
             raise CorruptArchiveError(f"{self.path}: /model/{name} is damaged or missing ({exc})") from None
         if hashlib.sha256(blob).hexdigest() != digest:
@@ -206,7 +206,7 @@ class ArchiveReader:
             return graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
         ds = self._file[f"model/{name}"]
         blob = ds[()].tobytes()
-        if hashlib.sha256(blob).hexdigest() != ds.attrs.get("sha256"):
+        if hashlib.sha256(blob).hexdigest() != read_text(ds.attrs.get("sha256", "")):
             raise CorruptArchiveError(f"{self.path}: checksum mismatch in /model/{name}")
         try:
             return zstandard.ZstdDecompressor().decompress(blob, max_output_size=1 << 26)
@@ -220,8 +220,7 @@ class ArchiveReader:
             group = self._file["model/prior"]
             if int(group.attrs["precision"]) != PRECISION:
                 raise CorruptArchiveError(f"{self.path}: entropy tables have precision {group.attrs['precision']}")
-            model = group.attrs.get("model", "channel")
-            model = model.decode() if isinstance(model, bytes) else str(model)
+            model = read_text(group.attrs.get("model", "channel"))
             if model == "channel":
                 channel = FrequencyTables(group["offsets"][()], group["freqs"][()], group["lengths"][()])
                 channel.validate()

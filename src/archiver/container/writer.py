@@ -20,7 +20,7 @@ from ..codec.context import ContextTables
 from ..codec.tables import PRECISION, FrequencyTables
 from .digest import index_digest, write_file_digest
 from .entries import Entry
-from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, RECORD_CHUNK_BYTES, USERBLOCK_BYTES
+from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, RECORD_CHUNK_BYTES, USERBLOCK_BYTES, text
 
 __all__ = ["ArchiveWriter", "partial_path"]
 
@@ -46,10 +46,10 @@ class ArchiveWriter:
         self.tmp = partial_path(self.path)
         self.tmp.unlink(missing_ok=True)  # a stale one from an interrupted run
         self._file = h5py.File(self.tmp, "w", libver=("v110", "latest"), userblock_size=USERBLOCK_BYTES)
-        self._file.attrs["magic"] = MAGIC
+        self._file.attrs["magic"] = text(MAGIC)
         self._file.attrs["format_version"] = np.int64(FORMAT_VERSION)
-        self._file.attrs["archiver_version"] = __version__
-        self._file.attrs["created_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._file.attrs["archiver_version"] = text(__version__)
+        self._file.attrs["created_utc"] = text(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         # Records are spooled to an anonymous temporary file and copied into one contiguous dataset at
         # commit: a chunked, resizable dataset would round the archive up to a whole chunk.
         self._spool = tempfile.TemporaryFile(dir=self.path.parent)
@@ -65,21 +65,21 @@ class ArchiveWriter:
 
     def set_json(self, name: str, value: dict) -> None:
         """Store a JSON document as a root string attribute (``config``, ``training``, ``summary``)."""
-        self._file.attrs[name] = json.dumps(value, sort_keys=True)
+        self._file.attrs[name] = text(json.dumps(value, sort_keys=True))
 
     def write_model(self, blob: bytes, manifest: list[dict], name: str = "decoder") -> None:
         """Store a weight blob (:func:`archiver.codec.weights.pack_arrays`) at ``/model/<name>``:
         the decoder, or the encoder of an appendable archive."""
         ds = self._file.create_dataset(f"model/{name}", data=np.frombuffer(blob, dtype=np.uint8))
-        ds.attrs["manifest"] = json.dumps(manifest)
-        ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
+        ds.attrs["manifest"] = text(json.dumps(manifest))
+        ds.attrs["sha256"] = text(hashlib.sha256(blob).hexdigest())
 
     def write_onnx(self, graph: bytes, opset: int, level: int = 19, name: str = "decoder_onnx") -> None:
         """Store an ONNX graph (without weights) as one zstd frame at ``/model/<name>``."""
         blob = zstandard.ZstdCompressor(level=level).compress(graph)
         ds = self._file.create_dataset(f"model/{name}", data=np.frombuffer(blob, dtype=np.uint8))
         ds.attrs["opset"] = np.int64(opset)
-        ds.attrs["sha256"] = hashlib.sha256(blob).hexdigest()
+        ds.attrs["sha256"] = text(hashlib.sha256(blob).hexdigest())
 
     def write_denoiser(self, blob: bytes, manifest: list[dict], graph: bytes, opset: int, level: int = 19) -> None:
         """Store the kept post-filter: int8 weights at ``/model/denoiser``, graph at ``/model/denoiser_onnx``."""
@@ -97,10 +97,10 @@ class ArchiveWriter:
         group.create_dataset("offsets", data=tables.offsets.astype(np.int32))
         group.create_dataset("lengths", data=tables.lengths.astype(np.int32))
         if tables.counts_q is None:
-            group.attrs["model"] = "channel"
+            group.attrs["model"] = text("channel")
             group.create_dataset("freqs", data=tables.freqs[:, 0, 0, :].astype(np.uint32), chunks=True, **_zstd())
             return
-        group.attrs["model"] = "context"
+        group.attrs["model"] = text("context")
         group.create_dataset("modes", data=tables.modes.astype(np.int32))
         group.create_dataset("spatial_thresholds", data=tables.spatial_thresholds.astype(np.int32))
         group.create_dataset("channel_thresholds", data=tables.channel_thresholds.astype(np.int32))
@@ -129,7 +129,7 @@ class ArchiveWriter:
         entries = self._entries
         n = len(entries)
         group.attrs["count"] = np.int64(n)
-        group.attrs["notes"] = json.dumps({str(i): e.note for i, e in enumerate(entries) if e.note})
+        group.attrs["notes"] = text(json.dumps({str(i): e.note for i, e in enumerate(entries) if e.note}))
 
         def column(name: str, values, dtype) -> None:
             array = np.asarray(values, dtype=dtype)
@@ -163,7 +163,7 @@ class ArchiveWriter:
         """Finish the file, fsync it and rename it into place. Returns the archive size in bytes."""
         self._write_data()
         self._write_columns()
-        self._file.attrs["index_sha256"] = index_digest(self._file)
+        self._file.attrs["index_sha256"] = text(index_digest(self._file))
         self._file.close()
         write_file_digest(self.tmp)
         with open(self.tmp, "rb+") as handle:
