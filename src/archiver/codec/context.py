@@ -95,11 +95,18 @@ def anchor_mask(h: int, w: int) -> np.ndarray:
 
 def spatial_activity(a: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     """``floor(4 · Σ a[anchor neighbours] / count)`` at every position (int64; 0 where none)."""
-    pa = np.pad(np.where(anchor, a, 0).astype(np.int64), 1)
-    pn = np.pad(anchor.astype(np.int64), 1)
-    total = pa[:-2, 1:-1] + pa[2:, 1:-1] + pa[1:-1, :-2] + pa[1:-1, 2:]
-    count = pn[:-2, 1:-1] + pn[2:, 1:-1] + pn[1:-1, :-2] + pn[1:-1, 2:]
+    total, count = _neighbour_sum(np.where(anchor, a, 0).astype(np.int64)), _neighbour_sum(anchor.astype(np.int64))
     return (4 * total) // np.maximum(count, 1)
+
+
+def _neighbour_sum(v: np.ndarray) -> np.ndarray:
+    """Sum of the 4-connected neighbours of every position (zero outside); slicing, not np.pad (3x faster)."""
+    out = np.zeros_like(v)
+    out[1:] += v[:-1]
+    out[:-1] += v[1:]
+    out[:, 1:] += v[:, :-1]
+    out[:, :-1] += v[:, 1:]
+    return out
 
 
 def channel_buckets(activity: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -202,25 +209,31 @@ class ContextTables:
         return FrequencyTables(self.offsets, freqs, self.lengths)
 
     def groups(self, c: int, previous: np.ndarray, a_c: np.ndarray | None, anchor: np.ndarray, anchors_done: bool):
-        """(slot, bucket, mask) groups of channel ``c`` in coding order.
+        """(slot, bucket, flat positions) of channel ``c``'s non-empty groups, in coding order.
 
         ``previous`` is the channel activity (h, w). Before the anchors are known (``anchors_done``
-        False) only slot 0's groups are yielded; then, given ``a_c`` on the anchors, the others.
+        False) only slot 0's groups are given; then, from ``a_c`` on the anchors, the others.
+        Positions are indices into the raveled (h, w) channel, in raster order within a group.
         """
-        kb = channel_buckets(previous, self.channel_thresholds[c])
+        kb = channel_buckets(previous, self.channel_thresholds[c]).ravel()
+        k = self.buckets
         if self.spatial == 1:
-            if not anchors_done:
-                for k in range(self.buckets):
-                    yield 0, k, kb == k
-            return
-        if not anchors_done:
-            for k in range(self.buckets):
-                yield 0, k, anchor & (kb == k)
-            return
-        ks = channel_buckets(spatial_activity(a_c, anchor), self.spatial_thresholds[c])
-        for s in range(self.spatial):
-            for k in range(self.buckets):
-                yield 1 + s, k, ~anchor & (ks == s) & (kb == k)
+            if anchors_done:
+                return []
+            positions, gid = np.arange(kb.size), kb
+        elif not anchors_done:
+            positions = np.flatnonzero(anchor)
+            gid = kb[positions]  # slot 0
+        else:
+            positions = np.flatnonzero(~anchor)
+            ks = channel_buckets(spatial_activity(a_c, anchor).ravel()[positions], self.spatial_thresholds[c])
+            gid = (1 + ks) * k + kb[positions]
+        # One stable sort instead of a mask per group: ascending gid is slot-major, bucket-minor
+        # order, and a stable sort keeps raster order within each group.
+        order = np.argsort(gid, kind="stable")
+        counts = np.bincount(gid, minlength=1)
+        ends = np.cumsum(counts)
+        return [(int(g) // k, int(g) % k, positions[order[ends[g] - counts[g] : ends[g]]]) for g in np.flatnonzero(counts)]
 
 
 def _quantile_thresholds(hist: np.ndarray, n: int) -> np.ndarray:

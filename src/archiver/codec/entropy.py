@@ -48,11 +48,10 @@ class LatentCoder:
                 raise ValueError(f"latent channel {c} has values outside its table")
             a_c = np.abs(latent[c] - int(t.modes[c]))
             if t.lengths[c] > 1:
+                flat = symbols.ravel().astype(np.int32)
                 for done in (False, True):
-                    for slot, bucket, mask in t.groups(c, previous, a_c, anchor, done):
-                        chosen = symbols[mask]
-                        if chosen.size:
-                            encoder.encode(chosen.astype(np.int32), self._model(c, slot, bucket))
+                    for slot, bucket, positions in t.groups(c, previous, a_c, anchor, done):
+                        encoder.encode(flat[positions], self._model(c, slot, bucket))
             previous += a_c
         return encoder.get_compressed().astype("<u4").tobytes()
 
@@ -70,17 +69,16 @@ class LatentCoder:
             channel = np.full((height, width), int(t.offsets[c]), dtype=np.int64)
             if t.lengths[c] > 1:
                 a_c = None
+                flat = channel.ravel()  # a view: writes land in channel
                 for done in (False, True):
                     if done:  # the anchors are in: the others' spatial contexts can be computed
                         a_c = np.abs(channel - int(t.modes[c]))
-                    for slot, bucket, mask in t.groups(c, previous, a_c, anchor, done):
-                        n = int(mask.sum())
-                        if n:
-                            try:
-                                symbols = decoder.decode(self._model(c, slot, bucket), n)
-                            except Exception as exc:  # constriction raises plain ValueError/RuntimeError
-                                raise CorruptArchiveError(f"latent bitstream does not decode: {exc}") from None
-                            channel[mask] = symbols.astype(np.int64) + int(t.offsets[c])
+                    for slot, bucket, positions in t.groups(c, previous, a_c, anchor, done):
+                        try:
+                            symbols = decoder.decode(self._model(c, slot, bucket), positions.size)
+                        except Exception as exc:  # constriction raises plain ValueError/RuntimeError
+                            raise CorruptArchiveError(f"latent bitstream does not decode: {exc}") from None
+                        flat[positions] = symbols.astype(np.int64) + int(t.offsets[c])
             out[c] = channel
             previous += np.abs(channel - int(t.modes[c]))
         return out
