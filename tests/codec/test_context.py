@@ -125,3 +125,14 @@ def test_symbol_outside_the_tables_is_refused(rng):
     bad[1, 2, 2] = 50
     with pytest.raises(ValueError, match="channel 1 has values outside its table"):
         LatentCoder(tables).encode(bad)
+
+
+def test_contexts_must_save_enough_to_cost_decode_time(rng, monkeypatch):
+    import archiver.codec.context as context
+
+    latents = _clustered(rng)
+    _, report = fit_context_tables(lambda: iter(latents))
+    assert report["chosen"] != "S1K1"
+    monkeypatch.setattr(context, "MIN_CONTEXT_GAIN", 0.5)  # no layout saves half the bytes
+    _, report = fit_context_tables(lambda: iter(latents))
+    assert report["chosen"] == "S1K1"

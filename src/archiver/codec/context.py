@@ -38,6 +38,7 @@ from .tables import MAX_SYMBOLS, PRECISION, FrequencyTables, TableCounter
 
 __all__ = [
     "CANDIDATES",
+    "MIN_CONTEXT_GAIN",
     "ContextTables",
     "channel_buckets",
     "spatial_activity",
@@ -55,6 +56,10 @@ CANDIDATES: tuple[tuple[int, int], ...] = tuple((s, k) for s in (1, 2, 3) for k 
 ACTIVITY_CAP = 1 << 12
 #: zstd level of the stored counts when a candidate's table cost is measured (the writer's level).
 TABLE_ZSTD_LEVEL = 19
+#: Contexts must save at least this fraction of the per-channel model's bytes to be chosen: they cost
+#: decode time (on 2,000 32-px thumbnails, 2x2 latents, they saved 0.0-0.6 % and extraction ran at
+#: 0.3-0.6 Mpx/s against 1.3 Mpx/s with one table per channel; on 128-px crops they save 3-5 %).
+MIN_CONTEXT_GAIN = 0.01
 
 # Quantized counts: q < 16 is the count itself; above, a float with a 3-bit mantissa,
 # (8 + m) << (e + 1) for q = 16 + 8e + m: relative error below 1/8, 255 → 15 << 30.
@@ -213,10 +218,13 @@ class ContextTables:
 
         ``previous`` is the channel activity (h, w). Before the anchors are known (``anchors_done``
         False) only slot 0's groups are given; then, from ``a_c`` on the anchors, the others.
-        Positions are indices into the raveled (h, w) channel, in raster order within a group.
+        Positions index the raveled (h, w) channel (raster order within a group), or are
+        ``slice(None)`` for the whole channel.
         """
-        kb = channel_buckets(previous, self.channel_thresholds[c]).ravel()
         k = self.buckets
+        if self.spatial == 1 and k == 1:  # one table per channel: the whole channel, as in version 1
+            return [] if anchors_done else [(0, 0, slice(None))]
+        kb = channel_buckets(previous, self.channel_thresholds[c]).ravel()
         if self.spatial == 1:
             if anchors_done:
                 return []
@@ -259,7 +267,8 @@ def fit_context_tables(
     ``latents`` is called three times and must yield the same (C, h, w) integer latents each time
     (pack reads them back from its spool): marginal counts and modes, then activity histograms for
     the thresholds, then the counts of every candidate (S, K). The report gives each candidate's
-    measured bytes (coded symbols + zstd'd stored counts and thresholds) and the choice.
+    measured bytes (coded symbols + zstd'd stored counts and thresholds) and the choice: the
+    cheapest, unless it saves less than :data:`MIN_CONTEXT_GAIN` against S = K = 1 (then S = K = 1).
     """
     counter = TableCounter()
     for y in latents():
@@ -305,6 +314,7 @@ def fit_context_tables(
 
     report: dict = {"candidates": {}}
     best: tuple[float, ContextTables] | None = None
+    plain: tuple[float, ContextTables] | None = None
     for (s, k), table in counts.items():
         tables = ContextTables.from_counts(
             offsets, lengths, modes, spat_thr[s], chan_thr[k], quantize_counts(table)
@@ -316,7 +326,11 @@ def fit_context_tables(
         report["candidates"][f"S{s}K{k}"] = {"symbol_bytes": round(symbol_bytes), "table_bytes": table_bytes}
         if best is None or total < best[0]:
             best = (total, tables)
+        if (s, k) == (1, 1):
+            plain = (total, tables)
     assert best is not None
     chosen = best[1]
+    if plain is not None and best[0] > (1 - MIN_CONTEXT_GAIN) * plain[0]:
+        chosen = plain[1]
     report["chosen"] = f"S{chosen.spatial}K{chosen.buckets}"
     return chosen, report

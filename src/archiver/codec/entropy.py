@@ -75,7 +75,8 @@ class LatentCoder:
                         a_c = np.abs(channel - int(t.modes[c]))
                     for slot, bucket, positions in t.groups(c, previous, a_c, anchor, done):
                         try:
-                            symbols = decoder.decode(self._model(c, slot, bucket), positions.size)
+                            n = flat.size if isinstance(positions, slice) else positions.size
+                            symbols = decoder.decode(self._model(c, slot, bucket), n)
                         except Exception as exc:  # constriction raises plain ValueError/RuntimeError
                             raise CorruptArchiveError(f"latent bitstream does not decode: {exc}") from None
                         flat[positions] = symbols.astype(np.int64) + int(t.offsets[c])
