@@ -304,7 +304,8 @@ def fit_context_tables(
         for c in range(channels):
             sym = (y[c] - offsets[c]).ravel()
             kbs = {k: channel_buckets(prev, chan_thr[k][c]).ravel() for k in ks_needed}
-            sps = {s: channel_buckets(spatial_activity(a[c], anchor), spat_thr[s][c]).ravel() for s in ss_needed}
+            spatial = spatial_activity(a[c], anchor)  # once per channel, bucketed for every S
+            sps = {s: channel_buckets(spatial, spat_thr[s][c]).ravel() for s in ss_needed if s > 1}
             flat_anchor = anchor.ravel()
             for (s, k), table in counts.items():
                 slot = np.zeros_like(sym) if s == 1 else np.where(flat_anchor, 0, 1 + sps[s])
