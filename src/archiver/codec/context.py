@@ -160,10 +160,8 @@ class ContextTables:
     @classmethod
     def from_channel_tables(cls, tables: FrequencyTables) -> "ContextTables":
         """The per-channel model of version 1 as contexts (S = K = 1, same bitstream)."""
-        c = tables.channels
-        modes = tables.offsets + np.array([int(np.argmax(tables.freqs[k, : tables.lengths[k]])) for k in range(c)])
-        empty = np.zeros((c, 0), dtype=np.int32)
-        return cls(tables.offsets, tables.lengths, modes.astype(np.int32), empty, empty, tables.freqs[:, None, None, :])
+        empty = np.zeros((tables.channels, 0), dtype=np.int32)
+        return cls(tables.offsets, tables.lengths, tables.modes().astype(np.int32), empty, empty, tables.freqs[:, None, None, :])
 
     @classmethod
     def from_counts(cls, offsets, lengths, modes, spatial_thresholds, channel_thresholds, counts_q) -> "ContextTables":
@@ -254,6 +252,17 @@ def _quantile_thresholds(hist: np.ndarray, n: int) -> np.ndarray:
     return np.array([1 + int(np.searchsorted(cdf, j * total / n)) for j in range(1, n)], dtype=np.int32)
 
 
+def _walk(y: np.ndarray, modes: np.ndarray):
+    """Per channel c of one latent: (c, y_c, channel activity before c, spatial activity, anchors), int64."""
+    y = y.astype(np.int64)
+    a = np.abs(y - modes[:, None, None])
+    anchor = anchor_mask(*y.shape[1:])
+    prev = np.zeros(y.shape[1:], dtype=np.int64)
+    for c in range(y.shape[0]):
+        yield c, y[c], prev, spatial_activity(a[c], anchor), anchor
+        prev = prev + a[c]  # a new array: the caller may still hold the one just yielded
+
+
 def _bits(counts: np.ndarray, freqs: np.ndarray) -> float:
     used = counts > 0
     return float((counts[used] * (PRECISION - np.log2(freqs[used].astype(np.float64)))).sum())
@@ -275,7 +284,7 @@ def fit_context_tables(
         counter.add(y)
     base = counter.tables()  # offsets, lengths and the marginal counts' modes
     offsets, lengths, channels = base.offsets.astype(np.int64), base.lengths, base.channels
-    modes = offsets + np.array([int(np.argmax(base.freqs[c, : lengths[c]])) for c in range(channels)])
+    modes = base.modes()
     width = int(lengths.max())
     candidates = list(candidates)
     ks_needed = sorted({k for _, k in candidates})
@@ -284,34 +293,23 @@ def fit_context_tables(
     prev_hist = np.zeros((channels, ACTIVITY_CAP + 1), dtype=np.int64)
     spat_hist = np.zeros((channels, ACTIVITY_CAP + 1), dtype=np.int64)
     for y in latents():
-        a = np.abs(y.astype(np.int64) - modes[:, None, None])
-        anchor = anchor_mask(*y.shape[1:])
-        prev = np.zeros(y.shape[1:], dtype=np.int64)
-        for c in range(channels):
+        for c, _, prev, spatial, anchor in _walk(y, modes):
             prev_hist[c] += np.bincount(np.minimum(prev, ACTIVITY_CAP).ravel(), minlength=ACTIVITY_CAP + 1)
-            spat = spatial_activity(a[c], anchor)[~anchor]
-            spat_hist[c] += np.bincount(np.minimum(spat, ACTIVITY_CAP), minlength=ACTIVITY_CAP + 1)
-            prev += a[c]
+            spat_hist[c] += np.bincount(np.minimum(spatial[~anchor], ACTIVITY_CAP), minlength=ACTIVITY_CAP + 1)
     chan_thr = {k: np.stack([_quantile_thresholds(prev_hist[c], k) for c in range(channels)]) for k in ks_needed}
     spat_thr = {s: np.stack([_quantile_thresholds(spat_hist[c], s) for c in range(channels)]) for s in ss_needed}
 
     counts = {(s, k): np.zeros((channels, 1 if s == 1 else 1 + s, k, width), dtype=np.int64) for s, k in candidates}
     for y in latents():
-        y = y.astype(np.int64)
-        a = np.abs(y - modes[:, None, None])
-        anchor = anchor_mask(*y.shape[1:])
-        prev = np.zeros(y.shape[1:], dtype=np.int64)
-        for c in range(channels):
-            sym = (y[c] - offsets[c]).ravel()
+        for c, y_c, prev, spatial, anchor in _walk(y, modes):
+            sym = (y_c - offsets[c]).ravel()
             kbs = {k: channel_buckets(prev, chan_thr[k][c]).ravel() for k in ks_needed}
-            spatial = spatial_activity(a[c], anchor)  # once per channel, bucketed for every S
             sps = {s: channel_buckets(spatial, spat_thr[s][c]).ravel() for s in ss_needed if s > 1}
             flat_anchor = anchor.ravel()
             for (s, k), table in counts.items():
                 slot = np.zeros_like(sym) if s == 1 else np.where(flat_anchor, 0, 1 + sps[s])
                 index = (slot * k + kbs[k]) * width + sym
                 table[c] += np.bincount(index, minlength=table[c].size).reshape(table[c].shape)
-            prev += a[c]
 
     report: dict = {"candidates": {}}
     best: tuple[float, ContextTables] | None = None

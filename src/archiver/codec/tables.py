@@ -52,6 +52,12 @@ class FrequencyTables:
             if row.sum() != (1 << PRECISION) or (row == 0).any():
                 raise CorruptArchiveError(f"entropy tables: channel {ch} does not sum to 2**{PRECISION}")
 
+    def modes(self) -> np.ndarray:
+        """int64 (C,): each channel's most frequent value (the first one on ties)."""
+        return self.offsets.astype(np.int64) + np.array(
+            [int(np.argmax(self.freqs[c, : self.lengths[c]])) for c in range(self.channels)], dtype=np.int64
+        )
+
     def probabilities(self, channel: int) -> np.ndarray:
         """float64 probabilities of one channel: exact dyadic values freq / 2**PRECISION."""
         row = self.freqs[channel, : self.lengths[channel]].astype(np.float64)

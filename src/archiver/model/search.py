@@ -43,9 +43,7 @@ class TableRate:
         self.bits = torch.from_numpy(bits)  # (C, L) bits of symbol offset+k
         self.low = torch.from_numpy(tables.offsets.astype(np.float32)).view(1, -1, 1, 1)
         self.high = self.low + torch.from_numpy((tables.lengths - 1).astype(np.float32)).view(1, -1, 1, 1)
-        self.mode = self.low + torch.from_numpy(
-            np.array([int(np.argmax(tables.freqs[ch, : tables.lengths[ch]])) for ch in range(c)], np.float32)
-        ).view(1, -1, 1, 1)
+        self.mode = torch.from_numpy(tables.modes().astype(np.float32)).view(1, -1, 1, 1)
 
     def clamp(self, y: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(y, self.high), self.low)
