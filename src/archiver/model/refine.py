@@ -29,8 +29,7 @@ REFINE_HALO = 6
 #: Adam step, in quantization steps, when starting from the encoder's latent (already close).
 REFINE_LR = 0.02
 
-#: Pixels per latent position along each side.
-_STRIDE = 16
+from ..codec.geometry import STRIDE
 
 
 def refine_latent(
@@ -47,10 +46,11 @@ def refine_latent(
     cosine: bool = False,
     tile: int = REFINE_TILE,
     halo: int = REFINE_HALO,
+    stride: int = STRIDE,
 ) -> torch.Tensor:
     """The float latent (1, C, h, w) after ``steps`` Adam steps per tile, starting from ``y``.
 
-    ``target`` is the padded image (1, 3, 16h, 16w) in [0, 1]; the distortion counts only its first
+    ``target`` is the padded image (1, 3, stride·h, stride·w) in [0, 1]; the distortion counts only its first
     ``valid`` = (height, width) pixels (the rest is padding). ``rate`` gives the total bits of a
     continuous latent (its own rounding or interpolation included); ``clamp`` keeps the latent
     inside a support after every step; ``cosine`` anneals the step size to 0 over ``steps``.
@@ -68,11 +68,11 @@ def refine_latent(
             ya, xa = max(0, y0 - halo), max(0, x0 - halo)
             yb, xb = min(h, y1 + halo), min(w, x1 + halo)
             context = out[..., ya:yb, xa:xb]
-            pixels = target[..., ya * _STRIDE : yb * _STRIDE, xa * _STRIDE : xb * _STRIDE]
+            pixels = target[..., ya * stride : yb * stride, xa * stride : xb * stride]
             # The tile's own pixels that are image, not padding, in the crop's coordinates.
             box = (
-                (y0 - ya) * _STRIDE, min(y1 * _STRIDE, valid[0]) - ya * _STRIDE,
-                (x0 - xa) * _STRIDE, min(x1 * _STRIDE, valid[1]) - xa * _STRIDE,
+                (y0 - ya) * stride, min(y1 * stride, valid[0]) - ya * stride,
+                (x0 - xa) * stride, min(x1 * stride, valid[1]) - xa * stride,
             )  # fmt: skip
             centre = (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
             out[..., y0:y1, x0:x1] = _optimise(decoder, pixels, context, centre, box, rate, lmbda, steps, lr, clamp, cosine)

@@ -65,11 +65,15 @@ class Builder:
         w = self.node("DequantizeLinear", [base + ".weight.q", base + ".weight.scale", zero], axis=0)
         return self.node("Conv", [x, w, base + ".bias"], **shape)
 
-    def act(self, x: str) -> str:
-        return self.node("LeakyRelu", [x], alpha=LEAKY_SLOPE)
+    def act(self, x: str, slope: float = LEAKY_SLOPE) -> str:
+        return self.node("LeakyRelu", [x], alpha=slope)
 
-    def finish(self, x: str, name: str, in_type: int, in_shape: list, in_name: str) -> onnx.ModelProto:
-        """End with ``Cast(Round(Clip(x, 0, 1) · 255))`` to uint8 ``rgb`` and wrap up the model."""
+    def finish(
+        self, x: str, name: str, in_type: int, in_shape: list, in_name: str,
+        more_inputs: list[onnx.ValueInfoProto] = (),
+    ) -> onnx.ModelProto:  # fmt: skip
+        """End with ``Cast(Round(Clip(x, 0, 1) · 255))`` to uint8 ``rgb`` and wrap up the model
+        (input ``in_name``, then ``more_inputs``)."""
         lo, hi = self.const("zero", np.array(0.0, np.float32)), self.const("one", np.array(1.0, np.float32))
         peak = self.const("peak", np.array(255.0, np.float32))
         x = self.node("Round", [self.node("Mul", [self.node("Clip", [x, lo, hi]), peak])])
@@ -77,7 +81,7 @@ class Builder:
         graph = helper.make_graph(
             self.nodes,
             name,
-            [helper.make_tensor_value_info(in_name, in_type, ["N", *in_shape])],
+            [helper.make_tensor_value_info(in_name, in_type, ["N", *in_shape]), *more_inputs],
             [helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, ["N", 3, "H", "W"])],
             initializer=self.inits,
         )

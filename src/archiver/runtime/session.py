@@ -58,31 +58,37 @@ def _session(model: onnx.ModelProto, providers: list[str], threads: int | None):
 class OnnxDecoder:
     """Decodes integer latents to uint8 RGB with ONNX Runtime."""
 
-    def __init__(self, model: onnx.ModelProto, provider: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, model: onnx.ModelProto, provider: str = "auto", threads: int | None = None,
+        stride: int = 16, tile: int = TILE, halo: int = HALO,
+    ) -> None:  # fmt: skip
         self.providers = resolve_providers(provider)
         self.session = _session(model, self.providers, threads)
+        #: pixels per latent position; latent positions per tile side and of context around a tile
+        self.stride, self.tile, self.halo = stride, tile, halo
 
     def decode_batch(self, latents: np.ndarray) -> np.ndarray:
-        """(N, C, h, w) integer latents → (N, 16h, 16w, 3) uint8 pixels (not cropped)."""
+        """(N, C, h, w) integer latents → (N, stride·h, stride·w, 3) uint8 pixels (not cropped)."""
         out = self.session.run([OUTPUT], {INPUT: latents.astype(np.float32)})[0]
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
 
-    def decode(self, latent: np.ndarray, height: int, width: int, stride: int = 16) -> np.ndarray:
+    def decode(self, latent: np.ndarray, height: int, width: int) -> np.ndarray:
         """One (C, h, w) latent → (height, width, 3) uint8, the padding cropped off.
 
-        Latents over :data:`TILE` × :data:`TILE` are decoded in tiles with :data:`HALO` positions of
+        Latents over ``tile`` × ``tile`` positions are decoded in tiles with ``halo`` positions of
         overlap, keeping each tile's centre, so memory stays bounded whatever the image size. Whether
         an image is tiled depends only on its size, so pack and extract always take the same path.
         """
         _, h, w = latent.shape
-        if h <= TILE and w <= TILE:
+        stride, size, halo = self.stride, self.tile, self.halo
+        if h <= size and w <= size:
             return self.decode_batch(latent[None])[0, :height, :width]
         out = np.empty((h * stride, w * stride, 3), dtype=np.uint8)
-        for y0 in range(0, h, TILE):
-            for x0 in range(0, w, TILE):
-                y1, x1 = min(y0 + TILE, h), min(x0 + TILE, w)
-                ya, xa = max(0, y0 - HALO), max(0, x0 - HALO)
-                yb, xb = min(h, y1 + HALO), min(w, x1 + HALO)
+        for y0 in range(0, h, size):
+            for x0 in range(0, w, size):
+                y1, x1 = min(y0 + size, h), min(x0 + size, w)
+                ya, xa = max(0, y0 - halo), max(0, x0 - halo)
+                yb, xb = min(h, y1 + halo), min(w, x1 + halo)
                 tile = self.decode_batch(latent[None, :, ya:yb, xa:xb])[0]
                 oy, ox = (y0 - ya) * stride, (x0 - xa) * stride
                 out[y0 * stride : y1 * stride, x0 * stride : x1 * stride] = tile[

@@ -1,0 +1,125 @@
+"""The ``pyramid`` codec's description as plain data (no torch): grids, synthesis layers, context
+features. Shared by the torch model (:mod:`archiver.model.pyramid`), the ONNX synthesis graph and the
+integer entropy coder, so the three agree on every layer and every feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import _Serializable
+
+__all__ = [
+    "PyramidSpec", "SynthLayer", "context_features_count", "PYRAMID_PRESETS", "pack_grids", "unpack_grids",
+]  # fmt: skip
+
+#: Neighbour offsets (dy, dx) the context reads, in this order: up, down, left, right.
+NEIGHBOURS: tuple[tuple[int, int], ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+@dataclass(frozen=True)
+class SynthLayer:
+    """One synthesis layer: a ``kernel``×``kernel`` convolution ``cin`` → ``cout`` ('same' padding),
+    then LeakyReLU when ``act``, then added to its input when ``residual``."""
+
+    kernel: int
+    cin: int
+    cout: int
+    act: bool
+    residual: bool = False
+
+
+@dataclass(frozen=True)
+class PyramidSpec(_Serializable):
+    """What the ``pyramid`` decoder is: everything a reader needs besides the weights.
+
+    Attributes:
+        channels: latent channels of each level; level l is at 1/2**l of each side (level 0 = full size).
+        hidden: widths of the 1×1 layers after the upsampled grids are concatenated.
+        refine: number of 3×3 RGB→RGB residual layers at the end.
+        encoder_width: feature channels of the encoder (pack time only; not stored weights).
+        context_hidden: width of the context MLP's two hidden layers.
+        leaky_slope: negative slope of the synthesis' LeakyReLUs.
+    """
+
+    channels: tuple[int, ...] = (1, 1, 1, 1, 1, 1)
+    hidden: tuple[int, ...] = (32, 16)
+    refine: int = 2
+    encoder_width: int = 24
+    context_hidden: int = 16
+    leaky_slope: float = 0.2
+
+    @property
+    def levels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def stride(self) -> int:
+        """Pixels an image is padded to a multiple of (the coarsest grid's cell)."""
+        return 1 << (self.levels - 1)
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """(first channel, block side) of each level in the packed latent (see :func:`pack_grids`)."""
+        out, first = [], 0
+        for level, c in enumerate(self.channels):
+            side = 1 << (self.levels - 1 - level)
+            out.append((first, side))
+            first += c * side * side
+        return out
+
+    @property
+    def packed_channels(self) -> int:
+        """Channels of the packed latent: every level's values at the coarsest grid's positions."""
+        first, side = self.blocks()[-1]
+        return first + self.channels[-1] * side * side
+
+    def synthesis_plan(self) -> list[SynthLayer]:
+        """The synthesis' layers in order."""
+        plan, cin = [], sum(self.channels)
+        for width in self.hidden:
+            plan.append(SynthLayer(1, cin, width, act=True))
+            cin = width
+        plan.append(SynthLayer(1, cin, 3, act=False))
+        plan += [SynthLayer(3, 3, 3, act=False, residual=True) for _ in range(self.refine)]
+        return plan
+
+    def macs_per_pixel(self) -> float:
+        """Multiply–accumulates per output pixel of the synthesis (bilinear upsampling counted as 4
+        MAC per upsampled value)."""
+        total = 4.0 * sum(self.channels[1:])
+        for layer in self.synthesis_plan():
+            total += layer.kernel * layer.kernel * layer.cin * layer.cout
+        return total
+
+
+def context_features_count(spec: PyramidSpec, phase: int) -> int:
+    """Inputs of the context MLP: parent and its 4 neighbours (5), the 4 anchor neighbours in phase
+    1, and a one-hot of the level."""
+    return 5 + (4 if phase == 1 else 0) + spec.levels
+
+
+def pack_grids(spec: PyramidSpec, grids: list[np.ndarray]) -> np.ndarray:
+    """The grids of one image, (channels[l], H / 2**l, W / 2**l) each, as one (packed_channels, h, w)
+    array at the coarsest grid's positions (h = H / stride): level l's block of side b = 2**(L-1-l)
+    becomes b·b·channels[l] channels, channel ``(by · b + bx) · channels[l] + c`` holding
+    ``grid[c, y · b + by, x · b + bx]`` (ONNX DepthToSpace, mode DCR, undoes it)."""
+    parts = []
+    for g, (_, b) in zip(grids, spec.blocks()):
+        c, hh, ww = g.shape
+        parts.append(g.reshape(c, hh // b, b, ww // b, b).transpose(2, 4, 0, 1, 3).reshape(b * b * c, hh // b, ww // b))
+    return np.concatenate(parts, 0)
+
+
+def unpack_grids(spec: PyramidSpec, packed: np.ndarray) -> list[np.ndarray]:
+    """Inverse of :func:`pack_grids`."""
+    _, h, w = packed.shape
+    grids = []
+    for c, (first, b) in zip(spec.channels, spec.blocks()):
+        block = packed[first : first + b * b * c].reshape(b, b, c, h, w)
+        grids.append(block.transpose(2, 3, 0, 4, 1).reshape(c, h * b, w * b))
+    return grids
+
+
+PYRAMID_PRESETS: dict[str, PyramidSpec] = {"default": PyramidSpec()}
