@@ -134,7 +134,7 @@ def test_verify_fails_after_one_flipped_byte(packed, tmp_path):
 
     with ArchiveReader(archive) as r:
         entry = next(e for e in r.entries if e.name == "notes.txt")
-        data_offset = r._file["entries/data"].id.get_offset()
+        data_offset = r.data_offset()
     raw[data_offset + entry.offset + 3] ^= 0x40
     damaged.write_bytes(bytes(raw))
     result = run("verify", damaged, code=1)

@@ -161,7 +161,8 @@ def _append_into(
         archive_mean_psnr=float(np.mean([e.psnr for e in old_images])) if old_images else math.nan,
         archive_latent_bpp=8 * summary.get("latent_bytes", 0) / summary["pixels"] if summary.get("pixels") else math.nan,
     )  # fmt: skip
-    coded = CodedImages()
+    new_latents: dict = {}
+    coded = CodedImages(latents=new_latents.__getitem__)
     arrays, tables, graph, denoiser = None, None, b"", None
     if old_images:  # the model travels unchanged
         arrays, tables, graph = reader.model_arrays(), reader.tables(), reader.onnx_graph()
@@ -190,16 +191,23 @@ def _append_into(
             if denoiser is not None:
                 pixels = denoiser.apply(pixels)
             coded.psnrs[i], coded.crcs[i] = measure_decoded(pixels, im)
-            coded.bitstreams[i] = coder.encode(latent)
+            coded.bitstreams[i], new_latents[i] = coder.encode(latent), latent
             emit(progress, "encode", n, len(images), {"psnr": coded.psnrs[i]})
         report.mean_psnr = float(np.mean(list(coded.psnrs.values())))
-    for entry in reader.entries:  # the archive's own entries, records copied as they are (CRC checked)
-        writer.add(entry, reader.read_record(entry))
+    # The archive's own entries: records copied as they are (CRC checked); images by their integer
+    # latents, which the writer codes again in groups with the same tables (bit-exact pixels).
+    for entry in reader.entries:
+        if entry.kind is EntryKind.IMAGE:
+            latent, record = reader.read_image(entry)
+            writer.add_image(entry, latent, record.info, record.blobs)
+        else:
+            writer.add(entry, reader.read_record(entry))
     write_items(writer, items, classes, coded, cfg.zstd_level, report, progress)
     training = dict(reader.training)
     training["appends"] = [*training.get("appends", []), {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "images": report.images, "files": report.files, "method": method, "search_steps": steps,
+    report.latent_bytes = sum(len(b) for b in coded.bitstreams.values())  # the new images, coded alone
         "mean_psnr": None if math.isnan(report.mean_psnr) else report.mean_psnr,
         "latent_bytes": report.latent_bytes, "pixels": report.pixels,
     }]  # fmt: skip
@@ -208,7 +216,7 @@ def _append_into(
         images=summary.get("images", 0) + report.images, files=summary.get("files", 0) + report.files,
         folders=summary.get("folders", 0) + report.folders, symlinks=summary.get("symlinks", 0) + report.symlinks,
         pixels=summary.get("pixels", 0) + report.pixels, input_bytes=summary.get("input_bytes", 0) + report.input_bytes,
-        latent_bytes=summary.get("latent_bytes", 0) + report.latent_bytes,
+        latent_bytes=summary.get("latent_bytes", 0) + report.latent_bytes,  # the writer sets the exact total
         mean_psnr=float(np.mean(psnrs)) if psnrs else math.nan,
     )  # fmt: skip
     writer.set_json("config", reader.config)

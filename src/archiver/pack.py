@@ -23,7 +23,6 @@ from .collection.scan import ScanItem, check_output_outside, scan_tree
 from .config import PackConfig, resolve_model_size
 from .container.entries import Entry
 from .container.format import EntryKind
-from .container.records import ImageRecord, encode_image_record
 from .container.writer import ArchiveWriter
 from .errors import InputError, MissingDependencyError, OutputExistsError
 from .progress import ProgressCallback, emit
@@ -129,6 +128,7 @@ class CodedImages:
     onnx_graph: bytes = b""
     tables: object = None
     bitstreams: Mapping[int, bytes] = field(default_factory=dict)  #: a LatentSpool after pack
+    latents: object = None  #: image number -> integer latent (what the archive's groups code)
     psnrs: dict[int, float] = field(default_factory=dict)
     crcs: dict[int, int] = field(default_factory=dict)
     postfilter: object = None
@@ -228,7 +228,7 @@ def _code_images(
             for i in image_ids:
                 im = images[i].full()
                 pairs.add(runtime.decode(spool.latent(i), im.height, im.width), im.rgb)
-    out.bitstreams = spool
+    out.bitstreams, out.latents = spool, spool.latent
     # The entropy model is chosen from the collection's own latents: contexts only where they save
     # more bytes than their tables cost (see archiver.codec.context).
     out.tables, out.training["entropy_model"] = fit_context_tables(lambda: (spool.latent(i) for i in image_ids))
@@ -259,10 +259,20 @@ def write_items(
     coded: CodedImages,
     zstd_level: int,
     report: PackReport,
+def _add_image(writer: ArchiveWriter, entry: Entry, image: SourceImage, coded: CodedImages, i: int) -> None:
+    """One coded image: its latent and extras go to the writer's group of its shape."""
+    im = image if image.resident else image.full()  # the extras need its blobs
+    entry.kind = EntryKind.IMAGE
+    entry.width, entry.height, entry.mode, entry.format = im.width, im.height, im.mode, im.format
+    entry.psnr, entry.pixel_crc32 = coded.psnrs[i], coded.crcs[i]
+    writer.add_image(entry, coded.latents(i), im.info, im.blobs)
+
+
     progress: ProgressCallback | None = None,
 ) -> None:
-    """Add every scanned item to ``writer``: folders, symlinks, coded images (their bitstream, kept
-    metadata and measured quality from ``coded``) and byte-exact files; counts go into ``report``."""
+    """Add every scanned item to ``writer``: folders, symlinks, coded images (their latent, kept
+    metadata and measured quality from ``coded``; the writer codes them in groups) and byte-exact
+    files; counts go into ``report`` (``latent_bytes`` once the writer has committed)."""
     compressor = zstandard.ZstdCompressor(level=zstd_level)
     for i, item in enumerate(items):
         entry = _base_entry(item)
@@ -273,13 +283,10 @@ def write_items(
             record = os.readlink(os.fsencode(item.path))
             report.symlinks += 1
         elif isinstance(classes[i], SourceImage):
-            im = classes[i] if classes[i].resident else classes[i].full()  # the record needs its blobs
-            latent_bytes = coded.bitstreams[i]
-            report.latent_bytes += len(latent_bytes)
-            record = encode_image_record(ImageRecord(latent_bytes, im.info, im.blobs), zstd_level)
-            entry.kind, entry.size = EntryKind.IMAGE, item.stat.st_size
-            entry.width, entry.height, entry.mode, entry.format = im.width, im.height, im.mode, im.format
-            entry.psnr, entry.pixel_crc32 = coded.psnrs[i], coded.crcs[i]
+            _add_image(writer, entry, classes[i], coded, i)
+            report.input_bytes += item.stat.st_size  # the entry keeps no size: the file is not restored as is
+            emit(progress, "write", i + 1, len(items))
+            continue
         else:
             # One read serves both the hash and the record, so they cannot disagree.
             try:
@@ -383,3 +390,4 @@ def pack(
     if images:
         shutil.rmtree(checkpoint_dir(output), ignore_errors=True)  # the archive is complete
     return report
+        report.latent_bytes = writer.latent_bytes

@@ -39,3 +39,40 @@ def test_golden_extracts(archive, tmp_path):
     assert Image.open(tmp_path / "rgb.png").size == (37, 29)
     assert Image.open(tmp_path / "sub" / "gray.png").mode == "L"
     assert (tmp_path / "empty").is_dir()
+
+
+def test_v3_golden_groups_images_and_shares_metadata(tmp_path):
+    """Version 3: the two ICC images are one group and their profile one shared blob, extracted twice."""
+    from archiver.container.reader import ArchiveReader
+
+    archive = GOLDEN / "v3-mixed.nca"
+    with ArchiveReader(archive) as r:
+        a, b = (next(e for e in r.entries if e.name == f"sub/icc_{k}.png") for k in "ab")
+        assert a.block == b.block and b.member == a.member + 1  # one shape, one group, entry order
+        groups = [blk for blk in r.blocks if blk.is_group]
+        assert len(groups) < sum(e.kind.name == "IMAGE" for e in r.entries)  # some images share a group
+        icc = r.read_image(a)[1].blobs["icc"]
+        assert icc == r.read_image(b)[1].blobs["icc"]
+    extract(archive, tmp_path)
+    for k in "ab":
+        assert Image.open(tmp_path / "sub" / f"icc_{k}.png").info.get("icc_profile") == icc
+
+
+def test_v3_damaged_group_is_salvaged_by_name(tmp_path):
+    """extract --keep-going on a damaged image group: each of its images is named, the rest comes out."""
+    from archiver.container.reader import ArchiveReader
+
+    archive = GOLDEN / "v3-mixed.nca"
+    with ArchiveReader(archive) as r:
+        entry = next(e for e in r.entries if e.name == "sub/icc_a.png")
+        members = {e.display for e in r.group_members(entry)}
+        where = r.data_offset() + r.blocks[entry.block].offset + 1
+    raw = bytearray(archive.read_bytes())
+    raw[where] ^= 0x20
+    damaged = tmp_path / "d.nca"
+    damaged.write_bytes(bytes(raw))
+    report = extract(damaged, tmp_path / "out", keep_going=True)
+    assert {name for name, _ in report.failed} == members
+    assert all("checksum mismatch in entry" in why and "image group" in why for _, why in report.failed)
+    assert (tmp_path / "out" / "sub" / "readme.txt").read_bytes() == b"golden archive, format version 1\n"
+    assert report.images == 4 - len(members)

@@ -3,7 +3,9 @@
     python tests/golden/make_golden.py
 
 Old versions' files must stay as they are: tests/container/test_golden.py checks that they still open,
-list and decode to exactly the pixels measured when they were written.
+list and decode to exactly the pixels measured when they were written. The tree grew with version 3
+(``sub/icc_a.png``, ``sub/icc_b.png``: an image group and a shared metadata blob); older archives
+hold the tree of their day.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from conftest import smooth_image  # noqa: E402
+from conftest import make_icc, smooth_image  # noqa: E402
 
 from archiver.config import ModelConfig, config_for_quality  # noqa: E402
 from archiver.container.format import FORMAT_VERSION  # noqa: E402
@@ -35,6 +37,10 @@ def build(root: Path) -> None:
     Image.fromarray(smooth_image(rng, 37, 29)).save(root / "rgb.png")
     Image.fromarray(smooth_image(rng, 20, 24)[..., 1]).save(root / "sub" / "gray.png")
     (root / "sub" / "readme.txt").write_bytes(b"golden archive, format version 1\n")
+    # Since version 3: two images of one shape (one group) sharing one ICC profile (stored once).
+    icc = make_icc()
+    Image.fromarray(smooth_image(rng, 30, 30)).save(root / "sub" / "icc_a.png", icc_profile=icc)
+    Image.fromarray(smooth_image(rng, 31, 28)).save(root / "sub" / "icc_b.png", icc_profile=icc)
 
 
 def main() -> None:

@@ -35,11 +35,21 @@ class LatentCoder:
 
     def encode(self, latent: np.ndarray) -> bytes:
         """Bitstream (a multiple of 4 bytes, little-endian 32-bit words) for one image's latent."""
+        return self.encode_many([latent])
+
+    def encode_many(self, latents) -> bytes:
+        """One bitstream for several latents coded one after the other (format version 3's image
+        groups: one range-coder flush for the whole group); :meth:`decode_many` reads it back."""
+        encoder = constriction.stream.queue.RangeEncoder()
+        for latent in latents:
+            self._encode_into(encoder, latent)
+        return encoder.get_compressed().astype("<u4").tobytes()
+
+    def _encode_into(self, encoder, latent: np.ndarray) -> None:
         t = self.tables
         if latent.ndim != 3 or latent.shape[0] != t.channels:
             raise ValueError(f"latent shape {latent.shape} does not match {t.channels} channels")
         latent = latent.astype(np.int64)
-        encoder = constriction.stream.queue.RangeEncoder()
         anchor = anchor_mask(*latent.shape[1:])
         previous = np.zeros(latent.shape[1:], dtype=np.int64)
         for c in range(t.channels):
@@ -53,15 +63,21 @@ class LatentCoder:
                     for slot, bucket, positions in t.groups(c, previous, a_c, anchor, done):
                         encoder.encode(flat[positions], self._model(c, slot, bucket))
             previous += a_c
-        return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, data: bytes, height: int, width: int) -> np.ndarray:
         """Latent (C, height, width) int32 from :meth:`encode`'s bytes."""
-        t = self.tables
+        return self.decode_many(data, height, width, 1)[0]
+
+    def decode_many(self, data: bytes, height: int, width: int, count: int) -> list[np.ndarray]:
+        """``count`` latents (C, height, width) int32 from :meth:`encode_many`'s bytes."""
         if len(data) % 4:
             raise CorruptArchiveError(f"latent bitstream of {len(data)} bytes is not whole 32-bit words")
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         decoder = constriction.stream.queue.RangeDecoder(words)
+        return [self._decode_from(decoder, height, width) for _ in range(count)]
+
+    def _decode_from(self, decoder, height: int, width: int) -> np.ndarray:
+        t = self.tables
         out = np.empty((t.channels, height, width), dtype=np.int32)
         anchor = anchor_mask(height, width)
         previous = np.zeros((height, width), dtype=np.int64)

@@ -1,7 +1,7 @@
 """SHA-256 over everything in an archive except the records: attributes, entry columns, model tables.
 
 Records carry their own CRC-32 and the weight blobs their own SHA-256; this digest (root attribute
-``index_sha256``) protects the rest, so that a flipped byte in a width, an offset or a frequency
+``index_sha256``) protects the rest (in version 3 chiefly the ``/index`` dataset), so that a flipped byte in a width, an offset or a frequency
 table is detected when the archive is opened, not trusted.
 """
 
@@ -75,6 +75,9 @@ def index_digest(f: h5py.File) -> str:
         if obj is not None:
             for a in attrs:
                 feed(f"/{path}@{a}", _attr_bytes(obj.attrs[a]) if a in obj.attrs else None)
+    index = f.get("index")
+    if index is not None:  # version 3: the index holds the entries, documents, model attributes and tables
+        feed("/index", index[()].tobytes())
     prior = f.get("model/prior")
     names = ("offsets", "lengths", "freqs")
     if prior is not None and "model" in prior.attrs:  # version 2: the entropy model and its datasets

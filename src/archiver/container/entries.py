@@ -16,7 +16,8 @@ class Entry:
     """Metadata of one entry. ``path`` is the relative POSIX path as raw bytes (names need not be UTF-8).
 
     ``offset``, ``length`` and ``checksum`` (CRC-32 of the record bytes) locate and protect the record
-    in ``/entries/data``; the writer fills them in. ``source_sha256`` is the SHA-256 of the original
+    in ``/entries/data`` (version 3: those of its block in ``/data``; an image's block is its group,
+    ``member`` its place in the group); the writer fills them in. ``source_sha256`` is the SHA-256 of the original
     file for byte-exact files (all zero for images, whose bytes are not kept).
     """
 
@@ -36,6 +37,8 @@ class Entry:
     offset: int = 0
     length: int = 0
     checksum: int = 0
+    block: int = -1  #: version 3: the entry's block in ``/data`` (-1: none, or an older version)
+    member: int = -1  #: version 3: an image's place in its group
 
     @property
     def name(self) -> str:

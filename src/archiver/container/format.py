@@ -1,4 +1,4 @@
-"""Constants of the .nca format, version 2. ``docs/FORMAT.md`` is the prose spec of the same thing."""
+"""Constants of the .nca format, version 3. ``docs/FORMAT.md`` is the prose spec of the same thing."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ __all__ = [
     "RECORD_CHUNK_BYTES",
     "USERBLOCK_BYTES",
     "FILE_DIGEST_TAG",
+    "SHARED_BLOBS",
     "text",
     "read_text",
 ]
@@ -25,15 +26,20 @@ __all__ = [
 MAGIC = "archiver-nca"
 #: Integer ``format_version`` this code writes. Version 2 added context entropy tables
 #: (``/model/prior@model = "context"``); a version-1 reader would decode their bitstreams wrongly.
-FORMAT_VERSION = 2
-#: Versions this code reads (version 1: per-channel tables only).
-SUPPORTED_VERSIONS = (1, 2)
+#: Version 3 replaced ``/entries`` by ``/index`` and ``/data`` (compact columns, image groups coded
+#: as one stream, shared metadata blobs); a version-2 reader finds no entries in it.
+FORMAT_VERSION = 3
+#: Versions this code reads (version 1: per-channel tables only; version 2: one record per entry).
+SUPPORTED_VERSIONS = (1, 2, 3)
 #: Customary file name suffix.
 FILE_SUFFIX = ".nca"
 #: Bytes reserved before the HDF5 data (an HDF5 "user block"): they hold :data:`FILE_DIGEST_TAG`
 #: followed by the hex SHA-256 of every byte after the user block, written after the file is complete.
 USERBLOCK_BYTES = 512
 FILE_DIGEST_TAG = b"archiver-nca file sha256 "
+#: Image metadata blobs stored once per archive (version 3) and referenced by every image that has
+#: the same bytes: the demo's six photos carried two copies of one 3 kB ICC profile.
+SHARED_BLOBS = ("exif", "icc", "xmp")
 #: Block size, in bytes, in which the writer copies records into the contiguous ``/entries/data``.
 RECORD_CHUNK_BYTES = 1 << 18
 

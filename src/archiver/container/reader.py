@@ -1,11 +1,18 @@
-"""Reader of .nca archives: checks magic and format_version, then serves entries one record at a time."""
+"""Reader of .nca archives: checks magic and format_version, then serves entries one record at a time.
+
+Versions 1 and 2 keep one record per entry under ``/entries``; version 3 keeps ``/index`` and
+``/data`` (:mod:`.index`), where an image's latent is one of its group's stream: the reader decodes
+a group once (a small cache serves its other members) and hands out each member's latent.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import threading
 import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 import h5py
@@ -14,18 +21,26 @@ import numpy as np
 import zstandard
 
 from ..codec.context import ContextTables
+from ..codec.entropy import LatentCoder
+from ..codec.geometry import STRIDE, latent_grid
 from ..codec.tables import PRECISION, FrequencyTables
 from ..codec.weights import unpack_arrays
 from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
 from .digest import COLUMNS, check_file_digest, index_digest
 from .entries import Entry
 from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, SUPPORTED_VERSIONS, EntryKind, ImageMode, read_text
+from .columns import Cursor
+from .index import Block, Index, decode_index
 from .probe import probe_damaged
+from .records import MAX_EXTRAS_BYTES, ImageRecord, decode_image_record, encode_image_record
 
 __all__ = ["ArchiveReader"]
 
 #: Largest image side, in pixels, a reader accepts (checked before anything is allocated).
 MAX_SIDE = 1 << 16
+#: Decoded image groups a reader keeps (version 3): extraction reads a group's members one after
+#: the other, and the decoder's prefetch thread may be one group ahead.
+GROUP_CACHE = 4
 
 
 class ArchiveReader:
@@ -57,13 +72,20 @@ class ArchiveReader:
             self._file = h5py.File(self.path, "r")
         except OSError:
             raise NotAnArchiveError(f"{self.path} is not an .nca archive (not an HDF5 file)") from None
+        self._index: Index | None = None
+        self._coder: LatentCoder | None = None
+        self._groups: OrderedDict[int, list[tuple[np.ndarray, ImageRecord]]] = OrderedDict()
+        self._lock = threading.RLock()
         try:
             self._check_header()
             self._check_digest()
-            self.config: dict = self._json_attr("config")
-            self.training: dict = self._json_attr("training")
-            self.summary: dict = self._json_attr("summary")
-            self.entries: list[Entry] = self._read_entries()
+            if self.format_version >= 3:
+                self._open_index()
+            else:
+                self.config: dict = self._json_attr("config")
+                self.training: dict = self._json_attr("training")
+                self.summary: dict = self._json_attr("summary")
+                self.entries: list[Entry] = self._read_entries()
         except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
             # h5py reports damaged structures as OSError/KeyError; never let them escape raw.
             self._file.close()
@@ -110,6 +132,142 @@ class ArchiveReader:
         except ValueError:
             raise CorruptArchiveError(f"{self.path}: root attribute {name!r} is not valid JSON") from None
 
+    def _open_index(self) -> None:
+        """Version 3: parse ``/index`` (already covered by the digest) and check how it fits together."""
+        try:
+            raw = self._file["index"][()].tobytes()
+            data_size = self._file["data"].shape[0]
+        except (KeyError, ValueError, OSError) as exc:
+            raise CorruptArchiveError(f"{self.path}: /index or /data is damaged or missing ({exc})") from None
+        try:
+            index = decode_index(raw, data_size)
+        except CorruptArchiveError as exc:
+            raise CorruptArchiveError(f"{self.path}: {exc}") from None
+        self._index = index
+        self.config, self.training, self.summary = (index.documents[k] for k in ("config", "training", "summary"))
+        self.entries = index.entries
+        self._members: dict[int, list[Entry]] = {}
+        for entry, k in zip(index.entries, index.entry_blocks):
+            if entry.width > MAX_SIDE or entry.height > MAX_SIDE:
+                raise CorruptArchiveError(f"{self.path}: entry {entry.display!r} declares an image over {MAX_SIDE} px a side")
+            is_image, is_group = entry.kind is EntryKind.IMAGE, k >= 0 and index.blocks[k].is_group
+            if is_image != is_group or (k < 0 and entry.kind not in (EntryKind.DIRECTORY,)):
+                raise CorruptArchiveError(f"{self.path}: entry {entry.display!r} points at the wrong kind of block")
+            entry.block = k
+            if is_image:
+                members = self._members.setdefault(k, [])
+                entry.member = len(members)
+                members.append(entry)
+            elif k >= 0 and k in self._members:
+                raise CorruptArchiveError(f"{self.path}: two entries share block {k}")
+            elif k >= 0:
+                self._members[k] = [entry]
+        for k, members in self._members.items():
+            if index.blocks[k].is_group and len({self._grid(e) for e in members}) != 1:
+                raise CorruptArchiveError(f"{self.path}: image group {k} mixes latent shapes")
+
+    def _grid(self, entry: Entry) -> tuple[int, int]:
+        """(rows, columns) of an image entry's latent, from its size, the training crop and the stride."""
+        from ..config import ModelConfig
+
+        stride = ModelConfig.from_dict(self.config.get("model", {})).stride if self.config.get("model") else STRIDE
+        return latent_grid(entry.height, entry.width, self.min_size, stride)
+
+    @property
+    def blocks(self) -> list[Block]:
+        """Version 3: the blocks of ``/data`` (empty for older versions)."""
+        return self._index.blocks if self._index is not None else []
+
+    def group_members(self, entry: Entry) -> list[Entry]:
+        """Version 3: the image entries coded in the same group as ``entry`` (in stream order); older
+        versions: ``[entry]``."""
+        if self._index is None or entry.block < 0:
+            return [entry]
+        return list(self._members[entry.block])
+
+    def _block_bytes(self, block: int, entry: Entry) -> bytes:
+        b = self._index.blocks[block]  # type: ignore[union-attr]
+        try:
+            data = bytes(self._file["data"][b.offset : b.offset + b.length].tobytes())
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise CorruptArchiveError(f"{self.path}: entry {entry.name!r} cannot be read ({exc})") from None
+        if zlib.crc32(data) != b.checksum:
+            group = f" (image group {block} of {len(self._members[block])} images, all lost with it)" if b.is_group else ""
+            raise CorruptArchiveError(f"{self.path}: checksum mismatch in entry {entry.name!r}{group}")
+        return data
+
+    def _latent_coder(self) -> LatentCoder:
+        with self._lock:
+            if self._coder is None:
+                self._coder = LatentCoder(self.tables())
+            return self._coder
+
+    def _group(self, entry: Entry) -> list[tuple[np.ndarray, ImageRecord]]:
+        """Every member's (latent, extras) of ``entry``'s group, decoded once and cached."""
+        with self._lock:
+            if entry.block in self._groups:
+                self._groups.move_to_end(entry.block)
+                return self._groups[entry.block]
+            data = self._block_bytes(entry.block, entry)
+            members = self._members[entry.block]
+            b = self._index.blocks[entry.block]  # type: ignore[union-attr]
+            h, w = self._grid(members[0])
+            try:
+                latents = self._latent_coder().decode_many(data[: b.latent_length], h, w, len(members))
+                extras = self._group_extras(data[b.latent_length :], len(members), entry)
+            except CorruptArchiveError as exc:
+                raise CorruptArchiveError(f"{self.path}: image group {entry.block} (entry {entry.name!r}): {exc}") from None
+            group = list(zip(latents, extras))
+            self._groups[entry.block] = group
+            while len(self._groups) > GROUP_CACHE:
+                self._groups.popitem(last=False)
+            return group
+
+    def _group_extras(self, data: bytes, count: int, entry: Entry) -> list[ImageRecord]:
+        """Parse a group's extras frame (see docs/FORMAT.md); shared blobs are read from their blocks."""
+        if not data:
+            return [ImageRecord(b"") for _ in range(count)]
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_EXTRAS_BYTES)
+        except zstandard.ZstdError as exc:
+            raise CorruptArchiveError(f"extras do not decompress: {exc}") from None
+        cur, out = Cursor(raw, "group extras"), []
+        for _ in range(count):
+            n = cur.varint()
+            try:
+                header = json.loads(cur.take(n).decode()) if n else {}
+                blobs = {str(k): cur.take(int(v)) for k, v in sorted(header.get("blobs", {}).items())}
+                shared = {str(k): int(v) for k, v in header.get("shared", {}).items()}
+            except (UnicodeDecodeError, ValueError, AttributeError, TypeError):
+                raise CorruptArchiveError("extras header does not parse") from None
+            for name, block in shared.items():
+                blobs[name] = self._shared_blob(block, entry)
+            out.append(ImageRecord(b"", header.get("info", {}), blobs))
+        cur.done()
+        return out
+
+    def _shared_blob(self, block: int, entry: Entry) -> bytes:
+        blocks = self._index.blocks  # type: ignore[union-attr]
+        if not 0 <= block < len(blocks) or blocks[block].is_group or block in self._members or block in self.model_blocks().values():
+            raise CorruptArchiveError(f"a metadata blob reference ({block}) points at no blob")
+        try:
+            return zstandard.ZstdDecompressor().decompress(self._block_bytes(block, entry), max_output_size=MAX_EXTRAS_BYTES)
+        except zstandard.ZstdError as exc:
+            raise CorruptArchiveError(f"metadata blob {block} does not decompress: {exc}") from None
+
+    def read_image(self, entry: Entry, verify: bool = True) -> tuple[np.ndarray, ImageRecord]:
+        """An image entry's integer latent (C, h, w) and its extras (``record.latent`` is empty)."""
+        if self._index is None:
+            record = decode_image_record(self.read_record(entry, verify))
+            h, w = self._grid(entry)
+            try:
+                latent = self._latent_coder().decode(record.latent, h, w)
+            except CorruptArchiveError as exc:
+                raise CorruptArchiveError(f"{self.path}: entry {entry.name!r}: {exc}") from None
+            return latent, ImageRecord(b"", record.info, record.blobs)
+        latent, record = self._group(entry)[entry.member]
+        return latent, record
+
     def _read_entries(self) -> list[Entry]:
         try:
             group = self._file["entries"]
@@ -152,7 +310,17 @@ class ArchiveReader:
 
     # -- content --------------------------------------------------------------------------------
     def read_record(self, entry: Entry, verify: bool = True) -> bytes:
-        """The record bytes of ``entry``; with ``verify`` its CRC-32 is checked."""
+        """The record bytes of ``entry``; with ``verify`` its CRC-32 is checked.
+
+        In version 3 an image has no record of its own: it is given as a version-2 image record (its
+        latent range-coded alone with the same tables, then its extras), so that callers of older
+        versions' records keep working; :meth:`read_image` is the direct way."""
+        if self._index is not None:
+            if entry.kind is EntryKind.IMAGE:
+                latent, record = self.read_image(entry)
+                alone = ImageRecord(self._latent_coder().encode(latent), record.info, record.blobs)
+                return encode_image_record(alone, level=1)
+            return self._block_bytes(entry.block, entry) if entry.block >= 0 else b""
         try:
             data = bytes(self._file["entries/data"][entry.offset : entry.offset + entry.length].tobytes())
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -161,24 +329,44 @@ class ArchiveReader:
             raise CorruptArchiveError(f"{self.path}: checksum mismatch in entry {entry.name!r}")
         return data
 
-    def model_arrays(self, name: str = "decoder") -> dict[str, np.ndarray]:
-        """The int8 arrays of ``/model/<name>`` (decoder, denoiser or encoder), after checking the blob's SHA-256."""
+    def _has_model(self, name: str) -> bool:
+        return name in self._index.model if self._index is not None else f"model/{name}" in self._file
+
+    def _model_blob(self, name: str) -> tuple[bytes, dict]:
+        """The bytes of model blob ``name`` (``/model/<name>``, or in version 3 its block of
+        ``/data``) and its attributes (manifest, sha256, opset), the SHA-256 checked."""
         try:
-            ds = self._file[f"model/{name}"]
-            blob = ds[()].tobytes()
-            manifest = json.loads(ds.attrs["manifest"])
-            digest = read_text(ds.attrs["sha256"])
-        except (KeyError, ValueError, OSError) as exc:
+            if self._index is not None:
+                attrs = self._index.model[name]
+                b = self._index.blocks[int(attrs["block"])]
+                if int(attrs["block"]) in self._members or b.is_group:
+                    raise CorruptArchiveError(f"{self.path}: model blob {name!r} points at an entry's block")
+                blob = bytes(self._file["data"][b.offset : b.offset + b.length].tobytes())
+            else:
+                ds = self._file[f"model/{name}"]
+                blob, attrs = ds[()].tobytes(), dict(ds.attrs)
+            digest = read_text(attrs["sha256"])
+        except (KeyError, ValueError, OSError, TypeError, IndexError) as exc:
             raise CorruptArchiveError(f"{self.path}: /model/{name} is damaged or missing ({exc})") from None
         if hashlib.sha256(blob).hexdigest() != digest:
-            raise CorruptArchiveError(f"{self.path}: checksum mismatch in the {name} weights")
+            what = f"the {name} weights" if "onnx" not in name else f"/model/{name}"
+            raise CorruptArchiveError(f"{self.path}: checksum mismatch in {what}")
+        return blob, attrs
+
+    def model_arrays(self, name: str = "decoder") -> dict[str, np.ndarray]:
+        """The int8 arrays of model blob ``name`` (decoder, denoiser or encoder), after checking its SHA-256."""
+        blob, attrs = self._model_blob(name)
+        try:
+            manifest = attrs["manifest"] if self._index is not None else json.loads(attrs["manifest"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptArchiveError(f"{self.path}: /model/{name} is damaged or missing ({exc})") from None
         return unpack_arrays(blob, manifest)
 
     @property
     def has_denoiser(self) -> bool:
         """True if a post-filter was kept; the training summary and the datasets must agree."""
         kept = bool(self.training.get("denoiser", {}).get("kept", False))
-        if kept != ("model/denoiser" in self._file and "model/denoiser_onnx" in self._file):
+        if kept != (self._has_model("denoiser") and self._has_model("denoiser_onnx")):
             raise CorruptArchiveError(f"{self.path}: the denoiser datasets disagree with the training summary")
         return kept
 
@@ -191,23 +379,20 @@ class ArchiveReader:
     def has_encoder(self) -> bool:
         """True if the archive was packed ``appendable``; the config and the dataset must agree."""
         kept = bool(self.config.get("appendable", False))
-        if kept != ("model/encoder" in self._file):
+        if kept != self._has_model("encoder"):
             raise CorruptArchiveError(f"{self.path}: the encoder dataset disagrees with the config (appendable={kept})")
         return kept
 
     def onnx_graph(self, name: str = "decoder_onnx") -> bytes:
         """An ONNX graph without weights (``/model/decoder_onnx`` or ``/model/denoiser_onnx``); for
         archives written before the decoder's was stored, it is rebuilt from ``config.model``."""
-        if name == "decoder_onnx" and "model/decoder_onnx" not in self._file:
+        if name == "decoder_onnx" and not self._has_model("decoder_onnx"):
             from ..config import PackConfig
             from ..runtime.graph import build_graph, graph_only
 
             cfg = PackConfig.from_dict(self.config)
             return graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
-        ds = self._file[f"model/{name}"]
-        blob = ds[()].tobytes()
-        if hashlib.sha256(blob).hexdigest() != read_text(ds.attrs.get("sha256", "")):
-            raise CorruptArchiveError(f"{self.path}: checksum mismatch in /model/{name}")
+        blob, _ = self._model_blob(name)
         try:
             return zstandard.ZstdDecompressor().decompress(blob, max_output_size=1 << 26)
         except zstandard.ZstdError as exc:
@@ -216,6 +401,11 @@ class ArchiveReader:
     def tables(self) -> ContextTables:
         """The integer entropy tables (validated): context tables, or a version-1 archive's
         per-channel tables as one context per channel."""
+        if self._index is not None:
+            if self._index.tables is None:
+                raise CorruptArchiveError(f"{self.path}: the archive holds no entropy tables")
+            self._index.tables.validate()
+            return self._index.tables
         try:
             group = self._file["model/prior"]
             if int(group.attrs["precision"]) != PRECISION:
@@ -240,8 +430,24 @@ class ArchiveReader:
         tables.validate()
         return tables
 
+    def data_offset(self) -> int:
+        """File offset of the dataset that holds the records (``/entries/data`` before version 3,
+        ``/data`` since): ``entry.offset`` counts from there."""
+        return int(self._file["data" if self._index is not None else "entries/data"].id.get_offset())
+
+    def model_blocks(self) -> dict[str, int]:
+        """Version 3: the ``/data`` block of each model blob, by name (empty for older versions)."""
+        if self._index is None:
+            return {}
+        return {name: int(attrs["block"]) for name, attrs in self._index.model.items()}
+
     def stored_bytes(self, name: str) -> int:
-        """Bytes stored for a dataset or for all datasets under a group (after HDF5 filters)."""
+        """Bytes stored for a dataset or for all datasets under a group (after HDF5 filters); in
+        version 3 ``model`` and ``model/<name>`` are the model blobs' blocks."""
+        if self._index is not None and (name == "model" or name.startswith("model/")):
+            blocks = self.model_blocks()
+            chosen = blocks.values() if name == "model" else [blocks[name[6:]]] if name[6:] in blocks else []
+            return sum(self._index.blocks[k].length for k in chosen)
         obj = self._file[name]
         if isinstance(obj, h5py.Dataset):
             return int(obj.id.get_storage_size())
@@ -254,6 +460,14 @@ class ArchiveReader:
 
         obj.visititems(visit)
         return total
+
+    @property
+    def created(self) -> dict[str, str]:
+        """``archiver_version`` and ``created_utc`` of the writing software (informational): root
+        attributes before version 3, the index's ``created`` document since."""
+        if self._index is not None:
+            return {k: str(v) for k, v in self._index.documents.get("created", {}).items()}
+        return {k: read_text(self._file.attrs.get(k, "")) for k in ("archiver_version", "created_utc")}
 
     def close(self) -> None:
         self._file.close()
