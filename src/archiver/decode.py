@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Union
 
 import numpy as np
 from PIL import Image
@@ -13,16 +14,33 @@ from .codec.geometry import latent_grid
 from .runtime.session import TILE
 from .config import ModelConfig
 from .container.entries import Entry
+from .container.format import ImageMode
 from .container.reader import ArchiveReader
-from .container.records import ImageRecord, decode_image_record
+from .container.records import ImageRecord
 from .collection.images import restore_image
 from .errors import ArchiverError, CorruptArchiveError, MissingDependencyError
 
-__all__ = ["ArchiveDecoder", "BATCH_PIXELS"]
+__all__ = ["ArchiveDecoder", "BATCH_PIXELS", "Decoded", "image_array"]
 
 #: Default cap on the coded pixels decoded in one runtime call (bounds memory: the widest decoder
 #: activation is 16 float32 channels at full resolution, 64 bytes a pixel, so 4 Mpx ≈ 256 MiB).
 BATCH_PIXELS = 4_000_000
+
+#: What :meth:`ArchiveDecoder.images` yields per image: a Pillow image (for writing files) or an
+#: H×W×C uint8 array (:func:`image_array`).
+Decoded = Union[Image.Image, np.ndarray]
+
+
+def image_array(image: Image.Image) -> np.ndarray:
+    """H×W×C uint8 pixels of a restored image, exactly those a file written from it holds.
+
+    C is the mode's band count (RGB 3, RGBA 4, L 1, LA 2); a palette image comes back as its
+    palette colours (RGB, 3 channels), i.e. ``Image.open(file).convert("RGB")`` of the written file.
+    """
+    if image.mode == "P":
+        image = image.convert("RGB")
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
 
 
 class ArchiveDecoder:
@@ -37,32 +55,63 @@ class ArchiveDecoder:
         self._denoiser = None
         self._model_cfg = ModelConfig.from_dict(reader.config.get("model", {}))
         self._min_size = reader.min_size
+        # Threads sharing one decoder (archiver.open's handle) must not build the sessions twice.
+        self._build_lock = threading.Lock()
 
     def _ensure(self) -> None:
         if self._decoder is not None:
             return
+        with self._build_lock:
+            if self._decoder is None:
+                self._build()
+
+    def _build(self) -> None:
         try:
             from .runtime.graph import attach_weights
             from .runtime.session import OnnxDecoder
         except ImportError as exc:
             raise MissingDependencyError(f"decoding images needs onnx and onnxruntime ({exc})") from None
-        self._coder = LatentCoder(self.reader.tables())
+        coder = LatentCoder(self.reader.tables())
         model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
-        self._decoder = OnnxDecoder(model, self.provider, self.threads)
+        decoder = OnnxDecoder(model, self.provider, self.threads)
         if self.reader.has_denoiser:
             from .runtime.session import OnnxDenoiser
 
             graph = attach_weights(self.reader.onnx_graph("denoiser_onnx"), self.reader.model_arrays("denoiser"))
             self._denoiser = OnnxDenoiser(graph, self.provider, self.threads)
+        self._coder = coder
+        self._decoder = decoder  # last: it marks the decoder as built
 
     def _grid(self, entry: Entry) -> tuple[int, int]:
         return latent_grid(entry.height, entry.width, self._min_size, self._model_cfg.stride)
 
     def _prepare(self, chunk: list[Entry]) -> tuple[list[ImageRecord], np.ndarray]:
-        records = [decode_image_record(self.reader.read_record(e)) for e in chunk]
-        h, w = self._grid(chunk[0])
-        latents = np.stack([self._coder.decode(r.latent, h, w) for r in records])  # type: ignore[union-attr]
-        return records, latents
+        records, latents = [], []
+        for entry in chunk:
+            try:
+                # Version 3 decodes an image's whole group once (cached by the reader); older
+                # versions one record. Either way its errors should name the entry.
+                latent, record = self.reader.read_image(entry)
+            except CorruptArchiveError as exc:
+                if repr(entry.name) in str(exc):
+                    raise
+                raise CorruptArchiveError(f"{self.reader.path}: entry {entry.name!r}: {exc}") from None
+            latents.append(latent)
+            records.append(record)
+        return records, np.stack(latents)
+
+    def _chunks(self, entries: list[Entry], batch_size: int, batch_pixels: int) -> list[list[Entry]]:
+        """Entries bucketed by latent shape (first-seen order), cut into runtime batches."""
+        buckets: dict[tuple[int, int], list[Entry]] = {}
+        for entry in entries:
+            buckets.setdefault(self._grid(entry), []).append(entry)
+        chunks: list[list[Entry]] = []
+        for (h, w), group in buckets.items():
+            per = max(1, min(batch_size, batch_pixels // (h * w * self._model_cfg.stride**2)))
+            if h > TILE or w > TILE:
+                per = 1  # tiled, exactly as pack measured it
+            chunks += [group[i : i + per] for i in range(0, len(group), per)]
+        return chunks
 
     def images(
         self,
@@ -70,13 +119,16 @@ class ArchiveDecoder:
         batch_size: int = 8,
         batch_pixels: int = BATCH_PIXELS,
         on_error: Callable[[Entry, ArchiverError], None] | None = None,
-    ) -> Iterator[tuple[Entry, Image.Image, ImageRecord]]:
+        as_array: bool = False,
+    ) -> Iterator[tuple[Entry, Decoded, ImageRecord]]:
         """Decode many image entries: bucketed by latent shape so a batch is one runtime call, with the
         entropy decoding of the next batch overlapping the network run of this one.
 
         A batch holds at most ``batch_size`` images and ``batch_pixels`` coded pixels (one image at
-        least). Yields (entry, restored image, record) in bucket order. With ``on_error``, a damaged
-        entry is reported to it and skipped instead of raising; the others are still decoded.
+        least). Yields (entry, restored image, record) in bucket order: a Pillow image of the
+        original's mode, or with ``as_array`` its H×W×C uint8 array (:func:`image_array`). With
+        ``on_error``, a damaged entry is reported to it and skipped instead of raising; the others
+        are still decoded. This is the one decoding path of ``extract`` and ``archiver.open``.
         """
         if not entries:
             return
@@ -88,15 +140,7 @@ class ArchiveDecoder:
             for entry in entries:
                 on_error(entry, exc)
             return
-        buckets: dict[tuple[int, int], list[Entry]] = {}
-        for entry in entries:
-            buckets.setdefault(self._grid(entry), []).append(entry)
-        chunks: list[list[Entry]] = []
-        for (h, w), group in buckets.items():
-            per = max(1, min(batch_size, batch_pixels // (h * w * self._model_cfg.stride**2)))
-            if h > TILE or w > TILE:
-                per = 1  # tiled, exactly as pack measured it
-            chunks += [group[i : i + per] for i in range(0, len(group), per)]
+        chunks = self._chunks(entries, batch_size, batch_pixels)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropy") as pool:
             pending = pool.submit(self._prepare, chunks[0])
             for k, chunk in enumerate(chunks):
@@ -111,35 +155,52 @@ class ArchiveDecoder:
                 if records is None:  # some record of the batch is damaged: go one by one
                     for entry in chunk:
                         try:
-                            yield (entry, *self.image(entry))
+                            yield (entry, *self.image(entry, as_array))
                         except ArchiverError as exc:
                             on_error(entry, exc)  # type: ignore[misc]
                     continue
-                if len(chunk) == 1:  # alone: maybe large, decode() tiles it
-                    pixels = [self._decoder.decode(latents[0], chunk[0].height, chunk[0].width)]  # type: ignore[union-attr, index]
-                else:
-                    pixels = self._decoder.decode_batch(latents)  # type: ignore[union-attr, arg-type]
-                for entry, record, px in zip(chunk, records, pixels):
-                    try:
-                        image = self._restore(entry, px[: entry.height, : entry.width], record)
-                    except ArchiverError as exc:
-                        if on_error is None:
-                            raise
-                        on_error(entry, exc)
-                        continue
-                    yield entry, image, record
+                yield from self._finish_chunk(chunk, records, latents, on_error, as_array)  # type: ignore[arg-type]
 
-    def _restore(self, entry: Entry, pixels: np.ndarray, record: ImageRecord) -> Image.Image:
+    def _finish_chunk(
+        self,
+        chunk: list[Entry],
+        records: list[ImageRecord],
+        latents: np.ndarray,
+        on_error: Callable[[Entry, ArchiverError], None] | None,
+        as_array: bool,
+    ) -> Iterator[tuple[Entry, Decoded, ImageRecord]]:
+        """Run one batch through the network and restore each image."""
+        if len(chunk) == 1:  # alone: maybe large, decode() tiles it
+            pixels = [self._decoder.decode(latents[0], chunk[0].height, chunk[0].width)]  # type: ignore[union-attr]
+        else:
+            pixels = self._decoder.decode_batch(latents)  # type: ignore[union-attr]
+        for entry, record, px in zip(chunk, records, pixels):
+            try:
+                image = self._restore(entry, px[: entry.height, : entry.width], record, as_array)
+            except ArchiverError as exc:
+                if on_error is None:
+                    raise
+                on_error(entry, exc)
+                continue
+            yield entry, image, record
+
+    def _restore(self, entry: Entry, pixels: np.ndarray, record: ImageRecord, as_array: bool = False) -> Decoded:
         if self._denoiser is not None:
             pixels = self._denoiser.apply(pixels)
+        if as_array and entry.mode is ImageMode.RGB:
+            # The decoded pixels are the file's pixels: no Pillow round trip, and a copy so that the
+            # array does not keep the whole batch's output alive.
+            return np.array(pixels, dtype=np.uint8, order="C", copy=True)
         try:
-            return restore_image(pixels, entry.mode, record.blobs)
+            image = restore_image(pixels, entry.mode, record.blobs)
         except (KeyError, ValueError) as exc:
             raise CorruptArchiveError(f"{self.reader.path}: entry {entry.name!r}: {exc}") from None
+        return image_array(image) if as_array else image
 
-    def image(self, entry: Entry) -> tuple[Image.Image, ImageRecord]:
-        """The restored image of ``entry`` (mode and size of the original) and its parsed record."""
+    def image(self, entry: Entry, as_array: bool = False) -> tuple[Decoded, ImageRecord]:
+        """The restored image of ``entry`` (mode and size of the original; with ``as_array`` its
+        H×W×C uint8 array, :func:`image_array`) and its parsed record."""
         self._ensure()
         records, latents = self._prepare([entry])
         pixels = self._decoder.decode(latents[0], entry.height, entry.width)  # type: ignore[union-attr]
-        return self._restore(entry, pixels, records[0]), records[0]
+        return self._restore(entry, pixels, records[0], as_array), records[0]

@@ -38,8 +38,15 @@ class CorruptArchiveError(ArchiverError):
     """A checksum failed or a structure in the archive is inconsistent."""
 
 
-class EntryNotFoundError(ArchiverError):
-    """A name or glob given to extract matched no entry."""
+class EntryNotFoundError(ArchiverError, KeyError):
+    """A name or glob given to extract, or a name given to ``archiver.open(...).read``, matched no entry.
+
+    Also a :class:`KeyError` (``except KeyError`` works as for a dict); the message is printed as
+    is, not quoted as KeyError's would be.
+    """
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
 
 
 class MissingDependencyError(ArchiverError):

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zstandard
-
+from .api import Archive
 from .collection.images import save_image
 from .container.entries import Entry
 from .container.format import EntryKind
-from .container.reader import ArchiveReader
-from .decode import ArchiveDecoder
 from .errors import ArchiverError, CorruptArchiveError, EntryNotFoundError, InputError, OutputExistsError
 from .progress import ProgressCallback, emit
 
@@ -91,33 +87,6 @@ def _target_for(root: Path, entry: Entry, fmt: str | None) -> Path:
     return target
 
 
-def _file_writer(reader: ArchiveReader, entry: Entry, dctx: zstandard.ZstdDecompressor):
-    """A writer for :func:`_place` that streams the entry's zstd frame into the file.
-
-    Streaming keeps memory bounded whatever size the frame declares, and the byte count and SHA-256
-    are checked as the data arrives: a record that inflates past the entry's size (a decompression
-    bomb) stops at that size, and content that differs from the original's hash is an error.
-    """
-    record = reader.read_record(entry)
-
-    def write(handle) -> None:
-        digest, total = hashlib.sha256(), 0
-        try:
-            with dctx.stream_reader(record) as stream:
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    total += len(block)
-                    if total > entry.size:
-                        raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} inflates past its size")
-                    digest.update(block)
-                    handle.write(block)
-        except zstandard.ZstdError as exc:
-            raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} does not decompress: {exc}") from None
-        if total != entry.size or digest.digest() != entry.source_sha256:
-            raise CorruptArchiveError(f"{reader.path}: entry {entry.name!r} differs from the original's hash")
-
-    return write
-
-
 def _place(target: Path, entry: Entry, write) -> None:
     """Write a file atomically, then give it the entry's permission bits and modification time."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +138,9 @@ def extract(
     if output.exists() and not output.is_dir():
         raise InputError(f"{output} exists and is not a folder")
     report = ExtractReport(output)
-    with ArchiveReader(archive, allow_damaged=keep_going) as reader:
+    # Images and files are read through archiver.open's handle: one decoding path for both.
+    with Archive(archive, provider, threads, allow_damaged=keep_going) as handle:
+        reader = handle.reader
         links_at = {e.path for e in reader.entries if e.kind is EntryKind.SYMLINK}
         for e in reader.entries:
             parts = e.path.split(b"/")
@@ -181,8 +152,6 @@ def extract(
             for entry, target in targets:
                 if entry.kind is not EntryKind.DIRECTORY and (target.exists() or target.is_symlink()):
                     raise OutputExistsError(f"{target} already exists (use --force to overwrite)")
-        decoder = ArchiveDecoder(reader, provider, threads)
-        dctx = zstandard.ZstdDecompressor()
         output.mkdir(parents=True, exist_ok=True)
         links: list[tuple[Entry, Path]] = []
         images: list[Entry] = []
@@ -200,7 +169,7 @@ def extract(
                 continue
             else:
                 try:
-                    _place(target, entry, _file_writer(reader, entry, dctx))
+                    _place(target, entry, handle.file_writer(entry))
                 except ArchiverError as exc:
                     if not keep_going:
                         raise
@@ -213,7 +182,7 @@ def extract(
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="write") as writers:
             pending: deque[Future] = deque()
             on_error = (lambda e, exc: report.failed.append((e.display, str(exc)))) if keep_going else None
-            for entry, image, record in decoder.images(images, batch_size, on_error=on_error):
+            for entry, image, record in handle.decoded(images, batch_size, on_error=on_error):
                 target = where[id(entry)]
                 save = lambda h, im=image, e=entry, r=record: save_image(im, h, fmt or e.format, r.info, r.blobs)  # noqa: E731
                 pending.append(writers.submit(_place, target, entry, save))
