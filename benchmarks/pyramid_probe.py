@@ -27,13 +27,13 @@ def load(folder: Path) -> list[np.ndarray]:
     return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))]
 
 
-def evaluate(codec: PyramidCodec, images: list[np.ndarray], quality: int) -> tuple[float, float]:
+def evaluate(codec: PyramidCodec, images: list[np.ndarray], quality: int, coarse_from: int = 0) -> tuple[float, float]:
     codec.eval()
     se, bits, px = 0.0, 0.0, 0
     with torch.no_grad():
         for i in range(0, len(images), 16):
             x = torch.from_numpy(np.stack(images[i : i + 16])).permute(0, 3, 1, 2).float() / 255
-            x_hat, b = codec(x, quality, noise=False)
+            x_hat, b = codec(x, quality, noise=False, coarse_from=coarse_from)
             se += float(((torch.round(x_hat.clamp(0, 1) * 255) - x * 255) ** 2).sum())
             bits += float(b)
             px += x.shape[0] * x.shape[2] * x.shape[3]
@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--spec", default="{}")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--save", default=None)
+    ap.add_argument("--coarse-first", type=float, default=0.0, help="fraction of the time with level 0 held at zero")
+    ap.add_argument("--no-context", action="store_true", help="ablation: the context MLP sees only the level")
     ap.add_argument("--init-steps", default=None, help="comma-separated initial quantization steps per level")
     ap.add_argument("--load", default=None)
     ap.add_argument("--refine", type=int, default=0, help="latent refinement steps on the first 32 images")
@@ -96,6 +98,17 @@ def main() -> None:
     images = load(folder)
     spec = PyramidSpec.from_dict(json.loads(args.spec))
     codec = PyramidCodec(spec)
+    if args.no_context:  # keep the level one-hot, zero every decoded-neighbour feature
+        from archiver.model.pyramid import ContextModel
+
+        plain = ContextModel.features
+
+        def levels_only(self, grids, level, phase):
+            f = plain(self, grids, level, phase)
+            f[:, : f.shape[1] - self.spec.levels] = 0
+            return f
+
+        ContextModel.features = levels_only
     if args.init_steps:
         with torch.no_grad():
             codec.log_steps[:] = torch.log(torch.tensor([float(v) for v in args.init_steps.split(",")]))
@@ -113,7 +126,8 @@ def main() -> None:
             y, x = rng.integers(0, im.shape[0] - c + 1), rng.integers(0, im.shape[1] - c + 1)
             crops.append(im[y : y + c, x : x + c])
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
-        x_hat, bits = codec(x, 4)
+        coarse = 1 if time.monotonic() - start < args.coarse_first * args.seconds else 0
+        x_hat, bits = codec(x, 4, coarse_from=coarse)
         mse = torch.mean((x_hat - x) ** 2)
         bpp = bits / (x.shape[0] * c * c)
         loss = args.lmbda * 255**2 * mse + bpp
@@ -126,7 +140,7 @@ def main() -> None:
             print(f"step {step} t {time.monotonic()-start:.0f}s psnr {10*math.log10(1/float(mse)):.2f} bpp {float(bpp):.3f}", flush=True)
     if args.save:
         torch.save(codec.state_dict(), args.save)
-    psnr, bpp = evaluate(codec, images, 4)
+    psnr, bpp = evaluate(codec, images, 4, coarse_from=1 if args.coarse_first >= 1 else 0)
     if args.refine:
         sub = images[:32]
         before = evaluate(codec, sub, 4)

@@ -1,7 +1,7 @@
 """Rate–distortion benchmark: the archiver against JPEG, WebP, AVIF and JPEG XL on one regime.
 
     python benchmarks/rd.py --regime dataset|album|tiny [--qualities 2,4,6] [--time-limit 10m]
-                            [--split heldout] [--no-warm-start] [--model-size auto]
+                            [--split heldout] [--no-warm-start] [--model-size auto] [--codec pyramid]
 
 Warm-started packs start from weights trained on the ``train`` half of the dev photos, so their
 benchmarks use ``--split heldout`` (images cut from the other half only).
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(heldout)")  # fmt: skip
     ap.add_argument("--no-warm-start", action="store_true", help="pack from random weights (the ablation)")
     ap.add_argument("--model-size", default="auto", help="decoder size for every point (default: auto)")
+    ap.add_argument("--codec", default="autoencoder", help="archiver image codec: autoencoder or pyramid")
     ap.add_argument("--reuse-classic", type=Path, default=None,
                     help="take the classic codecs' points from an earlier result JSON of the same regime, "
                          "seed and image count instead of sweeping again")  # fmt: skip
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         for q in qualities:
             print(f"archiver --quality {q}, training budget {budget:.0f} s", file=sys.stderr, flush=True)
             cfg = config_for_quality(
-                q, time_limit=budget, seed=args.seed, model_size=args.model_size, warm_start=not args.no_warm_start
+                q, time_limit=budget, seed=args.seed, model_size=args.model_size, warm_start=not args.no_warm_start,
+                codec=args.codec,
             )
             points.append(archiver_point(paths, src, Path(tmp), q, budget, args.seed, cfg=cfg))
     result = {

@@ -24,6 +24,7 @@ import numpy as np
 
 from .codec.weights import pack_arrays
 from .collection.images import SourceImage, measure_decoded
+from .codecs import describe
 from .collection.scan import check_output_outside, scan_tree
 from .config import PackConfig
 from .container.format import EntryKind
@@ -136,6 +137,9 @@ def _append_into(
     from .runtime.session import OnnxDecoder, OnnxDenoiser
 
     archive = reader.path
+    codec = describe(reader).name
+    if codec != "autoencoder":
+        raise InputError(f"{archive}: append does not support codec {codec!r} yet; pack the collection again with the new images")
     cfg = PackConfig.from_dict(reader.config)
     items = _check_names(reader, source, scan_tree(source))
     classes = _classify(items, progress, strict)
@@ -203,11 +207,11 @@ def _append_into(
         else:
             writer.add(entry, reader.read_record(entry))
     write_items(writer, items, classes, coded, cfg.zstd_level, report, progress)
+    report.latent_bytes = sum(len(b) for b in coded.bitstreams.values())  # the new images, coded alone
     training = dict(reader.training)
     training["appends"] = [*training.get("appends", []), {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "images": report.images, "files": report.files, "method": method, "search_steps": steps,
-    report.latent_bytes = sum(len(b) for b in coded.bitstreams.values())  # the new images, coded alone
         "mean_psnr": None if math.isnan(report.mean_psnr) else report.mean_psnr,
         "latent_bytes": report.latent_bytes, "pixels": report.pixels,
     }]  # fmt: skip

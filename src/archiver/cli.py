@@ -141,6 +141,10 @@ def pack(
     strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
     denoiser: bool = typer.Option(False, "--denoiser", help="Also train a post-filter; kept only if it pays for its bytes."),
     model_size: str = typer.Option("auto", "--model-size", help="Decoder size: auto (by pixel count), tiny, small, base, large."),
+    codec: str = typer.Option(
+        "autoencoder", "--codec",
+        help="Image codec: autoencoder (one latent at 1/16) or pyramid (latent grids down to full size; experimental).",
+    ),
     gan: bool = typer.Option(False, "--gan", help="Adversarial phase (PatchGAN, hinge loss) for sharper images."),
     perceptual: str = typer.Option("none", "--perceptual", help="Perceptual term in the loss: none, msssim, lpips."),
     lpips_weights: str = typer.Option(
@@ -172,7 +176,7 @@ def pack(
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
-            refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start,
+            refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start, codec=codec,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(

@@ -21,6 +21,8 @@ __all__ = [
     "TrainConfig",
     "PackConfig",
     "QUALITY_LAMBDAS",
+    "PYRAMID_LAMBDAS",
+    "CODEC_NAMES",
     "parse_duration",
     "config_for_quality",
     "resolve_model_size",
@@ -38,6 +40,15 @@ QUALITY_LAMBDAS: dict[int, float] = {
     7: 0.0932,
     8: 0.1800,
 }
+
+
+#: Image codecs ``pack --codec`` can train (see :mod:`archiver.codecs`).
+CODEC_NAMES = ("autoencoder", "pyramid")
+#: λ per ``--quality`` level for ``--codec pyramid``: geometric from 0.002 to 0.16 (ratio 1.87), so that
+#: level 8 reaches archival quality (36 dB and more) at 8-minute packs: the pyramid spends far more bits
+#: per λ than the autoencoder (one latent per pixel at full size), and 0.05 gave 33.7 dB after 4
+#: minutes of training on the dataset regime (benchmarks/pyramid_probe.py).
+PYRAMID_LAMBDAS: dict[int, float] = {q: round(0.002 * (80 ** ((q - 1) / 7)), 4) for q in range(1, 9)}
 
 
 class _Serializable:
@@ -70,7 +81,8 @@ class ModelConfig(_Serializable):
             the encoder mirrors them.
         res_blocks: residual blocks after each of the first ``res_blocks`` decoder stages
             (0 = plain CAE, the ablation's baseline).
-        residual: if False the residual blocks lose their skip connection (essay ablation).
+        residual: if False the residual blocks lose their skip connection (the ablation of residual
+            learning: plain convolutional blocks).
         upsample: ``"nearest"`` (nearest ×2 then conv3) or ``"shuffle"`` (sub-pixel conv, ICNR init);
             both are free of checkerboard artefacts, ``nearest`` has 4× fewer decoder weights.
     """
@@ -191,6 +203,9 @@ class PackConfig(_Serializable):
         appendable: also store the int8 encoder (``/model/encoder``), so that ``append`` starts each
             new image's latent from it instead of searching from nothing: faster and closer to a
             repack, for the encoder's bytes (about as many as the decoder's).
+        codec: the image codec trained (:data:`CODEC_NAMES`); the archive describes it separately in
+            its ``codec`` attribute (:mod:`archiver.codecs`). ``model`` and ``model_size`` concern
+            ``autoencoder`` only.
     """
 
     quality: int = 4
@@ -200,6 +215,7 @@ class PackConfig(_Serializable):
     int8_weights: bool = True
     model_size: str = "auto"
     appendable: bool = False
+    codec: str = "autoencoder"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PackConfig":
@@ -218,9 +234,12 @@ def config_for_quality(
     device: str = "auto",
     model_size: str = "auto",
     appendable: bool = False,
+    codec: str = "autoencoder",
     **train_overrides: Any,
 ) -> PackConfig:
     """The default :class:`PackConfig` for a ``--quality`` level."""
+    if codec not in CODEC_NAMES:
+        raise InputError(f"--codec must be one of {', '.join(CODEC_NAMES)}, got {codec!r}")
     if model_size not in ("auto", "custom", *MODEL_PRESETS):
         raise InputError(f"--model-size must be auto or one of {', '.join(MODEL_PRESETS)}, got {model_size!r}")
     if quality not in QUALITY_LAMBDAS:
@@ -231,17 +250,20 @@ def config_for_quality(
         raise InputError(f"--perceptual must be none, msssim or lpips, got {train_overrides['perceptual']!r}")
     if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
+    lambdas = PYRAMID_LAMBDAS if codec == "pyramid" else QUALITY_LAMBDAS
     train = TrainConfig(
-        lmbda=QUALITY_LAMBDAS[quality], time_limit=float(time_limit), seed=seed, device=device, **train_overrides
+        lmbda=lambdas[quality], time_limit=float(time_limit), seed=seed, device=device, **train_overrides
     )
     model = MODEL_PRESETS.get(model_size, ModelConfig())
-    return PackConfig(quality=quality, train=train, model=model, model_size=model_size, appendable=appendable)
+    return PackConfig(
+        quality=quality, train=train, model=model, model_size=model_size, appendable=appendable, codec=codec
+    )
 
 
 def resolve_model_size(cfg: PackConfig, pixels: int) -> PackConfig:
     """``cfg`` with ``model_size="auto"`` replaced by the preset :data:`MODEL_BPP_BUDGET` allows for
     a collection of ``pixels`` coded pixels (the smallest preset if none fits)."""
-    if cfg.model_size != "auto":
+    if cfg.model_size != "auto" or cfg.codec != "autoencoder":
         return cfg
     from .architecture import decoder_params
 

@@ -11,14 +11,12 @@ from PIL import Image
 
 from .codec.entropy import LatentCoder
 from .codec.geometry import latent_grid
-from .runtime.session import TILE
-from .config import ModelConfig
 from .container.entries import Entry
 from .container.format import ImageMode
 from .container.reader import ArchiveReader
 from .container.records import ImageRecord
 from .collection.images import restore_image
-from .errors import ArchiverError, CorruptArchiveError, MissingDependencyError
+from .errors import ArchiverError, CorruptArchiveError
 
 __all__ = ["ArchiveDecoder", "BATCH_PIXELS", "Decoded", "image_array"]
 
@@ -53,8 +51,7 @@ class ArchiveDecoder:
         self._coder: LatentCoder | None = None
         self._decoder = None
         self._denoiser = None
-        self._model_cfg = ModelConfig.from_dict(reader.config.get("model", {}))
-        self._min_size = reader.min_size
+        self._side = reader.codec  # the codec's read side (archiver.codecs): stride, coder, runtime
         # Threads sharing one decoder (archiver.open's handle) must not build the sessions twice.
         self._build_lock = threading.Lock()
 
@@ -66,15 +63,10 @@ class ArchiveDecoder:
                 self._build()
 
     def _build(self) -> None:
-        try:
-            from .runtime.graph import attach_weights
-            from .runtime.session import OnnxDecoder
-        except ImportError as exc:
-            raise MissingDependencyError(f"decoding images needs onnx and onnxruntime ({exc})") from None
-        coder = LatentCoder(self.reader.tables())
-        model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
-        decoder = OnnxDecoder(model, self.provider, self.threads)
+        coder = self._side.coder()
+        decoder = self._side.runtime(self.provider, self.threads)
         if self.reader.has_denoiser:
+            from .runtime.graph import attach_weights
             from .runtime.session import OnnxDenoiser
 
             graph = attach_weights(self.reader.onnx_graph("denoiser_onnx"), self.reader.model_arrays("denoiser"))
@@ -83,7 +75,7 @@ class ArchiveDecoder:
         self._decoder = decoder  # last: it marks the decoder as built
 
     def _grid(self, entry: Entry) -> tuple[int, int]:
-        return latent_grid(entry.height, entry.width, self._min_size, self._model_cfg.stride)
+        return latent_grid(entry.height, entry.width, self._side.min_size, self._side.stride)
 
     def _prepare(self, chunk: list[Entry]) -> tuple[list[ImageRecord], np.ndarray]:
         records, latents = [], []
@@ -107,8 +99,8 @@ class ArchiveDecoder:
             buckets.setdefault(self._grid(entry), []).append(entry)
         chunks: list[list[Entry]] = []
         for (h, w), group in buckets.items():
-            per = max(1, min(batch_size, batch_pixels // (h * w * self._model_cfg.stride**2)))
-            if h > TILE or w > TILE:
+            per = max(1, min(batch_size, batch_pixels // (h * w * self._side.stride**2)))
+            if h > self._side.tile or w > self._side.tile:
                 per = 1  # tiled, exactly as pack measured it
             chunks += [group[i : i + per] for i in range(0, len(group), per)]
         return chunks

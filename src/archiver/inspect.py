@@ -16,6 +16,7 @@ from .collection.images import pixel_crc32
 from .config import ModelConfig
 from .container.digest import check_file_digest
 from .container.format import EntryKind, read_text
+from .codecs import describe
 from .container.reader import ArchiveReader
 from .decode import ArchiveDecoder
 from .errors import ArchiverError
@@ -80,6 +81,16 @@ def byte_breakdown(reader: ArchiveReader, archive_bytes: int) -> dict[str, int]:
     return out
 
 
+def _macs_per_pixel(reader: ArchiveReader) -> float:
+    """Multiply–accumulates per pixel of the archive's synthesis (its codec's own count)."""
+    desc = describe(reader)
+    if desc.name == "pyramid":
+        from .codec.pyramid_plan import PyramidSpec
+
+        return PyramidSpec.from_dict(desc.spec).macs_per_pixel()
+    return decoder_macs_per_pixel(ModelConfig.from_dict(desc.spec))
+
+
 def archive_info(path: Path) -> dict:
     """Totals, byte breakdown, ratios, training summary and config of an archive (JSON-able)."""
     path = Path(path)
@@ -128,7 +139,8 @@ def archive_info(path: Path) -> dict:
             "entropy_model": (training.get("entropy_model") or {}).get("chosen", "channel"),
             "warm_start": (training.get("warm_start") or {}).get("name"),
             "pack_seconds": summary.get("pack_seconds"),
-            "decoder_macs_per_pixel": decoder_macs_per_pixel(ModelConfig.from_dict(reader.config.get("model", {}))),
+            "decoder_macs_per_pixel": _macs_per_pixel(reader),
+            "codec": describe(reader).to_dict(),
             "config": reader.config,
         }
 
@@ -198,7 +210,7 @@ def verify(
             try:
                 reader.model_arrays()
                 reader.onnx_graph()
-                reader.tables()
+                reader.codec.coder()  # the codec's entropy model, validated
                 if reader.has_denoiser:
                     reader.model_arrays("denoiser")
                     reader.onnx_graph("denoiser_onnx")

@@ -132,6 +132,9 @@ class CodedImages:
     psnrs: dict[int, float] = field(default_factory=dict)
     crcs: dict[int, int] = field(default_factory=dict)
     postfilter: object = None
+    codec: object = None  #: the CodecDescription of a codec other than the autoencoder (archiver.codecs)
+    entropy_blob: tuple[bytes, list[dict]] | None = None  #: its entropy model's arrays (/model/entropy)
+    coder: object = None  #: its coder (encode_many / decode_many), for the writer's groups
 
 
 def _code_images(
@@ -166,6 +169,10 @@ def _code_images(
     checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every, resume)
     if not resume and os.environ.get("RANK", "0") == "0":
         checkpointer.remove()
+    if cfg.codec == "pyramid":
+        from .pack_pyramid import code_images_pyramid
+
+        return code_images_pyramid(cfg, images, checkpointer, checkpoint_dir(output) / "spool", progress)
     torch.manual_seed(cfg.train.seed)
     result = training_mod.train_codec(
         training_set([images[i] for i in image_ids], cfg.train.seed), cfg,
@@ -252,13 +259,6 @@ def _code_images(
     return out
 
 
-def write_items(
-    writer: ArchiveWriter,
-    items: list[ScanItem],
-    classes: dict[int, SourceImage | str],
-    coded: CodedImages,
-    zstd_level: int,
-    report: PackReport,
 def _add_image(writer: ArchiveWriter, entry: Entry, image: SourceImage, coded: CodedImages, i: int) -> None:
     """One coded image: its latent and extras go to the writer's group of its shape."""
     im = image if image.resident else image.full()  # the extras need its blobs
@@ -268,6 +268,13 @@ def _add_image(writer: ArchiveWriter, entry: Entry, image: SourceImage, coded: C
     writer.add_image(entry, coded.latents(i), im.info, im.blobs)
 
 
+def write_items(
+    writer: ArchiveWriter,
+    items: list[ScanItem],
+    classes: dict[int, SourceImage | str],
+    coded: CodedImages,
+    zstd_level: int,
+    report: PackReport,
     progress: ProgressCallback | None = None,
 ) -> None:
     """Add every scanned item to ``writer``: folders, symlinks, coded images (their latent, kept
@@ -332,6 +339,10 @@ def pack(
     """
     started = time.monotonic()
     _import_training()  # fail before any work when torch is missing
+    if cfg.codec == "pyramid":
+        from .pack_pyramid import check_pyramid_options
+
+        check_pyramid_options(cfg)
     if cfg.train.perceptual == "lpips":
         from .model.perceptual import load_lpips
 
@@ -369,7 +380,11 @@ def pack(
             if coded.encoder_blob is not None:
                 writer.write_model(*coded.encoder_blob, name="encoder")
             writer.write_onnx(coded.onnx_graph, OPSET, cfg.zstd_level)
-            writer.write_tables(coded.tables)
+            if coded.codec is not None:  # a codec with its own entropy model (archiver.codecs)
+                writer.write_entropy(*coded.entropy_blob, coded.coder)  # type: ignore[misc]
+                writer.set_json("codec", coded.codec.to_dict())
+            else:
+                writer.write_tables(coded.tables)
             pf = coded.postfilter
             if pf is not None and pf.kept:
                 writer.write_denoiser(pf.blob, pf.manifest, pf.graph, OPSET, cfg.zstd_level)
@@ -387,7 +402,7 @@ def pack(
             },
         )  # fmt: skip
         report.archive_bytes = writer.commit()
+        report.latent_bytes = writer.latent_bytes
     if images:
         shutil.rmtree(checkpoint_dir(output), ignore_errors=True)  # the archive is complete
     return report
-        report.latent_bytes = writer.latent_bytes

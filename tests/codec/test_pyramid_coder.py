@@ -63,11 +63,16 @@ def test_round_trip(seed, hb, wb, spread):
 def test_network_is_integer_and_exact():
     net = random_net(1)
     rng = np.random.default_rng(0)
-    x = rng.integers(-1023, 1024, (500, context_features_count(SPEC, 1))).astype(np.float64)
-    mean, bucket = net.run(1, x)
-    # The same arithmetic in Python integers (arbitrary precision) gives the same answer.
+    level = 2
+    x = rng.integers(-1023, 1024, (500, context_features_count(SPEC, 1) - SPEC.levels)).astype(np.float64)
+    mean, bucket = net.run(1, level, np.ascontiguousarray(x.T))
+    # The same arithmetic in Python integers (arbitrary precision) gives the same answer, with the
+    # level's one-hot as inputs.
+    onehot = np.zeros((500, SPEC.levels), np.int64)
+    onehot[:, level] = 1
+    full = np.concatenate([x.astype(np.int64), onehot], 1)
     (w1, b1), (w2, b2), (w3, b3) = net.layers[1]
-    for row, m, k in zip(x.astype(np.int64)[:50], mean[:50], bucket[:50]):
+    for row, m, k in zip(full[:50], mean[:50], bucket[:50]):
         h = [min(max(int(np.dot(w1[o].astype(np.int64), row)) + int(b1[o]), 0), (1 << 24) - 1) for o in range(len(b1))]
         h = [min(max((int(np.dot(w2[o].astype(np.int64), h)) + int(b2[o]) * 256) // 256, 0), (1 << 24) - 1) for o in range(len(b2))]
         o = [(int(np.dot(w3[i].astype(np.int64), h)) + int(b3[i]) * 256) // 256 for i in range(2)]

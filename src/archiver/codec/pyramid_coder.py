@@ -82,7 +82,8 @@ def _shifted(g: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def phase_features(spec: PyramidSpec, grids: list[np.ndarray | None], level: int, phase: int,
                    rows: np.ndarray, cols: np.ndarray) -> np.ndarray:  # fmt: skip
-    """(n, F) float64 integer features of the positions (rows, cols) of ``level`` in ``phase``.
+    """(F, n) float64 integer features of the positions (rows, cols) of ``level`` in ``phase``, without
+    the level's one-hot (:meth:`ContextNet.run` adds its column to the bias: the same integers).
 
     ``grids[level + 1]`` must be complete; in phase 1 ``grids[level]``'s anchors must be decoded.
     """
@@ -99,9 +100,7 @@ def phase_features(spec: PyramidSpec, grids: list[np.ndarray | None], level: int
         own = np.clip(grids[level], -FEATURE_CLIP, FEATURE_CLIP).astype(np.float64)
         for dy, dx in NEIGHBOURS:
             feats.append(_shifted(own, dy, dx)[rows, cols])
-    onehot = np.zeros((rows.size, spec.levels))
-    onehot[:, level] = 1.0
-    return np.concatenate([np.stack(feats, 1), onehot], 1)
+    return np.stack(feats, 0)
 
 
 @dataclass(frozen=True)
@@ -155,24 +154,27 @@ class ContextNet:
         except KeyError as exc:
             raise CorruptArchiveError(f"pyramid context network: array {exc} missing") from None
 
-    def run(self, phase: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, bucket), int64 each, of the (n, F) integer features ``x`` (float64 holding integers;
-        in-place steps: a full-size phase has millions of rows)."""
+    def run(self, phase: int, level: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, bucket), int64 each, for positions of ``level`` with the (F − L, n) integer features
+        ``x`` (float64 holding integers; one column per position, the layout BLAS is fast at for
+        millions of positions; in-place steps). The level's one-hot input is folded into the first
+        bias: W·onehot is the level's column of W."""
         (w1, b1), (w2, b2), (w3, b3) = [(w.astype(np.float64), b.astype(np.float64)) for w, b in self.layers[phase]]
-        h = x @ w1.T
-        h += b1
+        f = x.shape[0]
+        h = w1[:, :f] @ x
+        h += (b1 + w1[:, f + level])[:, None]
         np.clip(h, 0, ACT_MAX, out=h)
-        h = self._shift(h @ w2.T, b2)
+        h = self._shift(w2 @ h, b2)
         np.clip(h, 0, ACT_MAX, out=h)
-        o = self._shift(h @ w3.T, b3)
-        mean = np.clip(np.floor((o[:, 0] + _ONE // 2) / _ONE), -SYMBOL_CLIP, SYMBOL_CLIP)
-        bucket = np.clip(np.floor((o[:, 1] - SCALE_LOW) / SCALE_STEP), 0, BUCKETS - 1)
+        o = self._shift(w3 @ h, b3)
+        mean = np.clip(np.floor((o[0] + _ONE // 2) / _ONE), -SYMBOL_CLIP, SYMBOL_CLIP)
+        bucket = np.clip(np.floor((o[1] - SCALE_LOW) / SCALE_STEP), 0, BUCKETS - 1)
         return mean.astype(np.int64), bucket.astype(np.int64)
 
     @staticmethod
     def _shift(acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """``floor((acc + bias · 2**8) / 2**8)`` in place (dividing by a power of two is exact)."""
-        acc += bias * _ONE
+        acc += (bias * _ONE)[:, None]
         acc *= 1.0 / _ONE
         return np.floor(acc, out=acc)
 
@@ -285,7 +287,7 @@ class PyramidCoder:
                 rows, cols = _phase_positions(h, w, phase)
                 if rows.size == 0:
                     continue
-                mean, bucket = self.net.run(phase, phase_features(self.spec, grids, level, phase, rows, cols))
+                mean, bucket = self.net.run(phase, level, phase_features(self.spec, grids, level, phase, rows, cols))
                 yield level, rows, cols, mean, bucket
 
     def count(self, grids: list[np.ndarray], counter: HistogramCounter) -> None:
@@ -337,7 +339,7 @@ class PyramidCoder:
             for phase in (0, 1):
                 rows, cols = _phase_positions(h, w, phase)
                 if rows.size:
-                    mean, bucket = self.net.run(phase, phase_features(self.spec, grids, level, phase, rows, cols))
+                    mean, bucket = self.net.run(phase, level, phase_features(self.spec, grids, level, phase, rows, cols))
                     grid[rows, cols] = self._decode_phase(decoder, mean, bucket)
         return [g.astype(np.int32) for g in grids]  # type: ignore[union-attr]
 

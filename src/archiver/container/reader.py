@@ -22,7 +22,7 @@ import zstandard
 
 from ..codec.context import ContextTables
 from ..codec.entropy import LatentCoder
-from ..codec.geometry import STRIDE, latent_grid
+from ..codec.geometry import latent_grid
 from ..codec.tables import PRECISION, FrequencyTables
 from ..codec.weights import unpack_arrays
 from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
@@ -74,6 +74,7 @@ class ArchiveReader:
             raise NotAnArchiveError(f"{self.path} is not an .nca archive (not an HDF5 file)") from None
         self._index: Index | None = None
         self._coder: LatentCoder | None = None
+        self._codec = None  # the codec's read side, made on first use
         self._groups: OrderedDict[int, list[tuple[np.ndarray, ImageRecord]]] = OrderedDict()
         self._lock = threading.RLock()
         try:
@@ -166,12 +167,25 @@ class ArchiveReader:
             if index.blocks[k].is_group and len({self._grid(e) for e in members}) != 1:
                 raise CorruptArchiveError(f"{self.path}: image group {k} mixes latent shapes")
 
-    def _grid(self, entry: Entry) -> tuple[int, int]:
-        """(rows, columns) of an image entry's latent, from its size, the training crop and the stride."""
-        from ..config import ModelConfig
+    def codec_attr(self) -> str | None:
+        """The JSON codec description (:mod:`archiver.codecs`), or None: the autoencoder of
+        ``config.model`` (every archive before format version 3, and version 3 archives of it)."""
+        doc = self._index.documents.get("codec") if self._index is not None else None
+        return json.dumps(doc) if doc else None
 
-        stride = ModelConfig.from_dict(self.config.get("model", {})).stride if self.config.get("model") else STRIDE
-        return latent_grid(entry.height, entry.width, self.min_size, stride)
+    @property
+    def codec(self):
+        """The read side of the archive's image codec (:func:`archiver.codecs.read_side`), made once."""
+        if self._codec is None:
+            from ..codecs import read_side
+
+            self._codec = read_side(self)
+        return self._codec
+
+    def _grid(self, entry: Entry) -> tuple[int, int]:
+        """(rows, columns) of an image entry's latent, from its size and the codec's stride and
+        smallest coded size."""
+        return latent_grid(entry.height, entry.width, self.codec.min_size, self.codec.stride)
 
     @property
     def blocks(self) -> list[Block]:
@@ -199,7 +213,7 @@ class ArchiveReader:
     def _latent_coder(self) -> LatentCoder:
         with self._lock:
             if self._coder is None:
-                self._coder = LatentCoder(self.tables())
+                self._coder = self.codec.coder()
             return self._coder
 
     def _group(self, entry: Entry) -> list[tuple[np.ndarray, ImageRecord]]:

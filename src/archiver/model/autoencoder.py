@@ -6,14 +6,14 @@ import torch
 from torch import nn
 
 from ..architecture import LEAKY_SLOPE, decoder_plan
-from ..codec.geometry import padded_size
+from ..codec.geometry import STRIDE, padded_size
 from ..config import ModelConfig
 from .blocks import Downsample, ResBlock, conv3, make_upsample
 
 __all__ = ["Encoder", "Decoder", "Autoencoder", "pad_to_stride"]
 
 
-def pad_to_stride(x: torch.Tensor, stride: int = 16, min_size: int = 0) -> torch.Tensor:
+def pad_to_stride(x: torch.Tensor, stride: int = STRIDE, min_size: int = 0) -> torch.Tensor:
     """Replicate-pad an NCHW batch on the bottom/right to :func:`padded_size`."""
     h, w = x.shape[-2:]
     th, tw = padded_size(h, w, min_size, stride)
@@ -29,12 +29,12 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         w16, w8, w4, w2 = cfg.widths
-        layers: list[nn.Module] = [Downsample(3, w2), nn.LeakyReLU(0.2)]
-        layers += [Downsample(w2, w4), nn.LeakyReLU(0.2)]
-        layers += [Downsample(w4, w8), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [Downsample(3, w2), nn.LeakyReLU(LEAKY_SLOPE)]
+        layers += [Downsample(w2, w4), nn.LeakyReLU(LEAKY_SLOPE)]
+        layers += [Downsample(w4, w8), nn.LeakyReLU(LEAKY_SLOPE)]
         if cfg.res_blocks >= 2:
             layers.append(ResBlock(w8, cfg.residual))
-        layers += [Downsample(w8, w16), nn.LeakyReLU(0.2)]
+        layers += [Downsample(w8, w16), nn.LeakyReLU(LEAKY_SLOPE)]
         if cfg.res_blocks >= 1:
             layers.append(ResBlock(w16, cfg.residual))
         layers.append(conv3(w16, cfg.latent_channels))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..architecture import LEAKY_SLOPE
+
 __all__ = ["conv3", "ResBlock", "Downsample", "Upsample", "NearestUpsample", "make_upsample"]
 
 
@@ -24,7 +26,7 @@ class ResBlock(nn.Module):
         super().__init__()
         self.conv1 = conv3(channels, channels)
         self.conv2 = conv3(channels, channels)
-        self.act = nn.LeakyReLU(0.2)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE)
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +61,7 @@ class Upsample(nn.Module):
     def _icnr(self, cout: int) -> None:
         with torch.no_grad():
             base = torch.empty(cout, self.conv.in_channels, 3, 3)
-            nn.init.kaiming_uniform_(base, a=0.2)
+            nn.init.kaiming_uniform_(base, a=LEAKY_SLOPE)
             # PixelShuffle takes output channel c*4 + k to sub-pixel k of channel c.
             self.conv.weight.copy_(base.repeat_interleave(4, dim=0))
             self.conv.bias.zero_()

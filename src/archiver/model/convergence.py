@@ -1,4 +1,5 @@
-"""Convergence detection after the extended essay: stop when the loss has flattened and quality has.
+"""Convergence detection: stop when the loss has flattened (a line fitted to the last window of losses)
+and the held-back quality has stopped moving.
 
 Every ``window`` steps a least-squares line is fitted to the last ``window`` training losses; the
 run is *converged* when the fitted change over the window is below ``slope_tol`` of the mean loss

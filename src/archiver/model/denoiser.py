@@ -1,4 +1,4 @@
-"""The optional post-filter (extended essay's denoiser): a few residual blocks with channel attention.
+"""The optional post-filter (a post-filter on the decoded pixels): a few residual blocks with channel attention.
 
 It maps the decoder's 8-bit output to a corrected image (``x + f(x)``) and is trained on the
 collection's own (reconstruction, original) pairs after the codec has converged. Pack keeps it only if
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..architecture import LEAKY_SLOPE
 from .convergence import ConvergenceDetector
 
 __all__ = ["DenoiserConfig", "Denoiser", "train_denoiser", "worth_keeping", "DB_PER_DOUBLING"]
@@ -41,7 +42,7 @@ class _AttentionBlock(nn.Module):
         self.conv2 = nn.Conv2d(c, c, 3, padding=1)
         self.squeeze = nn.Conv2d(c, max(4, c // 4), 1)
         self.excite = nn.Conv2d(max(4, c // 4), c, 1)
-        self.act = nn.LeakyReLU(0.2)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(self.act(self.conv1(x)))
@@ -61,7 +62,7 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.tail(self.blocks(nn.functional.leaky_relu(self.head(x), 0.2)))
+        return x + self.tail(self.blocks(nn.functional.leaky_relu(self.head(x), LEAKY_SLOPE)))
 
 
 def _crops(pairs: list[tuple[np.ndarray, np.ndarray]], n: int, size: int, rng: np.random.Generator):

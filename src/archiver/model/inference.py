@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..codec.geometry import STRIDE
+from ..codec.geometry import STRIDE, tiles
 from ..config import ModelConfig
 from .autoencoder import Decoder, Encoder, pad_to_stride
 from .int8 import load_quantized
@@ -56,17 +56,14 @@ def encode_tiled(encoder: Encoder, x: torch.Tensor, tile: int = ENCODE_TILE, hal
     if h <= tile + 2 * halo and w <= tile + 2 * halo:
         return encoder(x)
     out: torch.Tensor | None = None
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, xa = max(0, y0 - halo), max(0, x0 - halo)
-            part = encoder(x[..., ya : min(h, y1 + halo), xa : min(w, x1 + halo)])
-            if out is None:
-                out = part.new_empty((1, part.shape[1], h // stride, w // stride))
-            oy, ox = (y0 - ya) // stride, (x0 - xa) // stride
-            out[..., y0 // stride : y1 // stride, x0 // stride : x1 // stride] = part[
-                ..., oy : oy + (y1 - y0) // stride, ox : ox + (x1 - x0) // stride
-            ]
+    for y0, y1, x0, x1, ya, yb, xa, xb in tiles(h, w, tile, halo):
+        part = encoder(x[..., ya:yb, xa:xb])
+        if out is None:
+            out = part.new_empty((1, part.shape[1], h // stride, w // stride))
+        oy, ox = (y0 - ya) // stride, (x0 - xa) // stride
+        out[..., y0 // stride : y1 // stride, x0 // stride : x1 // stride] = part[
+            ..., oy : oy + (y1 - y0) // stride, ox : ox + (x1 - x0) // stride
+        ]
     return out
 
 

@@ -173,11 +173,12 @@ class PyramidCodec(nn.Module):
     def steps(self, quality: int) -> torch.Tensor:
         return torch.exp(self.log_steps[quality - 1])
 
-    def forward(self, x: torch.Tensor, quality: int, noise: bool = True):
-        """(x_hat, bits per image element list, grids_q) for a training batch."""
+    def forward(self, x: torch.Tensor, quality: int, noise: bool = True, coarse_from: int = 0):
+        """(x_hat, total bits) for a batch. Levels below ``coarse_from`` are held at zero (the coarse
+        first phase of training, see :mod:`archiver.model.pyramid_train`)."""
         steps = self.steps(quality)
         grids = self.encoder(x)
-        scaled = [g / steps[i] for i, g in enumerate(grids)]
+        scaled = [g / steps[i] * (0.0 if i < coarse_from else 1.0) for i, g in enumerate(grids)]
         hard = [s + (torch.round(s) - s).detach() for s in scaled]
         x_hat = self.synthesis([q * steps[i] for i, q in enumerate(hard)])
         rate_in = [s + torch.empty_like(s).uniform_(-0.5, 0.5) for s in scaled] if noise else hard

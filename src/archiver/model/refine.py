@@ -29,7 +29,7 @@ REFINE_HALO = 6
 #: Adam step, in quantization steps, when starting from the encoder's latent (already close).
 REFINE_LR = 0.02
 
-from ..codec.geometry import STRIDE
+from ..codec.geometry import STRIDE, tiles
 
 
 def refine_latent(
@@ -62,20 +62,16 @@ def refine_latent(
     if steps <= 0:
         return out
     h, w = out.shape[-2:]
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, xa = max(0, y0 - halo), max(0, x0 - halo)
-            yb, xb = min(h, y1 + halo), min(w, x1 + halo)
-            context = out[..., ya:yb, xa:xb]
-            pixels = target[..., ya * stride : yb * stride, xa * stride : xb * stride]
-            # The tile's own pixels that are image, not padding, in the crop's coordinates.
-            box = (
-                (y0 - ya) * stride, min(y1 * stride, valid[0]) - ya * stride,
-                (x0 - xa) * stride, min(x1 * stride, valid[1]) - xa * stride,
-            )  # fmt: skip
-            centre = (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
-            out[..., y0:y1, x0:x1] = _optimise(decoder, pixels, context, centre, box, rate, lmbda, steps, lr, clamp, cosine)
+    for y0, y1, x0, x1, ya, yb, xa, xb in tiles(h, w, tile, halo):
+        context = out[..., ya:yb, xa:xb]
+        pixels = target[..., ya * stride : yb * stride, xa * stride : xb * stride]
+        # The tile's own pixels that are image, not padding, in the crop's coordinates.
+        box = (
+            (y0 - ya) * stride, min(y1 * stride, valid[0]) - ya * stride,
+            (x0 - xa) * stride, min(x1 * stride, valid[1]) - xa * stride,
+        )  # fmt: skip
+        centre = (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
+        out[..., y0:y1, x0:x1] = _optimise(decoder, pixels, context, centre, box, rate, lmbda, steps, lr, clamp, cosine)
     return out
 
 

@@ -12,6 +12,7 @@ import torch
 
 from torch import nn
 
+from ..codec.geometry import STRIDE
 from ..config import PackConfig
 from ..errors import InputError
 from .adversarial import AdversarialPhase, last_layer_weight
@@ -118,7 +119,7 @@ def _crop_size(images: list[np.ndarray], wanted: int) -> int:
     crops: 31 dB decoded at 64×64, 14 dB at 48×64).
     """
     largest = max(max(im.shape[:2]) for im in images)
-    return int(min(wanted, max(16, math.ceil(largest / 16) * 16)))
+    return int(min(wanted, max(STRIDE, math.ceil(largest / STRIDE) * STRIDE)))
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from ..codec.geometry import STRIDE, tiles
 from ..errors import InputError
 from .graph import INPUT, OUTPUT, fold_dequantize
 
@@ -60,7 +61,7 @@ class OnnxDecoder:
 
     def __init__(
         self, model: onnx.ModelProto, provider: str = "auto", threads: int | None = None,
-        stride: int = 16, tile: int = TILE, halo: int = HALO,
+        stride: int = STRIDE, tile: int = TILE, halo: int = HALO,
     ) -> None:  # fmt: skip
         self.providers = resolve_providers(provider)
         self.session = _session(model, self.providers, threads)
@@ -84,16 +85,12 @@ class OnnxDecoder:
         if h <= size and w <= size:
             return self.decode_batch(latent[None])[0, :height, :width]
         out = np.empty((h * stride, w * stride, 3), dtype=np.uint8)
-        for y0 in range(0, h, size):
-            for x0 in range(0, w, size):
-                y1, x1 = min(y0 + size, h), min(x0 + size, w)
-                ya, xa = max(0, y0 - halo), max(0, x0 - halo)
-                yb, xb = min(h, y1 + halo), min(w, x1 + halo)
-                tile = self.decode_batch(latent[None, :, ya:yb, xa:xb])[0]
-                oy, ox = (y0 - ya) * stride, (x0 - xa) * stride
-                out[y0 * stride : y1 * stride, x0 * stride : x1 * stride] = tile[
-                    oy : oy + (y1 - y0) * stride, ox : ox + (x1 - x0) * stride
-                ]
+        for y0, y1, x0, x1, ya, yb, xa, xb in tiles(h, w, size, halo):
+            tile = self.decode_batch(latent[None, :, ya:yb, xa:xb])[0]
+            oy, ox = (y0 - ya) * stride, (x0 - xa) * stride
+            out[y0 * stride : y1 * stride, x0 * stride : x1 * stride] = tile[
+                oy : oy + (y1 - y0) * stride, ox : ox + (x1 - x0) * stride
+            ]
         return out[:height, :width]
 
 
@@ -123,10 +120,6 @@ class OnnxDenoiser:
         if h <= FILTER_TILE and w <= FILTER_TILE:
             return self._run(rgb)
         out = np.empty_like(rgb)
-        for y0 in range(0, h, FILTER_TILE):
-            for x0 in range(0, w, FILTER_TILE):
-                y1, x1 = min(y0 + FILTER_TILE, h), min(x0 + FILTER_TILE, w)
-                ya, xa = max(0, y0 - FILTER_HALO), max(0, x0 - FILTER_HALO)
-                tile = self._run(rgb[ya : min(h, y1 + FILTER_HALO), xa : min(w, x1 + FILTER_HALO)])
-                out[y0:y1, x0:x1] = tile[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        for y0, y1, x0, x1, ya, yb, xa, xb in tiles(h, w, FILTER_TILE, FILTER_HALO):
+            out[y0:y1, x0:x1] = self._run(rgb[ya:yb, xa:xb])[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
         return out

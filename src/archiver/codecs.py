@@ -1,0 +1,141 @@
+"""The codec seam: every image codec an archive can name, and the read side of each (numpy + ONNX
+Runtime, never torch).
+
+An archive names its codec in the root attribute ``codec`` (JSON ``{"name", "version", "spec"}``,
+format version 3 on); archives without it use ``autoencoder`` version 1, described by
+``config.model``. A read side gives what decoding needs, whatever the codec:
+
+- ``stride``: pixels per latent position; ``min_size``: smallest side an image was coded at;
+- ``coder()``: an object with ``decode(bitstream, h, w) -> (C, h, w) int32 latent`` (and ``encode``);
+- ``runtime(provider, threads)``: an :class:`archiver.runtime.session.OnnxDecoder` that turns a batch of
+  latents into pixels, tiling large ones.
+
+The train side of each codec lives in :mod:`archiver.model` (``training`` for ``autoencoder``,
+``pyramid_train`` for ``pyramid``) and is reached from :mod:`archiver.pack`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import _Serializable
+from .errors import CorruptArchiveError, MissingDependencyError
+
+__all__ = [
+    "CodecDescription", "CODECS", "describe", "read_side", "AutoencoderReadSide", "PyramidReadSide", "pyramid_tiling",
+]  # fmt: skip
+
+#: Codec names and the versions of each this archiver reads.
+CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1,)}
+#: First format version whose archives may carry the ``codec`` root attribute.
+CODEC_ATTR_SINCE = 3
+
+
+@dataclass(frozen=True)
+class CodecDescription(_Serializable):
+    """What an archive says about its image codec (separate from how it was packed)."""
+
+    name: str = "autoencoder"
+    version: int = 1
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def describe(reader) -> CodecDescription:
+    """The codec of an open :class:`~archiver.container.reader.ArchiveReader` (validated)."""
+    raw = reader.codec_attr()
+    if raw is None:
+        return CodecDescription("autoencoder", 1, reader.config.get("model", {}))
+    if reader.format_version < CODEC_ATTR_SINCE:
+        raise CorruptArchiveError(f"{reader.path}: a codec attribute in a format version {reader.format_version} archive")
+    try:
+        data = json.loads(raw)
+        desc = CodecDescription(str(data["name"]), int(data["version"]), dict(data["spec"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptArchiveError(f"{reader.path}: root attribute 'codec' is not a codec description ({exc})") from None
+    if desc.version not in CODECS.get(desc.name, ()):
+        raise CorruptArchiveError(
+            f"{reader.path}: codec {desc.name!r} version {desc.version} is not one this archiver reads "
+            f"({', '.join(f'{n} {v}' for n, v in CODECS.items())})"
+        )
+    return desc
+
+
+def _runtime_imports():
+    try:
+        from .runtime.graph import attach_weights
+        from .runtime.session import OnnxDecoder
+    except ImportError as exc:
+        raise MissingDependencyError(f"decoding images needs onnx and onnxruntime ({exc})") from None
+    return attach_weights, OnnxDecoder
+
+
+class AutoencoderReadSide:
+    """Format versions 1–2 codec: one latent at 1/16, per-channel or context tables, conv decoder."""
+
+    def __init__(self, reader, desc: CodecDescription) -> None:
+        from .config import ModelConfig
+        from .runtime.session import HALO, TILE
+
+        self.reader = reader
+        self.model = ModelConfig.from_dict(desc.spec)
+        self.stride, self.min_size = self.model.stride, reader.min_size
+        self.tile, self.halo = TILE, HALO
+
+    def coder(self):
+        from .codec.entropy import LatentCoder
+
+        return LatentCoder(self.reader.tables())
+
+    def runtime(self, provider: str, threads: int | None):
+        attach_weights, OnnxDecoder = _runtime_imports()
+        model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
+        return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo)
+
+
+#: The pyramid's runtime tiles: pixels per tile side, and pixels of context around a tile (bilinear
+#: upsampling reads one coarse cell beyond the tile, the 3×3 layers one pixel each).
+PYRAMID_TILE_PX = 512
+PYRAMID_HALO_PX = 64
+
+
+def pyramid_tiling(stride: int) -> tuple[int, int]:
+    """(tile, halo) in packed latent positions for a pyramid of ``stride`` (pack and extract agree)."""
+    return max(1, PYRAMID_TILE_PX // stride), max(1, -(-PYRAMID_HALO_PX // stride))
+
+
+class PyramidReadSide:
+    """The latent-pyramid codec: grids from full size to 1/2**(L-1), integer context coder, tiny
+    synthesis. Latents travel packed at the coarsest grid (:func:`archiver.codec.pyramid_plan.pack_grids`)."""
+
+    def __init__(self, reader, desc: CodecDescription) -> None:
+        from .codec.pyramid_plan import PyramidSpec
+
+        self.reader = reader
+        self.spec = PyramidSpec.from_dict(desc.spec)
+        self.stride, self.min_size = self.spec.stride, 0
+        self.tile, self.halo = pyramid_tiling(self.stride)
+
+    def coder(self):
+        from .codec.pyramid_coder import PackedPyramidCoder
+
+        arrays = self.reader.model_arrays("entropy")
+        return PackedPyramidCoder.from_arrays(self.spec, arrays)
+
+    def runtime(self, provider: str, threads: int | None):
+        attach_weights, OnnxDecoder = _runtime_imports()
+        arrays = {k: v for k, v in self.reader.model_arrays().items()}
+        model = attach_weights(self.reader.onnx_graph(), arrays)
+        return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo)
+
+
+def read_side(reader):
+    """The read side of the archive's codec."""
+    desc = describe(reader)
+    if desc.name == "pyramid":
+        return PyramidReadSide(reader, desc)
+    return AutoencoderReadSide(reader, desc)

@@ -1,0 +1,62 @@
+"""The codec seam: old archives are the autoencoder, a codec attribute is validated before use."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archiver.codecs import AutoencoderReadSide, CodecDescription, PyramidReadSide, describe, read_side
+from archiver.container.reader import ArchiveReader
+from archiver.errors import CorruptArchiveError
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+class FakeReader:
+    def __init__(self, codec, version=3):
+        self.path, self.format_version = Path("x.nca"), version
+        self.config, self.training = {"model": {}}, {"crop": 64}
+        self._codec = codec
+
+    def codec_attr(self):
+        return self._codec
+
+    @property
+    def min_size(self):
+        return 64
+
+
+@pytest.mark.parametrize("name", ["v1-mixed.nca", "v2-mixed.nca"])
+def test_old_archives_are_the_autoencoder(name):
+    with ArchiveReader(GOLDEN / name) as reader:
+        desc = describe(reader)
+        side = read_side(reader)
+    assert desc.name == "autoencoder" and desc.version == 1
+    assert isinstance(side, AutoencoderReadSide) and side.stride == 16
+
+
+def test_pyramid_description_gives_its_read_side():
+    spec = {"channels": [1, 1, 1, 1], "hidden": [8], "refine": 1}
+    side = read_side(FakeReader(CodecDescription("pyramid", 1, spec).to_json()))
+    assert isinstance(side, PyramidReadSide)
+    assert side.stride == 8 and side.min_size == 0
+    assert side.tile * side.stride == 512 and side.halo * side.stride >= 64
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        json.dumps({"name": "pyramid"}),
+        json.dumps({"name": "pyramid", "version": 9, "spec": {}}),
+        json.dumps({"name": "jpeg", "version": 1, "spec": {}}),
+    ],
+)
+def test_bad_codec_descriptions_are_refused(raw):
+    with pytest.raises(CorruptArchiveError):
+        describe(FakeReader(raw))
+
+
+def test_codec_attribute_needs_format_version_3():
+    with pytest.raises(CorruptArchiveError):
+        describe(FakeReader(CodecDescription("pyramid", 1, {}).to_json(), version=2))
