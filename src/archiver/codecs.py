@@ -1,7 +1,7 @@
 """The codec seam: every image codec an archive can name, and the read side of each (numpy + ONNX
 Runtime, never torch).
 
-An archive names its codec in the root attribute ``codec`` (JSON ``{"name", "version", "spec"}``,
+An archive names its codec in its ``codec`` document (JSON ``{"name", "version", "spec"}``,
 format version 3 on); archives without it use ``autoencoder`` version 1, described by
 ``config.model``. A read side gives what decoding needs, whatever the codec:
 
@@ -29,7 +29,7 @@ __all__ = [
 
 #: Codec names and the versions of each this archiver reads.
 CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1,)}
-#: First format version whose archives may carry the ``codec`` root attribute.
+#: First format version whose archives may carry a ``codec`` document.
 CODEC_ATTR_SINCE = 3
 
 
@@ -56,7 +56,7 @@ def describe(reader) -> CodecDescription:
         data = json.loads(raw)
         desc = CodecDescription(str(data["name"]), int(data["version"]), dict(data["spec"]))
     except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptArchiveError(f"{reader.path}: root attribute 'codec' is not a codec description ({exc})") from None
+        raise CorruptArchiveError(f"{reader.path}: the codec document is not a codec description ({exc})") from None
     if desc.version not in CODECS.get(desc.name, ()):
         raise CorruptArchiveError(
             f"{reader.path}: codec {desc.name!r} version {desc.version} is not one this archiver reads "

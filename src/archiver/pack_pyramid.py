@@ -40,6 +40,7 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
     from .codec.weights import pack_arrays
     from .model.pyramid_train import context_net, infer_packed, int8_synthesis, synthesis_arrays, train_pyramid
     from .model.refine import RefineBudget
+    from .model.training import resolve_device
     from .pack import CodedImages
     from .runtime.graph import attach_weights, graph_only
     from .runtime.pyramid_graph import build_pyramid_graph
@@ -54,6 +55,7 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
         progress=lambda p: emit(progress, "train", p.step, 0, p), checkpointer=checkpointer,
     )  # fmt: skip
     out.training = result.summary()
+    out.training["device"] = str(resolve_device(cfg.train.device))
     arrays = synthesis_arrays(result.codec, cfg.quality)
     out.model_blob = pack_arrays(arrays, cfg.zstd_level)
     out.onnx_graph = graph_only(build_pyramid_graph(spec))

@@ -1,6 +1,7 @@
 """Regenerate the golden archive of the current format version (only when the format changes!).
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py                  # the autoencoder (the default codec)
+    python tests/golden/make_golden.py --codec pyramid  # another codec: v<N>-<codec>-mixed.nca
 
 Old versions' files must stay as they are: tests/container/test_golden.py checks that they still open,
 list and decode to exactly the pixels measured when they were written. The tree grew with version 3
@@ -44,6 +45,19 @@ def build(root: Path) -> None:
 
 
 def main() -> None:
+    if "--codec" in sys.argv:  # python tests/golden/make_golden.py --codec pyramid
+        codec = sys.argv[sys.argv.index("--codec") + 1]
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "src"
+            build(src)
+            # a step cap, so that the latents carry real symbols whatever the machine's speed
+            cfg = config_for_quality(8, time_limit=120, max_steps=200, seed=0, codec=codec, refine_steps=3)
+            out = HERE / f"v{FORMAT_VERSION}-{codec}-mixed.nca"
+            pack(src, out, cfg, force=True)
+            (out.with_suffix(".json")).write_text(json.dumps(list_entries(out), indent=1) + "\n")
+            print(out, out.stat().st_size, "bytes")
+        return
+
     # Two small images never pay for context tables, so the fit would keep the per-channel model;
     # the golden file must cover the context coder (version 2), so it is made with S = K = 2.
     import functools
