@@ -203,7 +203,11 @@ def _append_into(
     for entry in reader.entries:
         if entry.kind is EntryKind.IMAGE:
             latent, record = reader.read_image(entry)
-            writer.add_image(entry, latent, record.info, record.blobs)
+            group = None
+            if entry.block >= 0:  # version 3: the group stays whole, with its pixel check
+                group = entry.block
+                writer.keep_group(group, reader.blocks[group].pixel_crc32, len(reader.group_members(entry)))
+            writer.add_image(entry, latent, record.info, record.blobs, group=group)
         else:
             writer.add(entry, reader.read_record(entry))
     write_items(writer, items, classes, coded, cfg.zstd_level, report, progress)

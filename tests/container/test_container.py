@@ -1,4 +1,5 @@
 import json
+import zlib
 import math
 from pathlib import Path
 
@@ -305,3 +306,26 @@ def test_string_attributes_are_fixed_length(tmp_path, rng):
                     assert not tid.is_variable_str(), f"{owner.name}@{name} is a variable-length string"
     with ArchiveReader(path) as r:
         assert r.config == {"name": "config"} and r.entries[0].note == "why"
+
+
+def test_kept_groups_keep_their_pixel_check(tmp_path):
+    """What append does to a version-3 archive: old groups re-added whole keep their pixel check
+    (their members' own pixel CRCs are not stored); new images of the same shape form new groups."""
+    first = tmp_path / "a.nca"
+    _write(first, [], images=_thumbnails(10))
+    second = tmp_path / "b.nca"
+    with ArchiveReader(first) as r, ArchiveWriter(second) as w:
+        w.write_tables(r.tables())
+        check = r.blocks[r.entries[0].block].pixel_crc32
+        for e in r.entries:
+            latent, record = r.read_image(e)
+            w.keep_group(e.block, r.blocks[e.block].pixel_crc32, len(r.group_members(e)))
+            w.add_image(e, latent, record.info, record.blobs, group=e.block)
+        w.add_image(_image(b"t/new.png", 99), np.zeros(_LATENT, np.int32))
+        for name in ("config", "training", "summary"):
+            w.set_json(name, {"crop": 32})
+        w.commit()
+    with ArchiveReader(second) as r:
+        old, new = r.entries[0], r.entries[-1]
+        assert r.blocks[old.block].pixel_crc32 == check and len(r.group_members(old)) == 10
+        assert new.block != old.block and r.blocks[new.block].pixel_crc32 == zlib.crc32((99).to_bytes(4, "little"))

@@ -66,9 +66,12 @@ def archiver_point(
     crop = t.get("crop", cfg.train.crop)
     from archiver.container.reader import ArchiveReader
 
+    from archiver.inspect import byte_breakdown
+
+    size = archive.stat().st_size
     with ArchiveReader(archive) as reader:
         model_size = reader.config.get("model_size", "large")
-    size = archive.stat().st_size
+        breakdown = byte_breakdown(reader, size)  # where the bytes went, by kind (info's other_breakdown)
     return {
         "codec": "archiver", "setting": quality, "n_images": len(paths), "bytes": size, "pixels": pixels,
         "bpp": 8.0 * size / pixels, "psnr": mean_psnr(psnrs),
@@ -82,7 +85,7 @@ def archiver_point(
         "crop": crop, "time_limit": cfg.train.time_limit, "archive": str(archive),
         "input_bytes": report.input_bytes, "images": report.images, "model_size": model_size,
         "warm_start": (t.get("warm_start") or {}).get("name"),
-        "entropy_model": t.get("entropy_model"),
+        "entropy_model": t.get("entropy_model"), "byte_breakdown": breakdown,
     }  # fmt: skip
 
 

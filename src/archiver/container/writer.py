@@ -83,6 +83,7 @@ class ArchiveWriter:
         self._coder: LatentCoder | None = None
         self._pending: dict[tuple, list[tuple[int, np.ndarray, dict, dict]]] = {}
         self._pending_values = 0
+        self._kept: dict[tuple, tuple[int, int]] = {}  # ("kept", group) -> (pixel check, members)
         self._shared: dict[bytes, int] = {}  # SHA-256 of a metadata blob -> its block
         self.latent_bytes = 0  #: bytes of the image groups' latent streams written so far
 
@@ -153,23 +154,40 @@ class ArchiveWriter:
             entry.offset, entry.length, entry.checksum, entry.block = b.offset, b.length, b.checksum, block
         self._append(entry, block)
 
-    def add_image(self, entry: Entry, latent: np.ndarray, info: dict | None = None, blobs: dict | None = None) -> None:
+    def add_image(
+        self, entry: Entry, latent: np.ndarray, info: dict | None = None, blobs: dict | None = None, group=None
+    ) -> None:
         """Append an image entry: its integer latent (C, h, w) joins the group of its shape; ``info``
         and ``blobs`` are its extras (metadata blobs named in :data:`SHARED_BLOBS` are stored once
-        per archive and referenced). Needs :meth:`write_tables` first."""
+        per archive and referenced). Needs :meth:`write_tables` first. ``group``: a group announced
+        with :meth:`keep_group` instead (``append`` keeps a version-3 archive's groups whole)."""
         if self._coder is None:
             raise ValueError("write_tables must come before the first image")
         latent = np.ascontiguousarray(latent, dtype=np.int32)
+        key = latent.shape if group is None else ("kept", group)
+        if group is not None and key not in self._kept:
+            raise ValueError(f"group {group!r} was not announced with keep_group")
         extras = self._extras(info or {}, blobs or {})
         row = self._append(entry, -1)
-        key = latent.shape
-        group = self._pending.setdefault(key, [])
-        group.append((row, latent, extras[0], extras[1]))
+        members = self._pending.setdefault(key, [])
+        members.append((row, latent, extras[0], extras[1]))
         self._pending_values += latent.size
-        if len(group) >= GROUP_IMAGES or len(group) * latent.size >= GROUP_VALUES:
+        if key in self._kept:
+            if len(members) == self._kept[key][1]:
+                self._flush(key)
+            return
+        if len(members) >= GROUP_IMAGES or len(members) * latent.size >= GROUP_VALUES:
             self._flush(key)
-        while self._pending_values > PENDING_VALUES:
-            self._flush(max(self._pending, key=lambda k: len(self._pending[k]) * int(np.prod(k))))
+        # Kept groups are written whole when their last member comes, never early.
+        while self._pending_values > PENDING_VALUES and any(k not in self._kept for k in self._pending):
+            free = [k for k in self._pending if k not in self._kept]
+            self._flush(max(free, key=lambda k: len(self._pending[k]) * int(np.prod(k))))
+
+    def keep_group(self, group, pixel_check: int, size: int) -> None:
+        """Announce a group whose ``size`` members will be added with ``add_image(..., group=group)``:
+        they are written as one group, in that order, with this pixel check (the members' own pixel
+        CRC-32s are not known: a version-3 archive keeps only its groups' checks)."""
+        self._kept.setdefault(("kept", group), (int(pixel_check), int(size)))
 
     def _extras(self, info: dict, blobs: dict) -> tuple[dict, dict]:
         """(JSON header, inline blobs) of one image's extras; shared blobs become block references."""
@@ -203,7 +221,10 @@ class ArchiveWriter:
                 parts.append(put_varint(len(encoded)) + encoded + b"".join(inline[k] for k in sorted(inline)))
             extras = self._cctx.compress(b"".join(parts))
         entries = [self._index.entries[m[0]] for m in members]
-        pixel_check = zlib.crc32(b"".join(_U32.pack(e.pixel_crc32 & 0xFFFFFFFF) for e in entries))
+        if key in self._kept:
+            pixel_check = self._kept.pop(key)[0]
+        else:
+            pixel_check = zlib.crc32(b"".join(_U32.pack(e.pixel_crc32 & 0xFFFFFFFF) for e in entries))
         block = self._block(stream + extras, len(stream), pixel_check)
         b = self._index.blocks[block]
         for member, (row, *_rest) in enumerate(members):
