@@ -259,7 +259,15 @@ def _hostile(path: Path, name: bytes, record: bytes = b"", kind=EntryKind.FILE, 
     import hashlib
 
     with ArchiveWriter(path) as w:
-        w.add(Entry(path=name, kind=kind, size=len(record), source_sha256=hashlib.sha256(record).digest(), **fields), data)
+        entry = Entry(path=name, kind=kind, size=len(record), source_sha256=hashlib.sha256(record).digest(), **fields)
+        if kind is EntryKind.IMAGE:  # version 3: an image is its latent in a group, not a record
+            from archiver.codec.tables import build_tables
+
+            latent = np.zeros((2, 1, 1), np.int32)
+            w.write_tables(build_tables([latent]))
+            w.add_image(entry, latent)
+        else:
+            w.add(entry, data)
         for key in ("config", "training", "summary"):
             w.set_json(key, {})
         w.commit()
