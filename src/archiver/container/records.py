@@ -1,4 +1,6 @@
-"""Byte layout of one image record: the latent bitstream and the optional zstd-compressed extras.
+"""Byte layout of one image record (format versions 1 and 2): the latent bitstream and the optional
+zstd-compressed extras. Version 3 codes images in groups (``docs/FORMAT.md``); its reader still hands
+out this record for one image (``ArchiveReader.read_record``) to callers written against version 2.
 
     u32 LE  latent_len | latent_len bytes of range-coded latent | u32 LE extras_len | extras
 
