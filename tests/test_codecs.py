@@ -60,3 +60,11 @@ def test_bad_codec_descriptions_are_refused(raw):
 def test_codec_attribute_needs_format_version_3():
     with pytest.raises(CorruptArchiveError):
         describe(FakeReader(CodecDescription("pyramid", 1, {}).to_json(), version=2))
+
+
+def test_default_pyramid_decoder_fits_the_mac_budget():
+    """Synthesis plus context network at most 3 k multiply–accumulates per pixel (the issue's bound)."""
+    from archiver.codec.pyramid_plan import PYRAMID_PRESETS, context_macs_per_pixel
+
+    spec = PYRAMID_PRESETS["default"]
+    assert 0 < spec.macs_per_pixel() + context_macs_per_pixel(spec) <= 3000

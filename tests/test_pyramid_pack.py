@@ -4,13 +4,18 @@ archive, pixels as pack measured them, options it does not have refused before a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
 from archiver.cli import app
+from archiver.errors import ArchiverError, CorruptArchiveError
+from archiver.inspect import verify
 from conftest import build_mixed_tree
 
 runner = CliRunner()
@@ -90,3 +95,39 @@ def test_append_refuses_a_pyramid_archive(packed, tmp_path):
     result = run("append", archive, more, "--quiet", code=2)
     assert "pyramid" in result.output
     assert archive.read_bytes() == before
+
+
+PYRAMID_GOLDEN = Path(__file__).resolve().parent / "golden" / "v3-pyramid-mixed.nca"
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_hostile_pyramid_archive_is_detected(tmp_path, data):
+    """A flipped byte anywhere in a pyramid archive ends in a report or a clear error, never a crash."""
+    raw = bytearray(PYRAMID_GOLDEN.read_bytes())
+    raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
+    path = tmp_path / "flipped.nca"
+    path.write_bytes(bytes(raw))
+    try:
+        report = verify(path, decode=True)
+    except ArchiverError:
+        return
+    assert not report.ok
+
+
+def test_damaged_pyramid_stream_behind_valid_checksums_is_a_clear_error():
+    """A truncated stream that got past the container's checksums (a crafted archive) decodes to some
+    values or raises CorruptArchiveError, never another exception or a hang."""
+    from archiver.container.reader import ArchiveReader
+
+    with ArchiveReader(PYRAMID_GOLDEN) as reader:
+        entry = next(e for e in reader.entries if e.kind.name == "IMAGE")
+        coder = reader.codec.coder()
+        h, w = reader._grid(entry)
+        latent, _ = reader.read_image(entry)
+    data = coder.encode(latent)
+    for cut in (4, len(data) // 2):
+        try:
+            coder.decode(data[:-cut] if cut < len(data) else b"", h, w)
+        except CorruptArchiveError:
+            continue

@@ -82,12 +82,13 @@ def byte_breakdown(reader: ArchiveReader, archive_bytes: int) -> dict[str, int]:
 
 
 def _macs_per_pixel(reader: ArchiveReader) -> float:
-    """Multiply–accumulates per pixel of the archive's synthesis (its codec's own count)."""
+    """Multiply–accumulates per pixel of the archive's decoder (its codec's own count)."""
     desc = describe(reader)
-    if desc.name == "pyramid":
-        from .codec.pyramid_plan import PyramidSpec
+    if desc.name == "pyramid":  # synthesis and the context network (its entropy model runs a network)
+        from .codec.pyramid_plan import PyramidSpec, context_macs_per_pixel
 
-        return PyramidSpec.from_dict(desc.spec).macs_per_pixel()
+        spec = PyramidSpec.from_dict(desc.spec)
+        return spec.macs_per_pixel() + context_macs_per_pixel(spec)
     return decoder_macs_per_pixel(ModelConfig.from_dict(desc.spec))
 
 

@@ -85,7 +85,8 @@ def archiver_point(
         "crop": crop, "time_limit": cfg.train.time_limit, "archive": str(archive),
         "input_bytes": report.input_bytes, "images": report.images, "model_size": model_size,
         "warm_start": (t.get("warm_start") or {}).get("name"),
-        "entropy_model": t.get("entropy_model"), "byte_breakdown": breakdown,
+        "entropy_model": t.get("entropy_model"),
+        "codec_name": getattr(cfg, "codec", "autoencoder"), "byte_breakdown": breakdown,
     }  # fmt: skip
 
 
@@ -129,11 +130,14 @@ def markdown(result: dict) -> str:
         if p["codec"] == "archiver":
             warm = f" (warm start: {p['warm_start']})" if p.get("warm_start") else ""
             em = p.get("entropy_model")
-            if em:  # latent bytes the context tables saved against one table per channel
+            if em and "candidates" in em:  # latent bytes the context tables saved against one table per channel
                 plain, best = em["candidates"]["S1K1"], em["candidates"][em["chosen"]]
                 saved = 1 - (best["symbol_bytes"] + best["table_bytes"]) / (plain["symbol_bytes"] + plain["table_bytes"])
                 warm += f"; entropy {em['chosen']} ({100 * saved:.1f} % fewer latent bytes)"
-            note = (f"{p.get('model_size', 'large')} decoder{warm}; pack {p['pack_s']:.0f} s ({p['steps']} steps, {p['stop_reason']}, "
+            elif em:  # another codec's entropy model (archiver.codecs)
+                warm += f"; entropy {em.get('chosen')}"
+            decoder = f"{p['codec_name']} codec" if p.get("codec_name", "autoencoder") != "autoencoder" else f"{p.get('model_size', 'large')} decoder"
+            note = (f"{decoder}{warm}; pack {p['pack_s']:.0f} s ({p['steps']} steps, {p['stop_reason']}, "
                     f"{p['train_mpx_s']:.2f} Mpx/s), extract {p['extract_mpx_s']:.2f} Mpx/s")  # fmt: skip
         ms = f"{p['ms_ssim']:.4f}" if p.get("ms_ssim") is not None else ""
         lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {ms} | {note} |")

@@ -12,7 +12,7 @@ import numpy as np
 from ..config import _Serializable
 
 __all__ = [
-    "PyramidSpec", "SynthLayer", "context_features_count", "PYRAMID_PRESETS", "pack_grids", "unpack_grids",
+    "PyramidSpec", "SynthLayer", "context_features_count", "context_macs_per_pixel", "PYRAMID_PRESETS", "pack_grids", "unpack_grids",
 ]  # fmt: skip
 
 #: Neighbour offsets (dy, dx) the context reads, in this order: up, down, left, right.
@@ -92,6 +92,16 @@ class PyramidSpec(_Serializable):
         for layer in self.synthesis_plan():
             total += layer.kernel * layer.kernel * layer.cin * layer.cout
         return total
+
+
+def context_macs_per_pixel(spec: PyramidSpec) -> float:
+    """Multiply–accumulates of the context network per pixel: each level's positions (1/4**l of the
+    pixels), half in each phase; the one-hot of the level costs nothing (it is a bias)."""
+    total, hid = 0.0, spec.context_hidden
+    for level, c in enumerate(spec.channels):
+        per = sum((context_features_count(spec, p) - spec.levels) * hid + hid * hid + hid * 2 for p in (0, 1)) / 2
+        total += c * per / 4**level
+    return total
 
 
 def context_features_count(spec: PyramidSpec, phase: int) -> int:
