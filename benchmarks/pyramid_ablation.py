@@ -1,6 +1,6 @@
 """Ablation of the pyramid codec's ingredients at equal CPU time (training only, estimated rate).
 
-    python benchmarks/pyramid_ablation.py [--seconds 150] [--lmbda 0.02]
+    python benchmarks/pyramid_ablation.py [--seconds 150] [--lmbda 0.0131] [--only 0,1,2]
 
 Each variant is one run of ``benchmarks/pyramid_probe.py`` in its own process on the dataset regime's
 heldout split (400 crops of 128²): the same seconds of training from scratch, then PSNR and the
@@ -24,10 +24,12 @@ from archiver.bench.compare import machine  # noqa: E402
 
 #: name → extra probe arguments
 VARIANTS: dict[str, list[str]] = {
-    "pyramid-6 (1/1…1/32), context": [],
-    "pyramid-6, no context (level only)": ["--no-context"],
-    "pyramid-4 (1/1…1/8), context": ["--spec", json.dumps({"channels": [1, 1, 1, 1]})],
-    "pyramid-6, synthesis 48-32": ["--spec", json.dumps({"hidden": [48, 32]})],
+    "full pyramid, full-size grid from the start": [],
+    "full pyramid, coarse levels first (the default)": ["--coarse-first", "0.5"],
+    "no full-size grid (1/2 … 1/32 only)": ["--coarse-first", "1.0"],
+    "coarse levels first, no context (level only)": ["--coarse-first", "0.5", "--no-context"],
+    "pyramid-4 (1/1 … 1/8), coarse levels first": ["--coarse-first", "0.5", "--spec", json.dumps({"channels": [1, 1, 1, 1]})],
+    "coarse levels first, synthesis 48-32": ["--coarse-first", "0.5", "--spec", json.dumps({"hidden": [48, 32]})],
 }
 
 
@@ -40,7 +42,7 @@ def git_commit() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=150)
-    ap.add_argument("--lmbda", type=float, default=0.02)
+    ap.add_argument("--lmbda", type=float, default=0.0131)
     ap.add_argument("--only", default="", help="comma-separated variant numbers (0-based)")
     args = ap.parse_args()
     started = dt.datetime.now(dt.timezone.utc)
