@@ -128,6 +128,10 @@ def measure(archive: Path, runs: int, work: Path) -> dict:
         subprocess.run(cmd, check=True, capture_output=True, env=env)
         shutil.rmtree(out, ignore_errors=True)
 
+    def fresh_imports() -> None:  # the fixed cost of a fresh extract process: interpreter and imports
+        code = "import archiver.cli, archiver.extract, archiver.runtime.graph, archiver.runtime.session"
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
+
     result = {"images": len(names), "megapixels": mpx, "runs": runs,
               "model_size": info["config"].get("model_size"), "steps": info.get("steps"),
               "archive_bytes": info["archive_bytes"], "format_version": info["format_version"]}  # fmt: skip
@@ -135,7 +139,12 @@ def measure(archive: Path, runs: int, work: Path) -> dict:
         seconds = _median_seconds(fn, runs)
         result[f"{key}_s"] = seconds
         result[f"{key}_mpx_s"] = mpx / seconds
+    result["startup_s"] = _median_seconds(fresh_imports, runs)  # included in extract_s
     return result
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "–"
 
 
 def write_results(results: dict, out: Path) -> None:
@@ -147,8 +156,10 @@ def write_results(results: dict, out: Path) -> None:
           "images; `read`: open + `read()` image by image; `extract`: `python -m archiver extract` in a "
           "fresh process, PNG writing included. Archives packed at `--quality 4` with a short time "
           "limit (reading speed depends on the decoder's size and the images', not on training).", "",
-          "| regime | images | Mpx | decoder | images Mpx/s | read Mpx/s | extract Mpx/s | target | command | commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+          "`startup`: a fresh process importing what `extract` imports (interpreter, typer, h5py, onnx, "
+          "onnxruntime), seconds, part of `extract`'s time.", "",
+          "| regime | images | Mpx | decoder | images Mpx/s | read Mpx/s | extract Mpx/s | startup s | target | command | commit | date |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for regime in REGIMES:
         if regime not in results:
             continue
@@ -156,7 +167,7 @@ def write_results(results: dict, out: Path) -> None:
         target = ", ".join(f"{m} ≥ {v:g}" for (g, m), v in TARGETS.items() if g == regime)
         md.append(
             f"| {regime} | {r['images']} | {r['megapixels']:.2f} | {r['model_size']} | {r['images_mpx_s']:.2f} | "
-            f"{r['read_mpx_s']:.2f} | {r['extract_mpx_s']:.2f} | {target} | `{r['command']}` | {r['commit']} | "
+            f"{r['read_mpx_s']:.2f} | {r['extract_mpx_s']:.2f} | {_seconds(r.get('startup_s'))} | {target} | `{r['command']}` | {r['commit']} | "
             f"{r['date']} |"
         )
     first = next(iter(results.values()))
@@ -181,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = dt.datetime.now(dt.timezone.utc)
     commit = git_commit()  # at the start: the code this run loads
+    dirty = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "src"], capture_output=True)
+    if dirty.returncode == 1:
+        commit += "+uncommitted"  # the working tree's src/ differs from the commit (it is what ran)
     with tempfile.TemporaryDirectory(prefix="api-speed-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
