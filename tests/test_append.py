@@ -168,7 +168,10 @@ def test_append_starts_from_the_stored_encoder(appendable, tmp_path):
         results[name] = append(archive, again, **kwargs)
     assert results["encoder0"].method == "encoder" and results["search"].method == "search"
     own = results["encoder"].archive_mean_psnr
-    assert abs(results["encoder0"].mean_psnr - own) < 0.5, (results["encoder0"].mean_psnr, own)
+    # Unrefined encoder latents against the packed (refined) ones: refinement is worth up to 0.77 dB
+    # (capacity-8m/ablation.md), so they may be that much below, no more; with 30 steps they are level.
+    assert -0.8 < results["encoder0"].mean_psnr - own < 0.5, (results["encoder0"].mean_psnr, own)
+    assert abs(results["encoder"].mean_psnr - own) < 0.5, (results["encoder"].mean_psnr, own)
     assert results["encoder"].mean_psnr > results["search"].mean_psnr + 1.0, {k: r.mean_psnr for k, r in results.items()}
     with ArchiveReader(tmp_path / "encoder.nca") as r:
         assert r.has_encoder  # still appendable

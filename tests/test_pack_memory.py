@@ -30,5 +30,6 @@ def test_streaming_pack_round_trips(tmp_path, monkeypatch):
         for e in r.entries:
             a = np.asarray(Image.open(src / e.name).convert("RGB"), dtype=float)
             b = np.asarray(Image.open(tmp_path / "out" / e.name).convert("RGB"), dtype=float)
-            assert abs(10 * np.log10(255**2 / np.mean((a - b) ** 2)) - e.psnr) < 1e-3
+            # format version 3 stores PSNR in centi-dB: within half of 0.01 dB of the measured value
+            assert abs(10 * np.log10(255**2 / np.mean((a - b) ** 2)) - e.psnr) <= 0.005 + 1e-9
         assert "denoiser" in r.training

@@ -66,11 +66,16 @@ def open(path: str | os.PathLike, provider: str = "auto", threads: int | None = 
     return Archive(path, provider, threads, allow_damaged=allow_damaged)
 
 
+#: What a damaged archive's error suggests from Python; the CLI's ``extract`` names ``--keep-going``.
+API_DAMAGED_HINT = "archiver.open(..., allow_damaged=True) reads the intact entries"
+CLI_DAMAGED_HINT = "extract --keep-going salvages the intact entries"
+
+
 class Archive:
     """An open archive (see :func:`open` and the module documentation)."""
 
     def __init__(self, path: str | os.PathLike, provider: str = "auto", threads: int | None = None, *,
-                 allow_damaged: bool = False) -> None:  # fmt: skip
+                 allow_damaged: bool = False, damaged_hint: str = API_DAMAGED_HINT) -> None:  # fmt: skip
         self.path = Path(path)
         try:
             self.reader = ArchiveReader(self.path, allow_damaged=allow_damaged)
@@ -78,10 +83,7 @@ class Archive:
             # The reader's hint names the CLI's --keep-going; from Python the way is allow_damaged.
             if allow_damaged or check_file_digest(self.path) is not False:
                 raise
-            raise CorruptArchiveError(
-                f"{self.path}: file checksum mismatch: the archive is damaged "
-                "(archiver.open(..., allow_damaged=True) reads the intact entries)"
-            ) from None
+            raise CorruptArchiveError(f"{self.path}: file checksum mismatch: the archive is damaged ({damaged_hint})") from None
         try:
             self.decoder = ArchiveDecoder(self.reader, provider, threads)
         except BaseException:

@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api import Archive
+from .api import CLI_DAMAGED_HINT, Archive
 from .collection.images import save_image
 from .container.entries import Entry
 from .container.format import EntryKind
@@ -139,7 +139,7 @@ def extract(
         raise InputError(f"{output} exists and is not a folder")
     report = ExtractReport(output)
     # Images and files are read through archiver.open's handle: one decoding path for both.
-    with Archive(archive, provider, threads, allow_damaged=keep_going) as handle:
+    with Archive(archive, provider, threads, allow_damaged=keep_going, damaged_hint=CLI_DAMAGED_HINT) as handle:
         reader = handle.reader
         links_at = {e.path for e in reader.entries if e.kind is EntryKind.SYMLINK}
         for e in reader.entries:
