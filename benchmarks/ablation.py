@@ -7,14 +7,14 @@ Variants (all at ``--quality 4`` unless said):
 - ``cae``            plain CAE: no residual blocks (ResBlock paper, Table 2, first row)
 - ``cae+res``        CAE + ResBlocks: the default codec, at the size ``--model-size auto`` picks for
   the regime's pixel count (Table 2, second row); the variants below change one thing from it
-- ``residual-off``   ResBlocks without their skip connection (extended essay)
-- ``int8-off``       decoder weights stored as float32 (extended essay)
-- ``small``, ``base``, ``large`` those presets (extended essay's small/base/large; with ``cae+res`` at
+- ``residual-off``   ResBlocks without their skip connection (is residual learning worth it?)
+- ``int8-off``       decoder weights stored as float32 (what int8 weights cost in quality)
+- ``small``, ``base``, ``large`` those presets (decoder sizes; with ``cae+res`` at
   the auto size, the decoder-capacity curve)
 - ``no-rate-term``   trained on distortion only, latents still entropy-coded (GAN codec paper)
 - ``no-entropy-coding`` (measured on ``cae+res``'s archive): its latents stored as int8 + zstd
   instead of range-coded with the learned tables — the archive it would make, byte for byte counted
-- ``denoiser``       ``cae+res`` + ``--denoiser`` (extended essay; trained for a fifth more time, kept
+- ``denoiser``       ``cae+res`` + ``--denoiser`` (a post-filter on the decoded pixels; trained for a fifth more time, kept
   only if it pays for its bytes)
 - ``gan``            ``cae+res`` + ``--gan --perceptual msssim`` (ResBlock paper, Table 2, third row;
   the discriminator at width 16 instead of the paper's 64: on this CPU the paper's is ~16× the
@@ -24,7 +24,7 @@ Variants (all at ``--quality 4`` unless said):
   variant ``refine``)
 - ``<variant>@q2``   ``cae+res``, ``denoiser`` and ``gan`` again at ``--quality 2`` (a second rate)
 
-Not yet available: the essay's flattened-vector latent. Reports CR (input bytes / archive bytes, model
+Not yet available: a flattened-vector latent (one global vector per image instead of a spatial grid). Reports CR (input bytes / archive bytes, model
 included), bpp, PSNR, SSIM, MS-SSIM and decode ms per image; writes
 ``benchmarks/results/ablation.{json,md}`` and ``ablation-grid.png`` (originals beside the plain,
 denoised and GAN reconstructions of a few images, 2× enlarged).
