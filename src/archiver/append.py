@@ -24,7 +24,6 @@ import numpy as np
 
 from .codec.weights import pack_arrays
 from .collection.images import SourceImage, measure_decoded
-from .codecs import describe
 from .collection.scan import check_output_outside, scan_tree
 from .config import PackConfig
 from .container.format import EntryKind
@@ -137,7 +136,7 @@ def _append_into(
     from .runtime.session import OnnxDecoder, OnnxDenoiser
 
     archive = reader.path
-    codec = describe(reader).name
+    codec = reader.codec.desc.name
     if codec != "autoencoder":
         raise InputError(f"{archive}: append does not support codec {codec!r} yet; pack the collection again with the new images")
     cfg = PackConfig.from_dict(reader.config)

@@ -5,7 +5,7 @@ An archive names its codec in its ``codec`` document (JSON ``{"name", "version",
 format version 3 on); archives without it use ``autoencoder`` version 1, described by
 ``config.model``. A read side gives what decoding needs, whatever the codec:
 
-- ``stride``: pixels per latent position; ``min_size``: smallest side an image was coded at;
+- ``desc``: the :class:`CodecDescription` it was made from; ``stride``: pixels per latent position; ``min_size``: smallest side an image was coded at;
 - ``coder()``: an object with ``decode(bitstream, h, w) -> (C, h, w) int32 latent`` (and ``encode``);
 - ``runtime(provider, threads)``: an :class:`archiver.runtime.session.OnnxDecoder` that turns a batch of
   latents into pixels, tiling large ones.
@@ -81,7 +81,7 @@ class AutoencoderReadSide:
         from .config import ModelConfig
         from .runtime.session import HALO, TILE
 
-        self.reader = reader
+        self.reader, self.desc = reader, desc
         self.model = ModelConfig.from_dict(desc.spec)
         self.stride, self.min_size = self.model.stride, reader.min_size
         self.tile, self.halo = TILE, HALO
@@ -115,7 +115,7 @@ class PyramidReadSide:
     def __init__(self, reader, desc: CodecDescription) -> None:
         from .codec.pyramid_plan import PyramidSpec
 
-        self.reader = reader
+        self.reader, self.desc = reader, desc
         self.spec = PyramidSpec.from_dict(desc.spec)
         self.stride, self.min_size = self.spec.stride, 0
         self.tile, self.halo = pyramid_tiling(self.stride)
@@ -128,8 +128,7 @@ class PyramidReadSide:
 
     def runtime(self, provider: str, threads: int | None):
         attach_weights, OnnxDecoder = _runtime_imports()
-        arrays = {k: v for k, v in self.reader.model_arrays().items()}
-        model = attach_weights(self.reader.onnx_graph(), arrays)
+        model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
         return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo)
 
 

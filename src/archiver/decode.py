@@ -9,8 +9,6 @@ from typing import Callable, Iterator, Union
 import numpy as np
 from PIL import Image
 
-from .codec.entropy import LatentCoder
-from .codec.geometry import latent_grid
 from .container.entries import Entry
 from .container.format import ImageMode
 from .container.reader import ArchiveReader
@@ -42,16 +40,16 @@ def image_array(image: Image.Image) -> np.ndarray:
 
 
 class ArchiveDecoder:
-    """Decodes image entries through ONNX Runtime (no torch); network and coder are built on first use."""
+    """Decodes image entries through ONNX Runtime (no torch); the network is built on first use (the
+    reader entropy-decodes the latents with the codec's coder)."""
 
     def __init__(self, reader: ArchiveReader, provider: str = "auto", threads: int | None = None) -> None:
         self.reader = reader
         self.provider = provider
         self.threads = threads
-        self._coder: LatentCoder | None = None
         self._decoder = None
         self._denoiser = None
-        self._side = reader.codec  # the codec's read side (archiver.codecs): stride, coder, runtime
+        self._side = reader.codec  # the codec's read side (archiver.codecs): stride, tiles, runtime
         # Threads sharing one decoder (archiver.open's handle) must not build the sessions twice.
         self._build_lock = threading.Lock()
 
@@ -63,7 +61,6 @@ class ArchiveDecoder:
                 self._build()
 
     def _build(self) -> None:
-        coder = self._side.coder()
         decoder = self._side.runtime(self.provider, self.threads)
         if self.reader.has_denoiser:
             from .runtime.graph import attach_weights
@@ -71,11 +68,7 @@ class ArchiveDecoder:
 
             graph = attach_weights(self.reader.onnx_graph("denoiser_onnx"), self.reader.model_arrays("denoiser"))
             self._denoiser = OnnxDenoiser(graph, self.provider, self.threads)
-        self._coder = coder
         self._decoder = decoder  # last: it marks the decoder as built
-
-    def _grid(self, entry: Entry) -> tuple[int, int]:
-        return latent_grid(entry.height, entry.width, self._side.min_size, self._side.stride)
 
     def _prepare(self, chunk: list[Entry]) -> tuple[list[ImageRecord], np.ndarray]:
         records, latents = [], []
@@ -96,7 +89,7 @@ class ArchiveDecoder:
         """Entries bucketed by latent shape (first-seen order), cut into runtime batches."""
         buckets: dict[tuple[int, int], list[Entry]] = {}
         for entry in entries:
-            buckets.setdefault(self._grid(entry), []).append(entry)
+            buckets.setdefault(self.reader.latent_shape(entry), []).append(entry)
         chunks: list[list[Entry]] = []
         for (h, w), group in buckets.items():
             per = max(1, min(batch_size, batch_pixels // (h * w * self._side.stride**2)))

@@ -15,8 +15,7 @@ from .architecture import decoder_macs_per_pixel
 from .collection.images import pixel_crc32
 from .config import ModelConfig
 from .container.digest import check_file_digest
-from .container.format import EntryKind, read_text
-from .codecs import describe
+from .container.format import EntryKind
 from .container.reader import ArchiveReader
 from .decode import ArchiveDecoder
 from .errors import ArchiverError
@@ -83,7 +82,7 @@ def byte_breakdown(reader: ArchiveReader, archive_bytes: int) -> dict[str, int]:
 
 def _macs_per_pixel(reader: ArchiveReader) -> float:
     """Multiply–accumulates per pixel of the archive's decoder (its codec's own count)."""
-    desc = describe(reader)
+    desc = reader.codec.desc
     if desc.name == "pyramid":  # synthesis and the context network (its entropy model runs a network)
         from .codec.pyramid_plan import PyramidSpec, context_macs_per_pixel
 
@@ -141,7 +140,7 @@ def archive_info(path: Path) -> dict:
             "warm_start": (training.get("warm_start") or {}).get("name"),
             "pack_seconds": summary.get("pack_seconds"),
             "decoder_macs_per_pixel": _macs_per_pixel(reader),
-            "codec": describe(reader).to_dict(),
+            "codec": reader.codec.desc.to_dict(),
             "config": reader.config,
         }
 

@@ -164,7 +164,7 @@ class ArchiveReader:
             elif k >= 0:
                 self._members[k] = [entry]
         for k, members in self._members.items():
-            if index.blocks[k].is_group and len({self._grid(e) for e in members}) != 1:
+            if index.blocks[k].is_group and len({self.latent_shape(e) for e in members}) != 1:
                 raise CorruptArchiveError(f"{self.path}: image group {k} mixes latent shapes")
 
     def codec_attr(self) -> str | None:
@@ -182,9 +182,9 @@ class ArchiveReader:
             self._codec = read_side(self)
         return self._codec
 
-    def _grid(self, entry: Entry) -> tuple[int, int]:
+    def latent_shape(self, entry: Entry) -> tuple[int, int]:
         """(rows, columns) of an image entry's latent, from its size and the codec's stride and
-        smallest coded size."""
+        smallest coded size (the decoder buckets batches by it)."""
         return latent_grid(entry.height, entry.width, self.codec.min_size, self.codec.stride)
 
     @property
@@ -225,7 +225,7 @@ class ArchiveReader:
             data = self._block_bytes(entry.block, entry)
             members = self._members[entry.block]
             b = self._index.blocks[entry.block]  # type: ignore[union-attr]
-            h, w = self._grid(members[0])
+            h, w = self.latent_shape(members[0])
             try:
                 latents = self._latent_coder().decode_many(data[: b.latent_length], h, w, len(members))
                 extras = self._group_extras(data[b.latent_length :], len(members), entry)
@@ -273,7 +273,7 @@ class ArchiveReader:
         """An image entry's integer latent (C, h, w) and its extras (``record.latent`` is empty)."""
         if self._index is None:
             record = decode_image_record(self.read_record(entry, verify))
-            h, w = self._grid(entry)
+            h, w = self.latent_shape(entry)
             try:
                 latent = self._latent_coder().decode(record.latent, h, w)
             except CorruptArchiveError as exc:
