@@ -62,7 +62,7 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
     out.codec = CodecDescription("pyramid", 1, spec.to_dict())
     tile, halo = pyramid_tiling(spec.stride)
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
-    synth = int8_synthesis(result.codec, arrays, cfg.quality)
+    synth = int8_synthesis(result.codec, arrays)
     spool = LatentSpool(spool_dir)
     refine = RefineBudget(
         cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2,

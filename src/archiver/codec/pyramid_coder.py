@@ -37,7 +37,7 @@ import constriction
 
 from ..errors import CorruptArchiveError
 from .context import dequantize_counts, normalize_counts, quantize_counts
-from .pyramid_plan import NEIGHBOURS, PyramidSpec, context_features_count
+from .pyramid_plan import NEIGHBOURS, PyramidSpec, context_features_count, pack_grids, unpack_grids
 from .tables import MAX_SYMBOLS, PRECISION
 
 __all__ = [
@@ -392,8 +392,6 @@ class PackedPyramidCoder:
         return PackedPyramidCoder(self.spec, self.inner.net, tables)
 
     def grids(self, latent: np.ndarray) -> list[np.ndarray]:
-        from .pyramid_plan import unpack_grids
-
         return [g[0] for g in unpack_grids(self.spec, latent)]
 
     def count(self, latent: np.ndarray, counter: HistogramCounter) -> None:
@@ -410,8 +408,6 @@ class PackedPyramidCoder:
 
     def decode_many(self, data: bytes, height: int, width: int, count: int) -> list[np.ndarray]:
         """``count`` packed latents (packed_channels, height, width) int32 of one stream."""
-        from .pyramid_plan import pack_grids
-
         s = self.spec.stride
         return [
             pack_grids(self.spec, [g[None] for g in grids]).astype(np.int32)

@@ -63,8 +63,9 @@ class PyramidSynthesis(nn.Module):
     def __init__(self, spec: PyramidSpec) -> None:
         super().__init__()
         self.spec = spec
+        self.plan = spec.synthesis_plan()  # once: forward runs every training step
         layers: list[nn.Module] = []
-        for layer in spec.synthesis_plan():
+        for layer in self.plan:
             layers.append(nn.Conv2d(layer.cin, layer.cout, layer.kernel, padding=layer.kernel // 2))
         self.layers = nn.ModuleList(layers)
 
@@ -77,7 +78,7 @@ class PyramidSynthesis(nn.Module):
 
     def forward(self, grids: list[torch.Tensor]) -> torch.Tensor:
         x = self.upsample(grids)
-        for layer, conv in zip(self.spec.synthesis_plan(), self.layers):
+        for layer, conv in zip(self.plan, self.layers):
             y = conv(x)
             if layer.act:
                 y = F.leaky_relu(y, self.spec.leaky_slope)

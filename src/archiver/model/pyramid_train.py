@@ -27,7 +27,7 @@ from .checkpoint import Checkpointer
 from .convergence import ConvergenceDetector
 from .int8 import load_quantized, quantize_weights
 from .prior import quantize_ste
-from .pyramid import PyramidCodec, laplace_bits
+from .pyramid import PyramidCodec, PyramidSynthesis, laplace_bits
 from .refine import refine_latent
 from .training import CropSampler, TrainProgress, resolve_device
 
@@ -88,10 +88,10 @@ def pack_torch(spec: PyramidSpec, grids: list[torch.Tensor]) -> torch.Tensor:
 class PackedSynthesis(nn.Module):
     """Packed integer latent (as float) → RGB, the same computation as the ONNX graph."""
 
-    def __init__(self, codec: PyramidCodec, quality: int) -> None:
+    def __init__(self, spec: PyramidSpec, synthesis: PyramidSynthesis, steps: torch.Tensor) -> None:
         super().__init__()
-        self.spec, self.synthesis = codec.spec, codec.synthesis
-        self.register_buffer("steps", codec.steps(quality).detach().clone())
+        self.spec, self.synthesis = spec, synthesis
+        self.register_buffer("steps", steps)
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
         grids = unpack_torch(self.spec, packed)
@@ -228,15 +228,11 @@ def _check(detector: ConvergenceDetector, heldout: float, state: dict, optimizer
     return False
 
 
-def int8_synthesis(codec: PyramidCodec, arrays: dict[str, np.ndarray], quality: int) -> PackedSynthesis:
-    """The packed synthesis with the int8 weights of ``arrays`` loaded (a copy; ``codec`` is unchanged)."""
-    import copy
-
-    clone = copy.deepcopy(codec)
-    load_quantized(clone.synthesis, {k: v for k, v in arrays.items() if k != "quant.steps"})
-    synth = PackedSynthesis(clone, quality)
-    synth.steps.copy_(torch.from_numpy(arrays["quant.steps"]))
-    return synth.eval()
+def int8_synthesis(codec: PyramidCodec, arrays: dict[str, np.ndarray]) -> PackedSynthesis:
+    """The packed synthesis with the int8 weights and steps of ``arrays`` (a new module; ``codec`` is
+    unchanged)."""
+    synthesis = load_quantized(PyramidSynthesis(codec.spec), {k: v for k, v in arrays.items() if k != "quant.steps"})
+    return PackedSynthesis(codec.spec, synthesis, torch.from_numpy(arrays["quant.steps"].copy())).eval()
 
 
 def infer_packed(codec: PyramidCodec, synth: PackedSynthesis, rgb: np.ndarray, quality: int, lmbda: float,
