@@ -101,3 +101,31 @@ def synthetic_rgb(rng: np.random.Generator, width: int, height: int) -> np.ndarr
 def synthetic():
     """The synthetic_rgb(rng, width, height) image maker."""
     return synthetic_rgb
+
+
+def run_cli(*args, code: int = 0):
+    """Run the CLI in process (typer's runner) and check its exit code; the result, for its output."""
+    from typer.testing import CliRunner
+
+    from archiver.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, (result.exit_code, result.output, result.stderr if code == 0 else "")
+    return result
+
+
+def assert_flip_detected(archive: Path, tmp_path: Path, pos: int, xor: int) -> None:
+    """``archive`` with byte ``pos`` XORed by ``xor``: opening it raises an ArchiverError, or
+    ``verify --decode`` reports a problem; never a crash or a clean report."""
+    from archiver.errors import ArchiverError
+    from archiver.inspect import verify
+
+    raw = bytearray(archive.read_bytes())
+    raw[pos] ^= xor
+    path = tmp_path / "flipped.nca"
+    path.write_bytes(bytes(raw))
+    try:
+        report = verify(path, decode=True)
+    except ArchiverError:
+        return
+    assert not report.ok

@@ -10,19 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from archiver.cli import app
-from conftest import build_mixed_tree
+from conftest import build_mixed_tree, run_cli as run
 
-runner = CliRunner()
 PSNR_FLOOR_DB = 20.0  # the synthetic images reach ~25-30 dB in 700 steps; a broken codec gives < 14
-
-
-def run(*args: str, code: int = 0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, (result.exit_code, result.output, result.stderr if code == 0 else "")
-    return result
 
 
 @pytest.fixture(scope="module")
