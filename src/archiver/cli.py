@@ -8,22 +8,40 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from .config import TrainConfig
 from .errors import ArchiverError, InputError
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Neural collection archiver (.nca)."
 )
+
+
+class _LazyConsole:
+    """A rich Console made on first use: rich is imported only by the commands that print through it
+    (``extract --quiet`` starts without it, its summary is one plain line)."""
+
+    def __init__(self, **options) -> None:
+        self._options = options
+        self._console = None
+
+    def __getattr__(self, name: str):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
 # soft_wrap: messages stay one line each (scripts grep them), whatever the terminal width.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = _LazyConsole(soft_wrap=True)
+err = _LazyConsole(stderr=True, soft_wrap=True)
 
 
 def _terminate(signum, frame) -> None:
@@ -91,6 +109,8 @@ class _Bars:
 def _bars(quiet: bool, time_limit: float = 0.0) -> Iterator[_Bars]:
     progress = None
     if not quiet and err.is_terminal:  # no bars in logs and pipes: the final summary says it all
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         progress = Progress(
             TextColumn("{task.description:>7}"),
             BarColumn(),
@@ -268,7 +288,7 @@ def extract(
                 archive, output, names or [], force=force, image_format=image_format, provider=provider,
                 threads=threads, batch_size=batch_size, keep_going=keep_going, progress=bars,
             )  # fmt: skip
-    out.print(
+    typer.echo(
         f"{output}: {report.images} images decoded, {report.files} files, {report.folders} folders, "
         f"{report.symlinks} symlinks"
     )
@@ -317,6 +337,8 @@ def list_cmd(archive: Path = typer.Argument(..., help="Archive to read.")) -> No
 
     with _user_errors():
         rows = list_entries(archive)
+    from rich.table import Table
+
     table = Table(box=None)
     for col in ("name", "kind", "size", "mode", "bytes", "bpp", "PSNR", "note"):
         table.add_column(col, justify="right" if col in ("bytes", "bpp", "PSNR") else "left")
@@ -342,6 +364,8 @@ def info(
     if as_json:
         print(json.dumps(data, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
         return
+    from rich.table import Table
+
     table = Table(box=None, show_header=False)
     for key, value in data.items():
         if key == "config":

@@ -67,10 +67,12 @@ def describe(reader) -> CodecDescription:
 
 def _runtime_imports():
     try:
-        from .runtime.graph import attach_weights
+        import onnxruntime  # noqa: F401  (a missing install is named now, not at session time)
+
+        from .runtime.proto import attach_weights
         from .runtime.session import OnnxDecoder
     except ImportError as exc:
-        raise MissingDependencyError(f"decoding images needs onnx and onnxruntime ({exc})") from None
+        raise MissingDependencyError(f"decoding images needs onnxruntime ({exc})") from None
     return attach_weights, OnnxDecoder
 
 

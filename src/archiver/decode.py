@@ -63,7 +63,7 @@ class ArchiveDecoder:
     def _build(self) -> None:
         decoder = self._side.runtime(self.provider, self.threads)
         if self.reader.has_denoiser:
-            from .runtime.graph import attach_weights
+            from .runtime.proto import attach_weights
             from .runtime.session import OnnxDenoiser
 
             graph = attach_weights(self.reader.onnx_graph("denoiser_onnx"), self.reader.model_arrays("denoiser"))

@@ -7,10 +7,9 @@ import onnx
 from onnx import TensorProto
 
 from .graph import OUTPUT, Builder
+from .proto import DENOISER_INPUT  #: uint8 [N, 3, H, W]
 
 __all__ = ["build_denoiser_graph", "DENOISER_INPUT"]
-
-DENOISER_INPUT = "decoded"  #: uint8 [N, 3, H, W]
 
 
 def build_denoiser_graph(channels: int, blocks: int, arrays: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:

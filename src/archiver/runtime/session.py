@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Union
+
 import numpy as np
-import onnx
 
 from ..codec.geometry import STRIDE, tiles
 from ..errors import InputError
-from .graph import INPUT, OUTPUT, fold_dequantize
+from .proto import DENOISER_INPUT, INPUT, OUTPUT, fold_dequantize, model_bytes
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["PROVIDER_ALIASES", "resolve_providers", "OnnxDecoder", "OnnxDenoiser", "TILE", "HALO"]
+
+#: A model with its weights: serialized ModelProto bytes (:func:`archiver.runtime.proto.attach_weights`),
+#: or an ``onnx.ModelProto`` from the graph builders. This module never imports ``onnx``.
+Model = Union[bytes, "onnx.ModelProto"]
 
 #: Latents larger than TILE × TILE positions (512 × 512 px at stride 16) are decoded tile by tile.
 TILE = 32
@@ -45,7 +53,7 @@ def resolve_providers(name: str = "auto") -> list[str]:
     return [full] + (["CPUExecutionProvider"] if full != "CPUExecutionProvider" else [])
 
 
-def _session(model: onnx.ModelProto, providers: list[str], threads: int | None):
+def _session(model: Model, providers: list[str], threads: int | None):
     """An ONNX Runtime session for ``model`` with its constant int8 weights folded to float32."""
     import onnxruntime as ort
 
@@ -53,14 +61,14 @@ def _session(model: onnx.ModelProto, providers: list[str], threads: int | None):
     if threads:
         options.intra_op_num_threads = int(threads)
     options.log_severity_level = 3
-    return ort.InferenceSession(fold_dequantize(model).SerializeToString(), options, providers=providers)
+    return ort.InferenceSession(fold_dequantize(model_bytes(model)), options, providers=providers)
 
 
 class OnnxDecoder:
     """Decodes integer latents to uint8 RGB with ONNX Runtime."""
 
     def __init__(
-        self, model: onnx.ModelProto, provider: str = "auto", threads: int | None = None,
+        self, model: Model, provider: str = "auto", threads: int | None = None,
         stride: int = STRIDE, tile: int = TILE, halo: int = HALO,
     ) -> None:  # fmt: skip
         self.providers = resolve_providers(provider)
@@ -104,9 +112,7 @@ FILTER_HALO = 8
 class OnnxDenoiser:
     """Runs the post-filter graph on decoded uint8 images."""
 
-    def __init__(self, model: onnx.ModelProto, provider: str = "auto", threads: int | None = None) -> None:
-        from .denoiser_graph import DENOISER_INPUT
-
+    def __init__(self, model: Model, provider: str = "auto", threads: int | None = None) -> None:
         self.input = DENOISER_INPUT
         self.session = _session(model, resolve_providers(provider), threads)
 
