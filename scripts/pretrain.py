@@ -1,6 +1,13 @@
 """Train the warm-start codecs shipped in ``src/archiver/model/weights/`` (the recipe, runnable).
 
     python scripts/pretrain.py --preset tiny --time-limit 25m
+    python scripts/pretrain.py --codec pyramid --time-limit 3h --base-id b1
+
+``--codec pyramid`` trains one variable-rate pyramid codec for every ``--quality`` (see
+:func:`pretrain_pyramid`); it is resumable exactly and meant to run for hours: ``--time-limit`` is
+the total over all runs, and a run continues from the checkpoint in ``--state`` (kept in the repo
+so that later sessions add hours), then writes ``pyramid-<id>.npz``, the training log
+(``benchmarks/results/pretrain-pyramid.json``) and its curve (``pretrain-curve.png``).
 
 Trains one :data:`archiver.config.MODEL_PRESETS` architecture as ``pack`` would (same loss and
 crops; a longer convergence window and one more learning-rate drop; no refinement, no denoiser) on the ``train`` half of ``../shared/data/dev``
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +38,16 @@ sys.path.insert(0, str(REPO))
 from benchmarks.regimes import DEFAULT_SRC_DIR, list_sources  # noqa: E402
 
 SCALES = (1, 2, 4)  # downscale factors of each photo in the training pool
+#: Train-split photos held back from the pyramid's pool: the crops its log and convergence are
+#: measured on (the last ones of the sorted split; the heldout split is never touched).
+HOLD_BACK = 4
+#: Side in pixels and count of the held-back crops (the coded size of a small photo region).
+HELD_CROP, HELD_COUNT = 128, 24
 
 
-def training_pool(src: Path, crop: int) -> tuple[list[np.ndarray], int]:
-    """RGB arrays of every train-split photo at each of :data:`SCALES`; also the photo count."""
-    photos = list_sources(src, "train")
+def training_pool(src: Path, crop: int, photos: list[Path] | None = None) -> tuple[list[np.ndarray], int]:
+    """RGB arrays of every train-split photo (or of ``photos``) at each of :data:`SCALES`; also the photo count."""
+    photos = list_sources(src, "train") if photos is None else photos
     pool = []
     for path in photos:
         with Image.open(path) as im:
@@ -61,23 +74,41 @@ def write_credits(src: Path, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from archiver.config import config_for_quality, parse_duration
-    from archiver.model.training import train_codec
-    from archiver.model.warmstart import WEIGHTS_DIR, save_warm_start
+    from archiver.model.warmstart import WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="tiny", help="architecture (a MODEL_PRESETS name)")
-    ap.add_argument("--time-limit", default="25m")
-    ap.add_argument("--quality", type=int, default=4, help="--quality whose lambda the codec is trained at")
+    ap.add_argument("--codec", default="autoencoder", choices=("autoencoder", "pyramid"))
+    ap.add_argument("--preset", default="tiny", help="architecture (a MODEL_PRESETS name; autoencoder)")
+    ap.add_argument("--time-limit", default="25m", help="training time (pyramid: in total over all resumed runs)")
+    ap.add_argument("--quality", type=int, default=4, help="--quality whose lambda the codec is trained at (autoencoder)")
     ap.add_argument("--src", type=Path, default=DEFAULT_SRC_DIR)
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--base-id", default="b1", help="pyramid: the base's id (file pyramid-<id>.npz)")
+    ap.add_argument("--state", type=Path, default=REPO / "benchmarks" / "pretrain" / "pyramid",
+                    help="pyramid: folder of the resumable checkpoint")
+    ap.add_argument("--coarse-steps", type=int, default=8000, help="pyramid: steps of the coarse-first phase")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (0: torch's default). A background pretraining sharing the CPU with other "
+                         "work wants 1: two busy processes with 2 threads each on 2 cores ran 4.5x slower")
+    ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
+    if args.codec == "pyramid":
+        return pretrain_pyramid(args, argv)
+    return pretrain_autoencoder(args, argv)
+
+
+def pretrain_autoencoder(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The autoencoder's recipe: one ``--quality``, pack's training with a longer window."""
+    from archiver.config import config_for_quality, parse_duration
+    from archiver.model.training import train_codec
+    from archiver.model.warmstart import save_warm_start
     # Convergence is judged over 2,000-step windows and allows 3 learning-rate drops: on a pool of
     # varied photos the loss is noisier than on one collection, and pack's 500-step window stopped
     # the first run at 8,000 steps (7 minutes, 21.1 dB held-back PSNR).
     cfg = config_for_quality(
         args.quality, time_limit=parse_duration(args.time_limit), model_size=args.preset,
-        refine_steps=0, warm_start=False, check_every=2000, lr_drops=3,
+        refine_steps=0, warm_start=False, check_every=2000, lr_drops=3, device=args.device,
     )  # fmt: skip
     pool, n_photos = training_pool(args.src, cfg.train.crop)
     started = dt.datetime.now(dt.timezone.utc)
@@ -103,6 +134,89 @@ def main(argv: list[str] | None = None) -> int:
     credits = write_credits(args.src, args.out)
     print(f"wrote {args.out / (args.preset + '.npz')} ({size} bytes) and the credits of {credits} photos: {trained}")
     return 0
+
+
+def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """One variable-rate pyramid codec for every ``--quality``: pack's loss at a λ drawn per step,
+    crops of 64 px with left–right flips from the train split at scales 1, 1/2, 1/4, the coarse-first
+    phase for ``--coarse-steps`` steps, convergence judged at quality 4 on held-back crops over
+    2,000-step windows with three learning-rate drops; resumable exactly from ``--state``."""
+    import torch
+
+    from archiver.codec.pyramid_plan import PYRAMID_PRESETS
+    from archiver.config import PYRAMID_LAMBDAS, config_for_quality, parse_duration
+    from archiver.model.checkpoint import Checkpointer
+    from archiver.model.pyramid_base import save_pyramid_base
+    from archiver.model.pyramid_train import PYRAMID_CROP, PyramidRecipe, train_pyramid
+    from archiver.model.training import CropSampler
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = PYRAMID_PRESETS["default"]
+    cfg = config_for_quality(4, time_limit=parse_duration(args.time_limit), codec="pyramid", refine_steps=0,
+                             warm_start=False, check_every=2000, lr_drops=3, device=args.device)  # fmt: skip
+    photos = list_sources(args.src, "train")
+    pool, n_photos = training_pool(args.src, PYRAMID_CROP, photos[:-HOLD_BACK])
+    held, _ = training_pool(args.src, HELD_CROP, photos[-HOLD_BACK:])
+    heldout = CropSampler(held, HELD_CROP, np.random.default_rng(20261202)).batch(HELD_COUNT)
+    qualities = tuple(sorted(PYRAMID_LAMBDAS))
+    recipe = PyramidRecipe(qualities=qualities, coarse_steps=args.coarse_steps, flip=True, heldout=heldout)
+    fingerprint = f"pretrain-pyramid:{json.dumps(spec.to_dict(), sort_keys=True)}:{n_photos}:{args.coarse_steps}"
+    checkpointer = Checkpointer(args.state, fingerprint, every=300.0, resume=True)
+    started = dt.datetime.now(dt.timezone.utc)
+
+    def show(p) -> None:
+        print(f"step {p.step:7d}  loss {p.loss:8.4f}  psnr {p.psnr:5.2f} dB  bpp {p.bpp:.3f}  {p.elapsed:6.0f} s  lr {p.lr:.0e}", flush=True)
+
+    result = train_pyramid(pool, cfg, spec, progress=show, checkpointer=checkpointer, report_every=500, recipe=recipe)
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    levels = next((h["levels"] for h in reversed(result.history) if "levels" in h), [])
+    trained = {
+        "command": "python scripts/pretrain.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": started.isoformat(timespec="seconds"),
+        "commit": commit.stdout.strip() or "unknown",
+        "data": f"{n_photos} photos of the 'train' split of shared/data/dev at scales 1, 1/2, 1/4 ({len(pool)} images); "
+                f"{HOLD_BACK} more held back for the log",
+        "qualities": list(qualities),
+        "steps": result.steps,
+        "seconds": round(result.seconds, 1),
+        "stop_reason": result.stop_reason,
+        "device": str(cfg.train.device),
+        "held_back_levels": levels,
+    }  # fmt: skip
+    path = args.out / f"pyramid-{args.base_id}.npz"
+    size = save_pyramid_base(path, result.codec, trained)
+    write_credits(args.src, args.out)
+    log = args.results / "pretrain-pyramid.json"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(json.dumps({"trained": trained, "history": result.history}, indent=1))
+    draw_curve(result.history, args.results / "pretrain-curve.png")
+    print(f"wrote {path} ({size} bytes), {log}: {result.steps} steps, {result.seconds / 3600:.2f} h")
+    return 0
+
+
+def draw_curve(history: list[dict], path: Path) -> None:
+    """Held-back PSNR and bpp of every level against training steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [h for h in history if "levels" in h]
+    if not rows:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, level in enumerate(rows[0]["levels"]):
+        steps = [h["step"] for h in rows]
+        ax1.plot(steps, [h["levels"][k]["psnr"] for h in rows], label=f"q{level['quality']}")
+        ax2.plot(steps, [h["levels"][k]["bpp"] for h in rows], label=f"q{level['quality']}")
+    ax1.set(xlabel="step", ylabel="held-back PSNR (dB)", title="pyramid pretraining")
+    ax2.set(xlabel="step", ylabel="held-back bpp (context model estimate)", yscale="log")
+    ax1.legend(ncol=2, fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

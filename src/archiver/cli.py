@@ -186,6 +186,10 @@ def pack(
         True, "--warm-start/--no-warm-start",
         help="Start from the general codec shipped for the chosen decoder size (when there is one) instead of random weights.",
     ),
+    self_contained: bool = typer.Option(
+        False, "--self-contained",
+        help="Store the whole model even when training started from a shipped base codec (default: only the difference from it).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Learn a codec for the images under SOURCE and write one archive."""
@@ -197,6 +201,7 @@ def pack(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
             refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start, codec=codec,
+            self_contained=self_contained,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(

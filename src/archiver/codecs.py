@@ -8,7 +8,9 @@ format version 3 on); archives without it use ``autoencoder`` version 1, describ
 - ``desc``: the :class:`CodecDescription` it was made from; ``stride``: pixels per latent position; ``min_size``: smallest side an image was coded at;
 - ``coder()``: an object with ``decode(bitstream, h, w) -> (C, h, w) int32 latent`` (and ``encode``);
 - ``runtime(provider, threads)``: an :class:`archiver.runtime.session.OnnxDecoder` that turns a batch of
-  latents into pixels, tiling large ones.
+  latents into pixels, tiling large ones;
+- ``check_decodable()``: raises before any output is written if decoding needs something this
+  archiver does not have (a base codec, :mod:`archiver.codec.bases`).
 
 The train side of each codec lives in :mod:`archiver.model` (``training`` for ``autoencoder``,
 ``pyramid_train`` for ``pyramid``) and is reached from :mod:`archiver.pack`.
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import _Serializable
-from .errors import CorruptArchiveError, MissingDependencyError
+from .errors import CorruptArchiveError, MissingBaseError, MissingDependencyError
 
 __all__ = [
     "CodecDescription", "CODECS", "describe", "read_side", "AutoencoderReadSide", "PyramidReadSide", "pyramid_tiling",
@@ -40,6 +42,15 @@ class CodecDescription(_Serializable):
     name: str = "autoencoder"
     version: int = 1
     spec: dict[str, Any] = field(default_factory=dict)
+    #: ``{"id", "sha256"}`` of the base codec the model is stored as a difference from
+    #: (:mod:`archiver.codec.bases`); empty: the archive stores its whole model.
+    base: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if not self.base:
+            del out["base"]  # self-contained archives keep the document of format version 3's first release
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -54,7 +65,9 @@ def describe(reader) -> CodecDescription:
         raise CorruptArchiveError(f"{reader.path}: a codec attribute in a format version {reader.format_version} archive")
     try:
         data = json.loads(raw)
-        desc = CodecDescription(str(data["name"]), int(data["version"]), dict(data["spec"]))
+        base = data.get("base", {})
+        base = {"id": str(base["id"]), "sha256": str(base["sha256"])} if base else {}
+        desc = CodecDescription(str(data["name"]), int(data["version"]), dict(data["spec"]), base)
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptArchiveError(f"{reader.path}: the codec document is not a codec description ({exc})") from None
     if desc.version not in CODECS.get(desc.name, ()):
@@ -87,6 +100,9 @@ class AutoencoderReadSide:
         self.model = ModelConfig.from_dict(desc.spec)
         self.stride, self.min_size = self.model.stride, reader.min_size
         self.tile, self.halo = TILE, HALO
+
+    def check_decodable(self) -> None:
+        """Nothing outside the archive is needed."""
 
     def coder(self):
         from .codec.entropy import LatentCoder
@@ -121,16 +137,36 @@ class PyramidReadSide:
         self.spec = PyramidSpec.from_dict(desc.spec)
         self.stride, self.min_size = self.spec.stride, 0
         self.tile, self.halo = pyramid_tiling(self.stride)
+        self._reference: dict | None = None
+
+    def model_arrays(self, name: str) -> dict:
+        """The arrays of ``/model/<name>`` (decoder or entropy) as the fine-tuned model has them: an
+        archive made from a base stores their difference from it (:mod:`archiver.codec.bases`)."""
+        arrays = self.reader.model_arrays(name)
+        if not self.desc.base:
+            return arrays
+        from .codec.bases import base_file, from_delta, pyramid_reference
+
+        if self._reference is None:
+            try:
+                self._reference = pyramid_reference(base_file(self.desc.base["id"], self.desc.base["sha256"]))
+            except MissingBaseError as exc:
+                raise MissingBaseError(f"{self.reader.path}: {exc}") from None
+        return from_delta(arrays, self._reference[name])
+
+    def check_decodable(self) -> None:
+        """Raise :class:`MissingBaseError` now if the archive's base codec is not shipped here."""
+        if self.desc.base:
+            self.model_arrays("decoder")
 
     def coder(self):
         from .codec.pyramid_coder import PackedPyramidCoder
 
-        arrays = self.reader.model_arrays("entropy")
-        return PackedPyramidCoder.from_arrays(self.spec, arrays)
+        return PackedPyramidCoder.from_arrays(self.spec, self.model_arrays("entropy"))
 
     def runtime(self, provider: str, threads: int | None):
         attach_weights, OnnxDecoder = _runtime_imports()
-        model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
+        model = attach_weights(self.reader.onnx_graph(), self.model_arrays("decoder"))
         return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo)
 
 

@@ -206,6 +206,9 @@ class PackConfig(_Serializable):
         codec: the image codec trained (:data:`CODEC_NAMES`); the archive describes it separately in
             its ``codec`` attribute (:mod:`archiver.codecs`). ``model`` and ``model_size`` concern
             ``autoencoder`` only.
+        self_contained: store the whole model even when training started from a shipped base codec
+            (:mod:`archiver.codec.bases`); by default such an archive stores only its difference
+            from the base (``pyramid`` codec; the autoencoder always stores its whole model).
     """
 
     quality: int = 4
@@ -216,6 +219,7 @@ class PackConfig(_Serializable):
     model_size: str = "auto"
     appendable: bool = False
     codec: str = "autoencoder"
+    self_contained: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PackConfig":
@@ -235,6 +239,7 @@ def config_for_quality(
     model_size: str = "auto",
     appendable: bool = False,
     codec: str = "autoencoder",
+    self_contained: bool = False,
     **train_overrides: Any,
 ) -> PackConfig:
     """The default :class:`PackConfig` for a ``--quality`` level."""
@@ -256,7 +261,8 @@ def config_for_quality(
     )
     model = MODEL_PRESETS.get(model_size, ModelConfig())
     return PackConfig(
-        quality=quality, train=train, model=model, model_size=model_size, appendable=appendable, codec=codec
+        quality=quality, train=train, model=model, model_size=model_size, appendable=appendable, codec=codec,
+        self_contained=self_contained,
     )
 
 

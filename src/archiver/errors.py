@@ -8,6 +8,7 @@ __all__ = [
     "OutputExistsError",
     "NotAnArchiveError",
     "FormatVersionError",
+    "MissingBaseError",
     "CorruptArchiveError",
     "EntryNotFoundError",
     "MissingDependencyError",
@@ -36,6 +37,11 @@ class FormatVersionError(ArchiverError):
 
 class CorruptArchiveError(ArchiverError):
     """A checksum failed or a structure in the archive is inconsistent."""
+
+
+class MissingBaseError(ArchiverError):
+    """The archive stores its model as a difference from a base codec this archiver does not ship
+    (or whose shipped file is not the one the archive names)."""
 
 
 class EntryNotFoundError(ArchiverError, KeyError):

@@ -152,6 +152,8 @@ def extract(
             for entry, target in targets:
                 if entry.kind is not EntryKind.DIRECTORY and (target.exists() or target.is_symlink()):
                     raise OutputExistsError(f"{target} already exists (use --force to overwrite)")
+        if any(e.kind is EntryKind.IMAGE for e in selected):
+            reader.codec.check_decodable()  # e.g. a base codec not shipped here: fail before writing
         output.mkdir(parents=True, exist_ok=True)
         links: list[tuple[Entry, Path]] = []
         images: list[Entry] = []

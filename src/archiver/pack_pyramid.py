@@ -34,11 +34,15 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
     """Train on ``images``, code each one; returns :class:`archiver.pack.CodedImages`."""
     import torch
 
+    from .codec.bases import to_delta
     from .codec.pyramid_coder import HistogramCounter, PackedPyramidCoder
     from .codec.pyramid_plan import PYRAMID_PRESETS
     from .codec.spool import LatentSpool
     from .codec.weights import pack_arrays
-    from .model.pyramid_train import context_net, infer_packed, int8_synthesis, synthesis_arrays, train_pyramid
+    from .model.pyramid_base import find_pyramid_base
+    from .model.pyramid_train import (
+        PyramidRecipe, context_net, infer_packed, int8_synthesis, synthesis_arrays, train_pyramid,
+    )  # fmt: skip
     from .model.refine import RefineBudget
     from .model.training import resolve_device
     from .pack import CodedImages
@@ -50,23 +54,34 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
     image_ids = list(images)
     out = CodedImages()
     torch.manual_seed(cfg.train.seed)
+    base = find_pyramid_base(spec) if cfg.train.warm_start else None
+    # From a base the full-size level has already learned its share: no coarse-first phase.
+    pixels = sum(images[i].width * images[i].height for i in image_ids)
+    delta = _stores_delta(cfg, base)
+    recipe = (
+        PyramidRecipe(coarse_steps=0, start=base.state_dict(), model_pixels=pixels if delta else 0)
+        if base is not None else PyramidRecipe()
+    )  # fmt: skip
     result = train_pyramid(
         training_set([images[i] for i in image_ids], cfg.train.seed), cfg, spec,
         progress=lambda p: emit(progress, "train", p.step, 0, p), checkpointer=checkpointer,
+        recipe=recipe, warm_start=base.summary() if base is not None else None,
     )  # fmt: skip
     out.training = result.summary()
     out.training["device"] = str(resolve_device(cfg.train.device))
-    arrays = synthesis_arrays(result.codec, cfg.quality)
-    out.model_blob = pack_arrays(arrays, cfg.zstd_level)
+    reference = _delta_reference(base) if delta else None
+    arrays = synthesis_arrays(result.codec, cfg.quality, reference["decoder"] if reference else None)
+    out.model_blob = pack_arrays(to_delta(arrays, reference["decoder"]) if reference else arrays, cfg.zstd_level)
     out.onnx_graph = graph_only(build_pyramid_graph(spec))
-    out.codec = CodecDescription("pyramid", 1, spec.to_dict())
+    based_on = {"id": base.id, "sha256": base.sha256} if reference else {}
+    out.codec = CodecDescription("pyramid", 1, spec.to_dict(), based_on)
     tile, halo = pyramid_tiling(spec.stride)
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
     synth = int8_synthesis(result.codec, arrays)
     spool = LatentSpool(spool_dir)
     refine = RefineBudget(
         cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2,
-        sum(images[i].width * images[i].height for i in image_ids),
+        pixels,
     )  # fmt: skip
     coder = PackedPyramidCoder(spec, context_net(result.codec))
     counter = HistogramCounter()
@@ -82,6 +97,22 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
     out.training["refine"] = refine.summary()
     coder = coder.with_tables(counter.tables())
     out.training["entropy_model"] = {"chosen": "pyramid-context", "tables": int((coder.inner.tables.lengths > 0).sum())}
-    out.entropy_blob = pack_arrays(coder.to_arrays(), cfg.zstd_level)
+    entropy = coder.to_arrays()
+    out.entropy_blob = pack_arrays(to_delta(entropy, reference["entropy"]) if reference else entropy, cfg.zstd_level)
     out.coder, out.latents = coder, spool.latent  # the writer codes the latents in groups
     return out
+
+
+def _stores_delta(cfg: PackConfig, base) -> bool:
+    """True when the archive stores its model as a difference from ``base``: a released base
+    (:data:`archiver.codec.bases.BASES`; no reader would have another) and no ``--self-contained``."""
+    from .codec.bases import BASES
+
+    return base is not None and not cfg.self_contained and BASES.get(base.id) == base.sha256
+
+
+def _delta_reference(base) -> dict:
+    """The base's reference arrays (:func:`archiver.codec.bases.pyramid_reference`)."""
+    from .codec.bases import base_file, pyramid_reference
+
+    return pyramid_reference(base_file(base.id, base.sha256, base.path.parent))

@@ -10,8 +10,9 @@ from ..errors import CorruptArchiveError
 __all__ = ["pack_arrays", "unpack_arrays", "ALLOWED_DTYPES"]
 
 #: dtypes a weight blob may hold (little-endian on disk): int8/float32 for networks, int32/uint8 for
-#: the pyramid codec's fixed-point context network and quantized table counts (format version 3).
-ALLOWED_DTYPES = ("int8", "float32", "int32", "uint8")
+#: the pyramid codec's fixed-point context network and quantized table counts (format version 3);
+#: int16 for int8 weights stored as their difference from a base codec (codec.bases).
+ALLOWED_DTYPES = ("int8", "float32", "int32", "uint8", "int16")
 
 
 def pack_arrays(arrays: dict[str, np.ndarray], level: int = 19) -> tuple[bytes, list[dict]]:

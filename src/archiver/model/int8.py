@@ -6,26 +6,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..codec.bases import quantize_int8
+
 __all__ = ["quantize_weights", "float_decoder_arrays", "dequantize", "load_quantized"]
 
 
-def quantize_weights(module: nn.Module) -> dict[str, np.ndarray]:
+def quantize_weights(module: nn.Module, scales: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Arrays that define the int8 version of ``module`` (the decoder, the encoder, the denoiser).
 
     For every conv weight ``W`` (out, in, kh, kw): ``<name>.q`` int8 = round(W / s) with
-    ``<name>.scale`` float32 s = max|W[o]| / 127 per output channel o. Biases stay float32
-    (``<name>`` as is): they are a few hundred numbers and quantizing them buys nothing.
+    ``<name>.scale`` float32 s = max|W[o]| / 127 per output channel o, or ``scales[<name>.scale]``
+    when given (a fine-tuned model coded as its difference from a base keeps the base's scales).
+    Biases stay float32 (``<name>`` as is): they are a few hundred numbers and quantizing them buys nothing.
     """
     out: dict[str, np.ndarray] = {}
     for name, tensor in module.state_dict().items():
         array = tensor.detach().cpu().float().numpy()
         if name.endswith(".weight") and array.ndim == 4:
-            flat = array.reshape(array.shape[0], -1)
-            scale = np.abs(flat).max(axis=1) / 127.0
-            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-            q = np.clip(np.round(flat / scale[:, None]), -127, 127).astype(np.int8)
-            out[name + ".q"] = q.reshape(array.shape)
-            out[name + ".scale"] = scale
+            fixed = None if scales is None else scales[name + ".scale"]
+            out[name + ".q"], out[name + ".scale"] = quantize_int8(array, fixed)
         else:
             out[name] = array.astype(np.float32)
     return out

@@ -3,7 +3,7 @@ refinement through the int8 synthesis), and the arrays an archive stores.
 
 Training follows the autoencoder's rules (random crops, ``λ·255²·MSE + bpp``, convergence
 detection with learning-rate drops, time and step limits, checkpoints for ``--resume``) in named
-steps: :func:`_sample`, :func:`_train_step`, :func:`_check`.
+steps of :class:`_Run` (:func:`_train_step`, :func:`_check`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from ..codec.pyramid_coder import SYMBOL_CLIP, ContextNet
 from ..codec.pyramid_plan import PyramidSpec
-from ..config import PackConfig
+from ..config import PYRAMID_LAMBDAS, PackConfig
 from ..errors import InputError
 from .checkpoint import Checkpointer
 from .convergence import ConvergenceDetector
@@ -31,7 +31,7 @@ from .pyramid import PyramidCodec, PyramidSynthesis, laplace_bits
 from .refine import refine_latent
 from .training import CropSampler, TrainProgress, resolve_device
 
-__all__ = ["PyramidTrainResult", "train_pyramid", "PackedSynthesis", "synthesis_arrays", "context_net", "infer_packed"]
+__all__ = ["PyramidRecipe", "PyramidTrainResult", "train_pyramid", "evaluate_levels", "PackedSynthesis", "synthesis_arrays", "context_net", "infer_packed"]
 
 #: Training crop side in pixels (the synthesis sees a few pixels around each; 64 px crops train
 #: 4× more steps per second than 128 px ones at the same pixels per step).
@@ -43,8 +43,77 @@ PYRAMID_BATCH = 8
 #: Without it the encoder routes everything through the full-size grid (measured on the dataset
 #: regime: 2.7 bits a pixel of zeroth-order entropy there, the 1/2 grid all zeros; see the README).
 PYRAMID_COARSE_FIRST = 0.5
+#: Adam learning rate of pack's fine-tuning from a shipped base (instead of ``cfg.train.lr``, 1e-3,
+#: which undoes part of what the base learned). Indicative probe (40 heldout dataset crops,
+#: ``--quality 4``, 120 s packs on a busy CPU, base after 5,000 pretraining steps): 1e-3 gave
+#: 29.37 dB at 0.889 bpp, 2e-4 29.90 dB at 0.876 bpp, 5e-5 29.83 dB at 0.878 bpp.
+PYRAMID_FINETUNE_LR = 2e-4
 #: Adam step of the latent refinement, in quantization steps.
 PYRAMID_REFINE_LR = 0.05
+
+
+@dataclass(frozen=True)
+class PyramidRecipe:
+    """How :func:`train_pyramid` draws its steps. ``pack`` uses the defaults (one quality, the
+    coarse-first phase as a fraction of the limits); ``scripts/pretrain.py`` trains one
+    variable-rate model for every ``--quality`` and starts pack's fine-tuning from it.
+
+    Attributes:
+        qualities: ``--quality`` levels drawn uniformly, one per step, each with its own λ
+            (:data:`archiver.config.PYRAMID_LAMBDAS`) and quantization steps; empty: ``cfg.quality``
+            alone at ``cfg.train.lmbda``.
+        coarse_steps: steps of the coarse-first phase; None: :data:`PYRAMID_COARSE_FIRST` of the
+            time limit and of the step cap (a warm start passes 0: its full-size level already
+            learned its share).
+        flip: mirror half of the crops left–right (augmentation for pretraining on few photos).
+        heldout: (N, 3, h, w) batch in [0, 1] to judge convergence and log every level on; None:
+            crops of the training images.
+        start: a state dict of :class:`PyramidCodec` to start from (a shipped base).
+        model_pixels: with ``start``, count the stored model's difference from it in the loss, as
+            its estimated bits (:func:`delta_bits`) spread over this many coded pixels, so that a
+            weight moves from the base only where it pays for itself; 0: not counted.
+    """
+
+    qualities: tuple[int, ...] = ()
+    coarse_steps: int | None = None
+    flip: bool = False
+    heldout: torch.Tensor | None = None
+    start: dict | None = None
+    model_pixels: int = 0
+
+
+#: Bits a stored weight delta of d quantization units costs, estimated as 2·log2(1 + |d|): about
+#: what zstd spends on small integers that are mostly 0 (differentiable, so training can trade them).
+DELTA_BITS_PER_LOG2 = 2.0
+
+
+class DeltaRate(nn.Module):
+    """Estimated bits of the stored difference between a codec's synthesis and context weights and
+    those of ``start`` (the encoder is not stored; biases and steps are stored whole: fixed cost)."""
+
+    def __init__(self, codec: PyramidCodec, start: dict) -> None:
+        super().__init__()
+        self.names, self.refs, self.units = [], [], []
+        for name, _ in codec.named_parameters():
+            ref = start[name].detach().float()
+            if name.startswith("synthesis.") and name.endswith(".weight") and ref.ndim == 4:
+                # int8 units of the base's per-output-channel scale (codec.bases.quantize_int8)
+                unit = (ref.reshape(ref.shape[0], -1).abs().amax(1) / 127.0).clamp_min(1e-8).view(-1, 1, 1, 1)
+            elif name.startswith("context."):
+                unit = torch.tensor(1.0 / 256.0)  # fixed point, 8 fractional bits
+            else:
+                continue
+            self.names.append(name)
+            self.refs.append(ref)
+            self.units.append(unit)
+
+    def forward(self, codec: PyramidCodec) -> torch.Tensor:
+        params = dict(codec.named_parameters())
+        total = torch.zeros(())
+        for name, ref, unit in zip(self.names, self.refs, self.units):
+            d = (params[name] - ref.to(params[name].device)) / unit.to(params[name].device)
+            total = total + torch.log2(1.0 + d.abs()).sum()
+        return DELTA_BITS_PER_LOG2 * total
 
 
 @dataclass
@@ -61,12 +130,13 @@ class PyramidTrainResult:
     crop: int
     rank: int = 0
     world: int = 1
+    warm_start: dict | None = None  #: the shipped base training started from (None: from scratch)
 
     def summary(self) -> dict:
         return {
             "steps": self.steps, "train_seconds": round(self.seconds, 3), "stop_reason": self.stop_reason,
             "final_loss": self.final_loss, "heldout_psnr": self.heldout_psnr, "history": self.history,
-            "crop": self.crop, "processes": self.world, "warm_start": None,
+            "crop": self.crop, "processes": self.world, "warm_start": self.warm_start,
         }  # fmt: skip
 
 
@@ -98,9 +168,10 @@ class PackedSynthesis(nn.Module):
         return self.synthesis([g * self.steps[i] for i, g in enumerate(grids)])
 
 
-def synthesis_arrays(codec: PyramidCodec, quality: int) -> dict[str, np.ndarray]:
-    """What ``/model/decoder`` stores: the synthesis' int8 weights and ``quant.steps`` (float32 (L,))."""
-    arrays = quantize_weights(codec.synthesis)
+def synthesis_arrays(codec: PyramidCodec, quality: int, scales: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The synthesis' int8 weights (with the given per-channel ``scales``: a base's) and
+    ``quant.steps`` (float32 (L,)): what ``/model/decoder`` stores (or its difference from a base)."""
+    arrays = quantize_weights(codec.synthesis, scales)
     arrays["quant.steps"] = codec.steps(quality).detach().cpu().numpy().astype(np.float32)
     return arrays
 
@@ -114,25 +185,113 @@ def context_net(codec: PyramidCodec) -> ContextNet:
     return ContextNet.from_float(phases)
 
 
-def _heldout_psnr(codec: PyramidCodec, batch: torch.Tensor, quality: int) -> float:
+def evaluate_levels(codec: PyramidCodec, batch: torch.Tensor, qualities) -> list[dict]:
+    """PSNR (dB, of the 8-bit rounded output, hard quantization) and bpp (the context model's
+    estimate) of ``batch`` at each of ``qualities``."""
     codec.eval()
+    out = []
     with torch.no_grad():
-        x_hat, _ = codec(batch, quality, noise=False)
+        for q in qualities:
+            x_hat, bits = codec(batch, q, noise=False)
+            mse = torch.mean((torch.round(x_hat.clamp(0, 1) * 255) - torch.round(batch * 255)) ** 2).item()
+            bpp = bits.item() / (batch.shape[0] * batch.shape[2] * batch.shape[3])
+            out.append({"quality": q, "psnr": round(10 * math.log10(255.0**2 / max(mse, 1e-10)), 3), "bpp": round(bpp, 4)})
     codec.train()
-    mse = torch.mean((torch.round(x_hat.clamp(0, 1) * 255) - torch.round(batch * 255)) ** 2).item()
-    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+    return out
 
 
-def _train_step(codec, optimizer, x, quality: int, lmbda: float, coarse_from: int = 0) -> tuple[float, float, float]:
+def _heldout_psnr(codec: PyramidCodec, batch: torch.Tensor, quality: int) -> float:
+    return evaluate_levels(codec, batch, [quality])[0]["psnr"]
+
+
+def _train_step(codec, optimizer, x, quality: int, lmbda: float, coarse_from: int = 0,
+                model_bpp=None) -> tuple[float, float, float]:  # fmt: skip
+    """One optimizer step of ``λ·255²·MSE + bpp`` (+ the model's own bits per coded pixel)."""
     x_hat, bits = codec(x, quality, coarse_from=coarse_from)
     mse = torch.mean((x_hat - x) ** 2)
     bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
     loss = lmbda * 255.0**2 * mse + bpp
+    if model_bpp is not None:
+        loss = loss + model_bpp(codec)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
     optimizer.step()
     return float(loss.item()), float(mse.item()), float(bpp.item())
+
+
+class _Run:
+    """The mutable state of one training run and its named steps (the loop is :func:`train_pyramid`)."""
+
+    def __init__(self, images, cfg: PackConfig, spec: PyramidSpec, recipe: PyramidRecipe, checkpointer) -> None:
+        tc = cfg.train
+        self.cfg, self.tc, self.recipe, self.checkpointer = cfg, tc, recipe, checkpointer
+        self.device = resolve_device(tc.device)
+        torch.manual_seed(tc.seed)
+        self.rng = np.random.default_rng([tc.seed, 0])
+        self.codec = PyramidCodec(spec).to(self.device)
+        self.model_bpp = None
+        if recipe.start is not None:
+            self.codec.load_state_dict(recipe.start)
+            if recipe.model_pixels > 0:
+                rate = DeltaRate(self.codec, recipe.start)
+                self.model_bpp = lambda codec: rate(codec) / recipe.model_pixels
+        lr = tc.lr if recipe.start is None else PYRAMID_FINETUNE_LR
+        self.optimizer = torch.optim.Adam(self.codec.parameters(), lr=lr)
+        self.sampler = CropSampler(images, PYRAMID_CROP, self.rng, flip=recipe.flip)
+        heldout = recipe.heldout
+        if heldout is None:
+            heldout = CropSampler(images, PYRAMID_CROP, np.random.default_rng(tc.seed + 1)).batch(16)
+        self.heldout = heldout.to(self.device)
+        self.detector = ConvergenceDetector(tc.check_every, tc.slope_tol, tc.psnr_tol)
+        self.state = {"step": 0, "elapsed": 0.0, "lr": lr, "drops_left": tc.lr_drops, "history": [], "loss": math.nan}
+        saved = checkpointer.load() if checkpointer else None
+        if saved is not None:
+            self.codec.load_state_dict(saved["codec"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.detector.restore(saved["detector"])
+            self.rng.bit_generator.state, torch_rng = saved["rngs"]
+            torch.set_rng_state(torch_rng)
+            self.state = saved["state"]
+        self.start = time.monotonic() - self.state["elapsed"]
+
+    def coarse(self, elapsed: float) -> bool:
+        """True during the coarse-first phase (the full-size level held at zero)."""
+        if self.recipe.coarse_steps is not None:
+            return self.state["step"] < self.recipe.coarse_steps
+        return _coarse_phase(self.state["step"], elapsed, self.tc)
+
+    def quality(self) -> tuple[int, float]:
+        """The ``--quality`` and λ of the next step."""
+        if not self.recipe.qualities:
+            return self.cfg.quality, self.tc.lmbda
+        q = self.recipe.qualities[int(self.rng.integers(len(self.recipe.qualities)))]
+        return q, PYRAMID_LAMBDAS[q]
+
+    def step(self, coarse: bool) -> tuple[float, float, float]:
+        quality, lmbda = self.quality()
+        x = self.sampler.batch(PYRAMID_BATCH).to(self.device)
+        loss, mse, bpp = _train_step(self.codec, self.optimizer, x, quality, lmbda, 1 if coarse else 0, self.model_bpp)
+        self.state["step"] += 1
+        self.state["loss"] = loss
+        self.detector.add_loss(loss)
+        return loss, mse, bpp
+
+    def check(self) -> tuple[float, bool]:
+        """Held-back PSNR at the pack's quality and whether training has converged for good."""
+        value = _heldout_psnr(self.codec, self.heldout, self.cfg.quality)
+        stop = _check(self.detector, value, self.state, self.optimizer)
+        if self.recipe.qualities:  # a variable-rate run logs every level
+            self.state["history"][-1]["levels"] = evaluate_levels(self.codec, self.heldout, self.recipe.qualities)
+        return value, stop
+
+    def save(self) -> None:
+        self.state["elapsed"] = time.monotonic() - self.start
+        self.checkpointer.save({
+            "codec": self.codec.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "detector": self.detector.state(), "rngs": (self.rng.bit_generator.state, torch.get_rng_state()),
+            "state": self.state,
+        })  # fmt: skip
 
 
 def train_pyramid(
@@ -142,66 +301,49 @@ def train_pyramid(
     progress: Callable[[TrainProgress], None] | None = None,
     checkpointer: Checkpointer | None = None,
     report_every: int = 10,
+    recipe: PyramidRecipe = PyramidRecipe(),
+    warm_start: dict | None = None,
 ) -> PyramidTrainResult:
-    """Train a pyramid codec on ``images`` ((H, W, 3) uint8) until a stop rule fires."""
+    """Train a pyramid codec on ``images`` ((H, W, 3) uint8) until a stop rule fires.
+
+    With a ``checkpointer`` the whole state (weights, optimizer, schedules, random generators) is
+    saved every few minutes and a run resumes exactly from it. ``warm_start`` is what the result's
+    summary records about ``recipe.start``.
+    """
     tc = cfg.train
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("--codec pyramid does not train under torchrun yet: run pack as one process")
-    device = resolve_device(tc.device)
-    torch.manual_seed(tc.seed)
-    rng = np.random.default_rng([tc.seed, 0])
-    codec = PyramidCodec(spec).to(device)
-    optimizer = torch.optim.Adam(codec.parameters(), lr=tc.lr)
-    sampler = CropSampler(images, PYRAMID_CROP, rng)
-    heldout = CropSampler(images, PYRAMID_CROP, np.random.default_rng(tc.seed + 1)).batch(16).to(device)
-    detector = ConvergenceDetector(tc.check_every, tc.slope_tol, tc.psnr_tol)
-    state = {"step": 0, "elapsed": 0.0, "lr": tc.lr, "drops_left": tc.lr_drops, "history": [], "loss": math.nan}
-    saved = checkpointer.load() if checkpointer else None
-    if saved is not None:
-        codec.load_state_dict(saved["codec"])
-        optimizer.load_state_dict(saved["optimizer"])
-        detector.restore(saved["detector"])
-        rng.bit_generator.state, torch_rng = saved["rngs"]
-        torch.set_rng_state(torch_rng)
-        state = saved["state"]
-    start = time.monotonic() - state["elapsed"]
+    run = _Run(images, cfg, spec, recipe, checkpointer)
     stop_reason, heldout_value = "max_steps", math.nan
-    while state["step"] < tc.max_steps:
-        elapsed = time.monotonic() - start
+    while run.state["step"] < tc.max_steps:
+        elapsed = time.monotonic() - run.start
         if elapsed >= tc.time_limit:
             stop_reason = "time_limit"
             break
-        coarse = _coarse_phase(state["step"], elapsed, tc)
-        if not coarse and state.get("coarse", False):
-            detector.reset()  # the full-size level joins: a new loss curve
-        state["coarse"] = coarse
-        loss, mse, bpp = _train_step(
-            codec, optimizer, sampler.batch(PYRAMID_BATCH).to(device), cfg.quality, tc.lmbda, 1 if coarse else 0
-        )  # fmt: skip
-        state["step"] += 1
-        state["loss"] = loss
-        step = state["step"]
-        detector.add_loss(loss)
+        coarse = run.coarse(elapsed)
+        if not coarse and run.state.get("coarse", False):
+            run.detector.reset()  # the full-size level joins: a new loss curve
+        run.state["coarse"] = coarse
+        loss, mse, bpp = run.step(coarse)
+        step = run.state["step"]
         if progress and (step % report_every == 0 or step == 1):
             psnr = 10 * math.log10(1.0 / max(mse, 1e-10))
-            progress(TrainProgress(step, loss, psnr, bpp, elapsed, tc.time_limit - elapsed, state["lr"]))
+            progress(TrainProgress(step, loss, psnr, bpp, elapsed, tc.time_limit - elapsed, run.state["lr"]))
         if step % tc.check_every == 0 and not coarse:
-            heldout_value = _heldout_psnr(codec, heldout, cfg.quality)
-            if _check(detector, heldout_value, state, optimizer):
+            heldout_value, stop = run.check()
+            if stop:
                 stop_reason = "converged"
                 break
         if checkpointer is not None and checkpointer.due():
-            state["elapsed"] = time.monotonic() - start
-            checkpointer.save({
-                "codec": codec.state_dict(), "optimizer": optimizer.state_dict(), "detector": detector.state(),
-                "rngs": (rng.bit_generator.state, torch.get_rng_state()), "state": state,
-            })  # fmt: skip
+            run.save()
+    if checkpointer is not None:
+        run.save()  # a run resumed with a larger budget continues from here
     if math.isnan(heldout_value) or stop_reason != "converged":
-        heldout_value = _heldout_psnr(codec, heldout, cfg.quality)
-    codec.eval()
+        heldout_value = _heldout_psnr(run.codec, run.heldout, cfg.quality)
+    run.codec.eval()
     return PyramidTrainResult(
-        codec.cpu(), state["step"], time.monotonic() - start, stop_reason, state["loss"], heldout_value,
-        state["history"], PYRAMID_CROP,
+        run.codec.cpu(), run.state["step"], time.monotonic() - run.start, stop_reason, run.state["loss"],
+        heldout_value, run.state["history"], PYRAMID_CROP, warm_start=warm_start,
     )  # fmt: skip
 
 

@@ -84,12 +84,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 class CropSampler:
-    """Random square crops, images drawn in proportion to their pixel counts; small images edge-padded."""
+    """Random square crops, images drawn in proportion to their pixel counts; small images edge-padded.
+    With ``flip`` half of the crops (drawn from the same generator) are mirrored left–right."""
 
-    def __init__(self, images: list[np.ndarray], crop: int, rng: np.random.Generator) -> None:
+    def __init__(self, images: list[np.ndarray], crop: int, rng: np.random.Generator, flip: bool = False) -> None:
         self.images = images
         self.crop = crop
         self.rng = rng
+        self.flip = flip
         sizes = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
         self.weights = sizes / sizes.sum()
 
@@ -101,7 +103,8 @@ class CropSampler:
             h, w = im.shape[:2]
         y = int(self.rng.integers(0, h - c + 1))
         x = int(self.rng.integers(0, w - c + 1))
-        return im[y : y + c, x : x + c]
+        out = im[y : y + c, x : x + c]
+        return out[:, ::-1] if self.flip and self.rng.integers(0, 2) else out
 
     def batch(self, n: int) -> torch.Tensor:
         """(n, 3, crop, crop) float32 batch in [0, 1]."""

@@ -70,6 +70,8 @@ def find_warm_start(model_cfg: ModelConfig, folder: Path = WEIGHTS_DIR) -> WarmS
     wanted = model_cfg.to_dict()
     for path in sorted(folder.glob("*.npz")):
         meta = _read_meta(path)
+        if "model" not in meta:  # another codec's starting point (e.g. a pyramid base)
+            continue
         if ModelConfig.from_dict(meta["model"]).to_dict() == wanted:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             return WarmStart(path.stem, path, digest, meta)

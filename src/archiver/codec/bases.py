@@ -1,0 +1,152 @@
+"""Base codecs: shipped starting points that are part of the format, and the difference from one
+that an archive stores instead of its whole model (numpy only: extraction never imports torch).
+
+A base is a file of this package, ``archiver/model/weights/<id>.npz``, listed with its SHA-256 in
+:data:`BASES` and in ``docs/FORMAT.md``; a released base never changes (a test pins the hashes), a
+new one gets a new id. Like Brotli's built-in dictionary (RFC 7932), it is shared data of the
+format: an archive that names a base decodes from the specification plus that file.
+
+**Reference arrays.** From the base's float32 weights a reader computes exactly what a
+self-contained archive would store for them (:func:`pyramid_reference`):
+
+- ``decoder``: the synthesis in int8, per output channel: ``scale = max|W[o]| / 127`` (float32,
+  1.0 where the row is all zero) and ``q = clip(round(W / scale), -127, 127)``, as
+  :func:`quantize_int8`; biases float32.
+- ``entropy``: the context network in fixed point, ``round(w · 2**8)`` clipped to ±(2**20 − 1),
+  int32 (:meth:`archiver.codec.pyramid_coder.ContextNet.from_float`).
+
+**Delta arrays** (:func:`to_delta`, :func:`from_delta`). For every integer array ``k`` of the
+reference the archive stores ``k + ".delta"`` (int16 for int8 arrays, int32 for int32 arrays),
+value minus reference; the reference's float ``.scale`` arrays are not stored (the fine-tuned
+weights are quantized with the base's scales); every other array (biases, quantization steps,
+tables) is stored whole. A reader adds the delta back in integers and checks the range (int8:
+±127; int32: the context network's own range check follows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptArchiveError, MissingBaseError
+
+__all__ = [
+    "BASES", "WEIGHTS_DIR", "base_file", "load_base", "pyramid_reference",
+    "quantize_int8", "to_delta", "from_delta", "DELTA_SUFFIX",
+]  # fmt: skip
+
+#: Folder of the shipped weights (inside the installed package).
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "model" / "weights"
+
+#: Every released base: id → SHA-256 of ``<id>.npz``. Never edit a released entry; add a new id.
+BASES: dict[str, str] = {}
+
+DELTA_SUFFIX = ".delta"
+
+
+def base_file(base_id: str, sha256: str, folder: Path | None = None) -> Path:
+    """The file of base ``base_id`` after checking that it is the one with ``sha256``.
+
+    Raises :class:`MissingBaseError` naming the id and hash when it is not shipped here or differs.
+    """
+    path = (folder or WEIGHTS_DIR) / f"{base_id}.npz"
+    known = BASES.get(base_id)
+    if known is None or known != sha256 or not path.is_file():
+        raise MissingBaseError(
+            f"archive needs base codec {base_id} (sha256 {sha256}), which this archiver "
+            f"{'does not ship' if known is None or known != sha256 else 'is missing (' + str(path) + ')'}; "
+            "extract it with an archiver version that ships this base"
+        )
+    if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        raise MissingBaseError(f"base codec {base_id}: {path} does not have sha256 {sha256} (damaged install)")
+    return path
+
+
+def load_base(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, float32 arrays by state key) of a base file."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        arrays = {k[len("codec."):]: data[k].astype(np.float32) for k in data.files if k.startswith("codec.")}
+    return meta, arrays
+
+
+def quantize_int8(array: np.ndarray, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 q, float32 scale per output channel) of a conv weight (out, in, kh, kw); with ``scale``
+    given, that scale is used (a fine-tuned layer coded against its base)."""
+    flat = np.asarray(array, np.float32).reshape(array.shape[0], -1)
+    if scale is None:
+        scale = np.abs(flat).max(axis=1) / 127.0
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    q = np.clip(np.round(flat / scale[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(array.shape), np.asarray(scale, np.float32)
+
+
+def pyramid_reference(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The arrays a self-contained pyramid archive would store for the base's own weights:
+    ``{"decoder": synthesis int8 arrays, "entropy": context.* int32 arrays}``."""
+    from .pyramid_coder import ContextNet
+
+    _, state = load_base(path)
+    decoder: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        if not key.startswith("synthesis."):
+            continue
+        name = key[len("synthesis."):]
+        if name.endswith(".weight") and value.ndim == 4:
+            decoder[name + ".q"], decoder[name + ".scale"] = quantize_int8(value)
+        else:
+            decoder[name] = value
+    phases = []
+    for p in (0, 1):
+        linears = sorted({k.rsplit(".", 1)[0] for k in state if k.startswith(f"context.mlps.{p}.")},
+                         key=lambda k: int(k.rsplit(".", 1)[1]))  # fmt: skip
+        phases.append([(state[k + ".weight"].astype(np.float64), state[k + ".bias"].astype(np.float64)) for k in linears])
+    entropy = {f"context.{k}": v for k, v in ContextNet.from_float(phases).to_arrays().items()}
+    return {"decoder": decoder, "entropy": entropy}
+
+
+def to_delta(arrays: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What an archive stores for ``arrays`` against ``reference`` (see the module docstring)."""
+    out: dict[str, np.ndarray] = {}
+    for name, value in arrays.items():
+        ref = reference.get(name)
+        if ref is not None and name.endswith(".scale"):  # implied by the base
+            if not np.array_equal(ref, value):
+                raise ValueError(f"{name}: quantized with another scale than the base's")
+            continue
+        if ref is None or ref.dtype.kind not in "iu" or ref.shape != value.shape or ref.dtype != value.dtype:
+            out[name] = value  # floats (biases, steps) and arrays the base has not (tables)
+            continue
+        diff = value.astype(np.int64) - ref.astype(np.int64)
+        out[name + DELTA_SUFFIX] = diff.astype(np.int16 if ref.dtype == np.int8 else np.int32)
+    return out
+
+
+def from_delta(stored: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`to_delta`: the arrays the fine-tuned model has (CorruptArchiveError on
+    shapes that disagree with the base or sums out of range)."""
+    out: dict[str, np.ndarray] = {}
+    for name, value in stored.items():
+        if not name.endswith(DELTA_SUFFIX):
+            out[name] = value
+            continue
+        key = name[: -len(DELTA_SUFFIX)]
+        ref = reference.get(key)
+        if ref is None or ref.shape != value.shape:
+            raise CorruptArchiveError(f"model delta {key}: no base array of shape {tuple(value.shape)}")
+        total = ref.astype(np.int64) + value.astype(np.int64)
+        if ref.dtype == np.int8:
+            if np.abs(total).max(initial=0) > 127:
+                raise CorruptArchiveError(f"model delta {key}: int8 weight out of range")
+            out[key] = total.astype(np.int8)
+        else:
+            if np.abs(total).max(initial=0) > np.iinfo(np.int32).max:
+                raise CorruptArchiveError(f"model delta {key}: weight out of range")
+            out[key] = total.astype(ref.dtype)
+    for key, ref in reference.items():  # the scales the fine-tuned weights were quantized with
+        if key.endswith(".scale") and key not in out:
+            out[key] = ref
+    return out

@@ -1,0 +1,102 @@
+"""Base codecs: the released bases are pinned, a missing base is a clear error, and a model stored as
+its difference from a base comes back exactly as the fine-tuned int8 model."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archiver.codec import bases
+from archiver.codec.bases import BASES, base_file, from_delta, pyramid_reference, to_delta
+from archiver.codec.pyramid_plan import PyramidSpec
+from archiver.errors import CorruptArchiveError, MissingBaseError
+from archiver.model.pyramid import PyramidCodec
+from archiver.model.pyramid_base import find_pyramid_base, save_pyramid_base
+from archiver.model.pyramid_train import context_net, synthesis_arrays
+
+#: The released bases and their SHA-256, written out here on purpose: a released base never
+#: changes (archives that name it must keep decoding); a new base gets a new id.
+PINNED: dict[str, str] = {}
+
+FORMAT = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
+
+
+def test_released_bases_are_pinned_and_documented():
+    assert BASES == PINNED
+    spec = FORMAT.read_text()
+    for base_id, digest in BASES.items():
+        path = bases.WEIGHTS_DIR / f"{base_id}.npz"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, base_id
+        assert base_id in spec and digest in spec, f"{base_id} is not listed in docs/FORMAT.md"
+        assert base_file(base_id, digest) == path
+
+
+def test_unknown_base_names_id_and_hash():
+    with pytest.raises(MissingBaseError, match=r"pyramid-z9 \(sha256 (ab){32}\).*does not ship"):
+        base_file("pyramid-z9", "ab" * 32)
+
+
+def test_base_with_another_hash_is_refused(monkeypatch, tmp_path):
+    (tmp_path / "pyramid-t1.npz").write_bytes(b"not the released file")
+    monkeypatch.setitem(BASES, "pyramid-t1", "cd" * 32)
+    with pytest.raises(MissingBaseError, match="does not have sha256"):
+        base_file("pyramid-t1", "cd" * 32, tmp_path)
+
+
+def _fine_tuned(spec: PyramidSpec, seed: int) -> tuple[PyramidCodec, PyramidCodec]:
+    torch.manual_seed(seed)
+    base = PyramidCodec(spec)
+    tuned = PyramidCodec(spec)
+    tuned.load_state_dict(base.state_dict())
+    with torch.no_grad():  # what fine-tuning does: small moves of every weight
+        for p in tuned.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return base, tuned
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_delta_round_trip_is_the_fine_tuned_int8_model(seed, tmp_path_factory):
+    spec = PyramidSpec()
+    base, tuned = _fine_tuned(spec, seed)
+    path = tmp_path_factory.mktemp("base") / "pyramid-t1.npz"
+    save_pyramid_base(path, base, {"test": True})
+    ref = pyramid_reference(path)
+    decoder = synthesis_arrays(tuned, 4, ref["decoder"])
+    entropy = {f"context.{k}": v for k, v in context_net(tuned).to_arrays().items()}
+    entropy["tables.lows"] = np.arange(3, dtype=np.int32)  # per collection: stored whole
+    for arrays, reference in ((decoder, ref["decoder"]), (entropy, ref["entropy"])):
+        stored = to_delta(arrays, reference)
+        assert not any(k.endswith(".scale") for k in stored)  # implied by the base
+        back = from_delta(stored, reference)
+        assert back.keys() == arrays.keys()
+        for k in arrays:
+            assert back[k].dtype == arrays[k].dtype and np.array_equal(back[k], arrays[k]), k
+    # The base's own reference is its self-contained export: a base left as is costs zeros only.
+    same = to_delta(synthesis_arrays(base, 4), ref["decoder"])
+    assert all(not v.any() for k, v in same.items() if k.endswith(".delta"))
+
+
+def test_delta_out_of_range_or_misshapen_is_corrupt():
+    ref = {"w.q": np.full((2, 2), 120, np.int8), "w.scale": np.ones(2, np.float32)}
+    with pytest.raises(CorruptArchiveError, match="out of range"):
+        from_delta({"w.q.delta": np.full((2, 2), 10, np.int16)}, ref)
+    with pytest.raises(CorruptArchiveError, match="no base array"):
+        from_delta({"w.q.delta": np.zeros((3,), np.int16)}, ref)
+    with pytest.raises(CorruptArchiveError, match="no base array"):
+        from_delta({"other.delta": np.zeros((2, 2), np.int16)}, ref)
+
+
+def test_find_pyramid_base_matches_the_spec_only(tmp_path):
+    spec = PyramidSpec()
+    save_pyramid_base(tmp_path / "pyramid-t1.npz", PyramidCodec(spec), {})
+    found = find_pyramid_base(spec, tmp_path)
+    assert found is not None and found.id == "pyramid-t1"
+    assert found.sha256 == hashlib.sha256((tmp_path / "pyramid-t1.npz").read_bytes()).hexdigest()
+    assert find_pyramid_base(PyramidSpec(hidden=(16, 16)), tmp_path) is None

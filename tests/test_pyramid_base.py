@@ -1,0 +1,71 @@
+"""Pyramid archives made from a base codec: by default they store their model as a difference from
+the base and decode bit-exactly through it; without the base they fail with one clear line;
+``--self-contained`` archives need no base at all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from archiver.codec import bases
+from archiver.codec.pyramid_plan import PyramidSpec
+from archiver.model.pyramid import PyramidCodec
+from archiver.model.pyramid_base import save_pyramid_base
+from conftest import build_mixed_tree, run_cli as run
+
+
+@pytest.fixture(scope="module")
+def base_and_archives(tmp_path_factory):
+    """A test base (registered for the module), and two packs of the mixed tree from it."""
+    root = tmp_path_factory.mktemp("based")
+    weights = root / "weights"
+    torch.manual_seed(0)
+    save_pyramid_base(weights / "pyramid-t1.npz", PyramidCodec(PyramidSpec()), {"test": True})
+    digest = hashlib.sha256((weights / "pyramid-t1.npz").read_bytes()).hexdigest()
+    mp = pytest.MonkeyPatch()
+    mp.setattr(bases, "WEIGHTS_DIR", weights)
+    mp.setitem(bases.BASES, "pyramid-t1", digest)
+    src = root / "src"
+    build_mixed_tree(src)
+    delta, whole = root / "delta.nca", root / "whole.nca"
+    common = ("--codec", "pyramid", "--max-steps", "30", "--refine", "2", "--quiet")
+    run("pack", src, "-o", delta, *common)
+    run("pack", src, "-o", whole, "--self-contained", *common)
+    yield {"root": root, "digest": digest, "delta": delta, "whole": whole, "mp": mp}
+    mp.undo()
+
+
+def test_delta_archive_names_its_base_and_is_smaller(base_and_archives):
+    info = json.loads(run("info", base_and_archives["delta"], "--json").output)
+    whole = json.loads(run("info", base_and_archives["whole"], "--json").output)
+    assert info["codec"]["base"] == {"id": "pyramid-t1", "sha256": base_and_archives["digest"]}
+    assert info["warm_start"] == "pyramid-t1" and whole["warm_start"] == "pyramid-t1"
+    assert "base" not in whole["codec"]
+    assert info["model_bytes"] < whole["model_bytes"]
+
+
+def test_delta_archive_decodes_bit_exactly_through_the_base(base_and_archives, tmp_path):
+    """verify --decode compares every image's CRC with the one pack measured through the fine-tuned
+    int8 model: base + delta rebuilds that model exactly."""
+    run("verify", base_and_archives["delta"], "--decode")
+    run("extract", base_and_archives["delta"], "-o", tmp_path / "out", "--quiet")
+
+
+def test_missing_base_is_one_clear_error(base_and_archives, tmp_path):
+    mp = base_and_archives["mp"]
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    mp.setattr(bases, "WEIGHTS_DIR", empty)
+    try:
+        out = tmp_path / "out"
+        result = run("extract", base_and_archives["delta"], "-o", out, "--quiet", code=2)
+        assert "pyramid-t1" in result.output and base_and_archives["digest"] in result.output
+        assert str(base_and_archives["delta"]) in result.output
+        assert not out.exists() or not any(out.rglob("*.png")), "no partial output"
+        run("extract", base_and_archives["whole"], "-o", tmp_path / "whole-out", "--quiet")
+        run("verify", base_and_archives["whole"], "--decode")
+    finally:
+        mp.setattr(bases, "WEIGHTS_DIR", base_and_archives["root"] / "weights")
