@@ -1,8 +1,12 @@
 """``pack`` with ``--codec pyramid``: train the latent-pyramid codec, code every image, fit the tables.
 
-The steps mirror the autoencoder's (:func:`archiver.pack._code_images`): train, export the int8
-synthesis and the fixed-point context network, infer and refine each image's latent, measure it
-through the ONNX runtime extract uses, spool it, then count the residual tables and range-code.
+The steps mirror the autoencoder's (:func:`archiver.pack._code_images`): train (:func:`_train`,
+from the shipped base codec when there is one, :mod:`archiver.model.pyramid_base`), export the int8
+synthesis (:func:`_export_decoder`), infer and refine each image's latent, measure it through the
+ONNX runtime extract uses, spool and count it (:func:`_code_each`), then export the fixed-point
+context network with the collection's tables (:func:`_export_entropy`); the writer range-codes.
+Trained from a released base, an archive stores both models as their difference from it
+(:mod:`archiver.codec.bases`) unless ``--self-contained``.
 """
 
 from __future__ import annotations
@@ -32,75 +36,110 @@ def check_pyramid_options(cfg: PackConfig) -> None:
 def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpointer, spool_dir: Path,
                         progress: ProgressCallback | None):  # fmt: skip
     """Train on ``images``, code each one; returns :class:`archiver.pack.CodedImages`."""
-    import torch
-
-    from .codec.bases import to_delta
-    from .codec.pyramid_coder import HistogramCounter, PackedPyramidCoder
     from .codec.pyramid_plan import PYRAMID_PRESETS
-    from .codec.spool import LatentSpool
-    from .codec.weights import pack_arrays
-    from .model.pyramid_base import find_pyramid_base
-    from .model.pyramid_train import (
-        PyramidRecipe, context_net, infer_packed, int8_synthesis, synthesis_arrays, train_pyramid,
-    )  # fmt: skip
-    from .model.refine import RefineBudget
-    from .model.training import resolve_device
     from .pack import CodedImages
-    from .runtime.graph import attach_weights, graph_only
-    from .runtime.pyramid_graph import build_pyramid_graph
-    from .runtime.session import OnnxDecoder
 
     spec = PYRAMID_PRESETS["default"]
-    image_ids = list(images)
     out = CodedImages()
+    result, base, delta = _train(cfg, spec, images, checkpointer, progress)
+    out.training = result.summary()
+    reference = _delta_reference(base) if delta else None
+    arrays = _export_decoder(out, cfg, spec, result.codec, base, reference)
+    coder = _code_each(out, cfg, spec, result.codec, arrays, images, spool_dir, progress)
+    _export_entropy(out, cfg, coder, reference)
+    return out
+
+
+def _train(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, progress):
+    """Train (from the shipped base when there is one); returns (result, base or None, whether the
+    archive stores its model as a difference from the base)."""
+    import torch
+
+    from .model.pyramid_base import find_pyramid_base
+    from .model.pyramid_train import PyramidRecipe, train_pyramid
+
     torch.manual_seed(cfg.train.seed)
     base = find_pyramid_base(spec) if cfg.train.warm_start else None
-    # From a base the full-size level has already learned its share: no coarse-first phase.
-    pixels = sum(images[i].width * images[i].height for i in image_ids)
     delta = _stores_delta(cfg, base)
+    # From a base the full-size level has already learned its share: no coarse-first phase; a
+    # stored difference from it is paid by the collection's pixels, so it is counted in the loss.
     recipe = (
-        PyramidRecipe(coarse_steps=0, start=base.state_dict(), model_pixels=pixels if delta else 0)
+        PyramidRecipe(coarse_steps=0, start=base.state_dict(), model_pixels=_pixels(images) if delta else 0)
         if base is not None else PyramidRecipe()
     )  # fmt: skip
     result = train_pyramid(
-        training_set([images[i] for i in image_ids], cfg.train.seed), cfg, spec,
+        training_set(list(images.values()), cfg.train.seed), cfg, spec,
         progress=lambda p: emit(progress, "train", p.step, 0, p), checkpointer=checkpointer,
         recipe=recipe, warm_start=base.summary() if base is not None else None,
     )  # fmt: skip
-    out.training = result.summary()
+    return result, base, delta
+
+
+def _pixels(images: dict[int, SourceImage]) -> int:
+    return sum(im.width * im.height for im in images.values())
+
+
+def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | None) -> dict:
+    """The int8 synthesis (with the base's scales when stored as a difference), its graph and the
+    codec description into ``out``; returns the synthesis arrays (whole)."""
+    from .codec.bases import to_delta
+    from .codec.weights import pack_arrays
+    from .model.pyramid_train import synthesis_arrays
+    from .model.training import resolve_device
+    from .runtime.graph import graph_only
+    from .runtime.pyramid_graph import build_pyramid_graph
+
     out.training["device"] = str(resolve_device(cfg.train.device))
-    reference = _delta_reference(base) if delta else None
-    arrays = synthesis_arrays(result.codec, cfg.quality, reference["decoder"] if reference else None)
+    arrays = synthesis_arrays(codec, cfg.quality, reference["decoder"] if reference else None)
     out.model_blob = pack_arrays(to_delta(arrays, reference["decoder"]) if reference else arrays, cfg.zstd_level)
     out.onnx_graph = graph_only(build_pyramid_graph(spec))
     based_on = {"id": base.id, "sha256": base.sha256} if reference else {}
     out.codec = CodecDescription("pyramid", 1, spec.to_dict(), based_on)
+    return arrays
+
+
+def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int, SourceImage], spool_dir: Path,
+               progress):  # fmt: skip
+    """Infer and refine each image's latent, measure it through the ONNX runtime extract uses,
+    spool it and count it; returns the coder with the collection's tables."""
+    from .codec.pyramid_coder import HistogramCounter, PackedPyramidCoder
+    from .codec.spool import LatentSpool
+    from .model.pyramid_train import context_net, infer_packed, int8_synthesis
+    from .model.refine import RefineBudget
+    from .runtime.graph import attach_weights
+    from .runtime.session import OnnxDecoder
+
     tile, halo = pyramid_tiling(spec.stride)
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
-    synth = int8_synthesis(result.codec, arrays)
+    synth = int8_synthesis(codec, arrays)
     spool = LatentSpool(spool_dir)
-    refine = RefineBudget(
-        cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2,
-        pixels,
-    )  # fmt: skip
-    coder = PackedPyramidCoder(spec, context_net(result.codec))
+    refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2, _pixels(images))
+    coder = PackedPyramidCoder(spec, context_net(codec))
     counter = HistogramCounter()
-    for n, i in enumerate(image_ids, 1):
-        im = images[i].full()
+    for n, (i, source) in enumerate(images.items(), 1):
+        im = source.full()
         steps, started = refine.steps_for(im.width * im.height), time.monotonic()
-        latent = infer_packed(result.codec, synth, im.rgb, cfg.quality, cfg.train.lmbda, steps, tile, halo)
+        latent = infer_packed(codec, synth, im.rgb, cfg.quality, cfg.train.lmbda, steps, tile, halo)
         refine.done(im.width * im.height, steps, time.monotonic() - started)
         out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
         coder.count(latent, counter)
         spool.put(i, latent)
-        emit(progress, "encode", n, len(image_ids), {"psnr": out.psnrs[i]})
+        emit(progress, "encode", n, len(images), {"psnr": out.psnrs[i]})
     out.training["refine"] = refine.summary()
-    coder = coder.with_tables(counter.tables())
+    out.latents = spool.latent  # the writer codes the latents in groups
+    return coder.with_tables(counter.tables())
+
+
+def _export_entropy(out, cfg: PackConfig, coder, reference: dict | None) -> None:
+    """The context network and the collection's tables (as a difference from the base's network
+    when ``reference``) into ``out``."""
+    from .codec.bases import to_delta
+    from .codec.weights import pack_arrays
+
     out.training["entropy_model"] = {"chosen": "pyramid-context", "tables": int((coder.inner.tables.lengths > 0).sum())}
     entropy = coder.to_arrays()
     out.entropy_blob = pack_arrays(to_delta(entropy, reference["entropy"]) if reference else entropy, cfg.zstd_level)
-    out.coder, out.latents = coder, spool.latent  # the writer codes the latents in groups
-    return out
+    out.coder = coder
 
 
 def _stores_delta(cfg: PackConfig, base) -> bool:
