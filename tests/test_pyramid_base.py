@@ -69,3 +69,24 @@ def test_missing_base_is_one_clear_error(base_and_archives, tmp_path):
         run("verify", base_and_archives["whole"], "--decode")
     finally:
         mp.setattr(bases, "WEIGHTS_DIR", base_and_archives["root"] / "weights")
+
+
+def test_append_to_a_delta_archive_keeps_base_and_delta(base_and_archives, tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from archiver.append import append
+
+    archive = tmp_path / "a.nca"
+    shutil.copy(base_and_archives["delta"], archive)
+    more = tmp_path / "more"
+    more.mkdir()
+    Image.fromarray(np.full((40, 56, 3), 90, np.uint8)).save(more / "flat.png")
+    report = append(archive, more, steps=3)
+    assert report.method == "base-encoder"  # the base's encoder is shipped (here: the test base)
+    info = json.loads(run("info", archive, "--json").output)
+    assert info["codec"]["base"] == {"id": "pyramid-t1", "sha256": base_and_archives["digest"]}
+    assert info["images"] == json.loads(run("info", base_and_archives["delta"], "--json").output)["images"] + 1
+    run("verify", archive, "--decode")

@@ -6,6 +6,7 @@ int8 decoder. Without a stored encoder, an archive whose training started from a
 (``training.warm_start``, same SHA-256 as a file this archiver ships) starts from that codec's encoder
 and refines for :data:`WARM_ENCODER_STEPS` steps; otherwise the latent is searched from nothing for
 :data:`SEARCH_STEPS` steps (:func:`archiver.model.search.search_latent`). Either way it is coded with the unchanged tables.
+A ``pyramid`` archive is appended to by :mod:`archiver.append_pyramid` (its tables are counted again).
 Its quality is measured through the same ONNX Runtime path as ``extract`` (denoiser included when
 the archive has one), exactly like pack does. The archive is
 rewritten next to itself and renamed into place only when complete: an interrupted append leaves the
@@ -58,7 +59,9 @@ class AppendReport(PackReport):
     """
 
     archive_bytes_before: int = 0
-    method: str = ""  #: "encoder" (appendable archive), "warm-encoder" (shipped start) or "search"
+    #: "encoder" (appendable archive), "warm-encoder" (shipped start), "base-encoder" (a pyramid
+    #: archive's shipped base) or "search"
+    method: str = ""
     steps: int = 0
     archive_mean_psnr: float = math.nan
     archive_latent_bpp: float = math.nan
@@ -127,6 +130,40 @@ def _append_into(
     writer: ArchiveWriter, reader: ArchiveReader, source: Path, steps: int | None, strict: bool,
     progress: ProgressCallback | None, use_encoder: bool,
 ) -> AppendReport:  # fmt: skip
+    archive = reader.path
+    cfg = PackConfig.from_dict(reader.config)
+    items = _check_names(reader, source, scan_tree(source))
+    classes = _classify(items, progress, strict)
+    images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
+    old_images = [e for e in reader.entries if e.kind is EntryKind.IMAGE]
+    if images and not old_images:
+        raise InputError(f"{archive}: holds no trained decoder (it has no images); pack the images instead")
+    if reader.codec.desc.name == "pyramid":
+        from .append_pyramid import code_new_pyramid
+
+        method, steps, coded = code_new_pyramid(writer, reader, cfg, images, steps, use_encoder, progress)
+    else:
+        method, steps, coded = _code_new_autoencoder(writer, reader, cfg, images, steps, use_encoder, progress)
+    summary = dict(reader.summary)
+    report = AppendReport(
+        archive=archive, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
+        pixels=sum(im.width * im.height for im in images.values()), latent_bytes=0,
+        mean_psnr=float(np.mean(list(coded.psnrs.values()))) if coded.psnrs else math.nan,
+        seconds=0.0, training={}, archive_bytes_before=archive.stat().st_size, method=method, steps=steps,
+        archive_mean_psnr=float(np.mean([e.psnr for e in old_images])) if old_images else math.nan,
+        archive_latent_bpp=8 * summary.get("latent_bytes", 0) / summary["pixels"] if summary.get("pixels") else math.nan,
+    )  # fmt: skip
+    _copy_entries(writer, reader)
+    write_items(writer, items, classes, coded, cfg.zstd_level, report, progress)
+    report.latent_bytes = sum(len(b) for b in coded.bitstreams.values())  # the new images, coded alone
+    _update_documents(writer, reader, report, old_images, coded, method, steps)
+    return report
+
+
+def _code_new_autoencoder(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConfig, images: dict,
+                          steps: int | None, use_encoder: bool, progress: ProgressCallback | None):  # fmt: skip
+    """Write the autoencoder archive's model into ``writer`` and code ``images`` with it; returns
+    (method, steps, :class:`CodedImages` of the new images)."""
     from .codec.entropy import LatentCoder
     from .model.autoencoder import Encoder
     from .model.inference import int8_decoder
@@ -135,17 +172,6 @@ def _append_into(
     from .runtime.graph import OPSET, attach_weights
     from .runtime.session import OnnxDecoder, OnnxDenoiser
 
-    archive = reader.path
-    codec = reader.codec.desc.name
-    if codec != "autoencoder":
-        raise InputError(f"{archive}: append does not support codec {codec!r} yet; pack the collection again with the new images")
-    cfg = PackConfig.from_dict(reader.config)
-    items = _check_names(reader, source, scan_tree(source))
-    classes = _classify(items, progress, strict)
-    images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
-    old_images = [e for e in reader.entries if e.kind is EntryKind.IMAGE]
-    if images and not old_images:
-        raise InputError(f"{archive}: holds no trained decoder (it has no images); pack the images instead")
     has_encoder = reader.has_encoder
     warm = _shipped_start(reader, cfg) if use_encoder and not has_encoder and images else None
     method = "encoder" if has_encoder and use_encoder else "warm-encoder" if warm is not None else "search"
@@ -153,21 +179,13 @@ def _append_into(
     steps = default_steps[method] if steps is None else steps
     if steps == 0 and method == "search":
         raise InputError(
-            f"{archive}: --steps 0 needs an encoder to start from (pack --appendable, or a warm start "
+            f"{reader.path}: --steps 0 needs an encoder to start from (pack --appendable, or a warm start "
             "this archiver ships); this archive has none"
         )
-    summary = dict(reader.summary)
-    report = AppendReport(
-        archive=archive, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
-        pixels=sum(im.width * im.height for im in images.values()), latent_bytes=0, mean_psnr=math.nan,
-        seconds=0.0, training={}, archive_bytes_before=archive.stat().st_size, method=method, steps=steps,
-        archive_mean_psnr=float(np.mean([e.psnr for e in old_images])) if old_images else math.nan,
-        archive_latent_bpp=8 * summary.get("latent_bytes", 0) / summary["pixels"] if summary.get("pixels") else math.nan,
-    )  # fmt: skip
     new_latents: dict = {}
     coded = CodedImages(latents=new_latents.__getitem__)
     arrays, tables, graph, denoiser = None, None, b"", None
-    if old_images:  # the model travels unchanged
+    if any(e.kind is EntryKind.IMAGE for e in reader.entries):  # the model travels unchanged
         arrays, tables, graph = reader.model_arrays(), reader.tables(), reader.onnx_graph()
         writer.write_model(*pack_arrays(arrays, cfg.zstd_level))
         if has_encoder:  # the archive stays appendable
@@ -196,9 +214,12 @@ def _append_into(
             coded.psnrs[i], coded.crcs[i] = measure_decoded(pixels, im)
             coded.bitstreams[i], new_latents[i] = coder.encode(latent), latent
             emit(progress, "encode", n, len(images), {"psnr": coded.psnrs[i]})
-        report.mean_psnr = float(np.mean(list(coded.psnrs.values())))
-    # The archive's own entries: records copied as they are (CRC checked); images by their integer
-    # latents, which the writer codes again in groups with the same tables (bit-exact pixels).
+    return method, steps, coded
+
+
+def _copy_entries(writer: ArchiveWriter, reader: ArchiveReader) -> None:
+    """The archive's own entries: records copied as they are (CRC checked); images by their integer
+    latents, which the writer codes again in groups (bit-exact pixels)."""
     for entry in reader.entries:
         if entry.kind is EntryKind.IMAGE:
             latent, record = reader.read_image(entry)
@@ -209,8 +230,11 @@ def _append_into(
             writer.add_image(entry, latent, record.info, record.blobs, group=group)
         else:
             writer.add(entry, reader.read_record(entry))
-    write_items(writer, items, classes, coded, cfg.zstd_level, report, progress)
-    report.latent_bytes = sum(len(b) for b in coded.bitstreams.values())  # the new images, coded alone
+
+
+def _update_documents(writer: ArchiveWriter, reader: ArchiveReader, report: AppendReport, old_images: list,
+                      coded: CodedImages, method: str, steps: int) -> None:  # fmt: skip
+    """config unchanged; training with this append logged; summary with the new totals."""
     training = dict(reader.training)
     training["appends"] = [*training.get("appends", []), {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -219,6 +243,7 @@ def _append_into(
         "latent_bytes": report.latent_bytes, "pixels": report.pixels,
     }]  # fmt: skip
     psnrs = [e.psnr for e in old_images] + list(coded.psnrs.values())
+    summary = dict(reader.summary)
     summary.update(
         images=summary.get("images", 0) + report.images, files=summary.get("files", 0) + report.files,
         folders=summary.get("folders", 0) + report.folders, symlinks=summary.get("symlinks", 0) + report.symlinks,
@@ -230,7 +255,6 @@ def _append_into(
     writer.set_json("training", training)
     writer.set_json("summary", summary)
     report.training = training
-    return report
 
 
 def _shipped_start(reader: ArchiveReader, cfg: PackConfig):
