@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads (0: torch's default). A background pretraining sharing the CPU with other "
                          "work wants 1: two busy processes with 2 threads each on 2 cores ran 4.5x slower")
+    ap.add_argument("--export-only", action="store_true",
+                    help="pyramid: write the base from the checkpoint in --state as it is (no training)")
     ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
     if args.codec == "pyramid":
@@ -148,12 +150,13 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     from archiver.model.checkpoint import Checkpointer
     from archiver.model.pyramid_base import save_pyramid_base
     from archiver.model.pyramid_train import PYRAMID_CROP, PyramidRecipe, train_pyramid
-    from archiver.model.training import CropSampler
+    from archiver.model.training import CropSampler, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = PYRAMID_PRESETS["default"]
-    cfg = config_for_quality(4, time_limit=parse_duration(args.time_limit), codec="pyramid", refine_steps=0,
+    limit = 1e-9 if args.export_only else parse_duration(args.time_limit)
+    cfg = config_for_quality(4, time_limit=limit, codec="pyramid", refine_steps=0,
                              warm_start=False, check_every=2000, lr_drops=3, device=args.device)  # fmt: skip
     photos = list_sources(args.src, "train")
     pool, n_photos = training_pool(args.src, PYRAMID_CROP, photos[:-HOLD_BACK])
@@ -180,8 +183,8 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
         "qualities": list(qualities),
         "steps": result.steps,
         "seconds": round(result.seconds, 1),
-        "stop_reason": result.stop_reason,
-        "device": str(cfg.train.device),
+        "stop_reason": "stopped and exported from the checkpoint" if args.export_only else result.stop_reason,
+        "device": str(resolve_device(cfg.train.device)),
         "held_back_levels": levels,
     }  # fmt: skip
     path = args.out / f"pyramid-{args.base_id}.npz"
