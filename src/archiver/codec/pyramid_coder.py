@@ -70,13 +70,11 @@ def anchor_mask(h: int, w: int) -> np.ndarray:
     return (np.add.outer(np.arange(h), np.arange(w)) % 2) == 0
 
 
-def _shifted(g: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``out[i, j] = g[i + dy, j + dx]``, 0 outside the grid."""
-    h, w = g.shape
-    out = np.zeros_like(g)
-    out[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = g[
-        max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)
-    ]
+def _padded(g: np.ndarray) -> np.ndarray:
+    """``g`` clipped to ±FEATURE_CLIP, as float64, with a border of one zero on every side (so that
+    a neighbour outside the grid reads 0)."""
+    out = np.zeros((g.shape[0] + 2, g.shape[1] + 2), dtype=np.float64)
+    np.clip(g, -FEATURE_CLIP, FEATURE_CLIP, out=out[1:-1, 1:-1], casting="unsafe")
     return out
 
 
@@ -86,21 +84,25 @@ def phase_features(spec: PyramidSpec, grids: list[np.ndarray | None], level: int
     the level's one-hot (:meth:`ContextNet.run` adds its column to the bias: the same integers).
 
     ``grids[level + 1]`` must be complete; in phase 1 ``grids[level]``'s anchors must be decoded.
+    Gathered from one zero-bordered copy of each grid (no shifted copies: decoding speed).
     """
-    feats = []
+    feats = np.zeros((5 + (4 if phase == 1 else 0), rows.size), dtype=np.float64)
     if level + 1 < len(grids):
-        parent = np.clip(grids[level + 1], -FEATURE_CLIP, FEATURE_CLIP).astype(np.float64)
-        pr, pc = rows // 2, cols // 2
-        feats.append(parent[pr, pc])
-        for dy, dx in NEIGHBOURS:
-            feats.append(_shifted(parent, dy, dx)[pr, pc])
-    else:
-        feats += [np.zeros(rows.size)] * 5
+        parent = _padded(grids[level + 1])  # type: ignore[arg-type]
+        wp = parent.shape[1]
+        at = (rows // 2 + 1) * wp + (cols // 2 + 1)  # flat indices: np.take is faster than 2-D indexing
+        flat = parent.ravel()
+        np.take(flat, at, out=feats[0])
+        for k, (dy, dx) in enumerate(NEIGHBOURS, 1):
+            np.take(flat, at + (dy * wp + dx), out=feats[k])
     if phase == 1:
-        own = np.clip(grids[level], -FEATURE_CLIP, FEATURE_CLIP).astype(np.float64)
-        for dy, dx in NEIGHBOURS:
-            feats.append(_shifted(own, dy, dx)[rows, cols])
-    return np.stack(feats, 0)
+        own = _padded(grids[level])  # type: ignore[arg-type]
+        wo = own.shape[1]
+        at = (rows + 1) * wo + (cols + 1)
+        flat = own.ravel()
+        for k, (dy, dx) in enumerate(NEIGHBOURS, 5):
+            np.take(flat, at + (dy * wo + dx), out=feats[k])
+    return feats
 
 
 @dataclass(frozen=True)
