@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads (0: torch's default). A background pretraining sharing the CPU with other "
                          "work wants 1: two busy processes with 2 threads each on 2 cores ran 4.5x slower")
+    ap.add_argument("--patience", type=int, default=3,
+                    help="pyramid: checks without a better held-back PSNR that count as converged (0: off)")
     ap.add_argument("--export-only", action="store_true",
                     help="pyramid: write the base from the checkpoint in --state as it is (no training)")
     ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
@@ -142,7 +144,8 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     """One variable-rate pyramid codec for every ``--quality``: pack's loss at a λ drawn per step,
     crops of 64 px with left–right flips from the train split at scales 1, 1/2, 1/4, the coarse-first
     phase for ``--coarse-steps`` steps, convergence judged at quality 4 on held-back crops over
-    2,000-step windows with three learning-rate drops; resumable exactly from ``--state``."""
+    2,000-step windows (or ``--patience`` checks without a better held-back PSNR) with three
+    learning-rate drops; resumable exactly from ``--state``."""
     import torch
 
     from archiver.codec.pyramid_plan import PYRAMID_PRESETS
@@ -163,7 +166,8 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     held, _ = training_pool(args.src, HELD_CROP, photos[-HOLD_BACK:])
     heldout = CropSampler(held, HELD_CROP, np.random.default_rng(20261202)).batch(HELD_COUNT)
     qualities = tuple(sorted(PYRAMID_LAMBDAS))
-    recipe = PyramidRecipe(qualities=qualities, coarse_steps=args.coarse_steps, flip=True, heldout=heldout)
+    recipe = PyramidRecipe(qualities=qualities, coarse_steps=args.coarse_steps, flip=True, heldout=heldout,
+                           patience=args.patience)  # fmt: skip
     fingerprint = f"pretrain-pyramid:{json.dumps(spec.to_dict(), sort_keys=True)}:{n_photos}:{args.coarse_steps}"
     checkpointer = Checkpointer(args.state, fingerprint, every=300.0, resume=True)
     started = dt.datetime.now(dt.timezone.utc)

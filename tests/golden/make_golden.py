@@ -2,6 +2,8 @@
 
     python tests/golden/make_golden.py                  # the autoencoder (the default codec)
     python tests/golden/make_golden.py --codec pyramid  # another codec: v<N>-<codec>-mixed.nca
+    python tests/golden/make_golden.py --codec pyramid --delta  # from the shipped base, stored as
+                                                               # its difference: v<N>-<codec>-delta-mixed.nca
 
 Old versions' files must stay as they are: tests/container/test_golden.py checks that they still open,
 list and decode to exactly the pixels measured when they were written. The tree grew with version 3
@@ -50,9 +52,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "src"
             build(src)
-            # a step cap, so that the latents carry real symbols whatever the machine's speed
-            cfg = config_for_quality(8, time_limit=120, max_steps=200, seed=0, codec=codec, refine_steps=3)
-            out = HERE / f"v{FORMAT_VERSION}-{codec}-mixed.nca"
+            # a step cap, so that the latents carry real symbols whatever the machine's speed; from
+            # scratch and self-contained unless --delta (which needs a released base codec)
+            delta = "--delta" in sys.argv
+            cfg = config_for_quality(8, time_limit=120, max_steps=200, seed=0, codec=codec, refine_steps=3,
+                                     warm_start=delta)  # fmt: skip
+            out = HERE / f"v{FORMAT_VERSION}-{codec}{'-delta' if delta else ''}-mixed.nca"
             pack(src, out, cfg, force=True)
             (out.with_suffix(".json")).write_text(json.dumps(list_entries(out), indent=1) + "\n")
             print(out, out.stat().st_size, "bytes")

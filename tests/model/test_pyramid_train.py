@@ -69,3 +69,12 @@ def test_delta_rate_is_zero_at_the_base_and_pulls_back_to_it():
     w = codec.synthesis.layers[0].weight
     # The gradient points away from the base: a step against it moves the weight back.
     assert torch.sum(w.grad * (w.detach() - start["synthesis.layers.0.weight"])) > 0
+
+
+def test_a_plateau_of_the_held_back_psnr_drops_the_learning_rate():
+    """With the learning rate at 0 nothing improves: the second check is a plateau (patience 1)."""
+    cfg = config_for_quality(4, codec="pyramid", max_steps=15, check_every=5, refine_steps=0,
+                             warm_start=False, device="cpu", lr=0.0, lr_drops=1)  # fmt: skip
+    result = train_pyramid(_images(), cfg, PyramidSpec(), recipe=PyramidRecipe(coarse_steps=0, patience=1))
+    assert [h["converged"] for h in result.history] == [False, True, True]
+    assert result.stop_reason == "converged"  # one drop, then the next plateau stops training

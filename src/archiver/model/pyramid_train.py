@@ -69,6 +69,9 @@ class PyramidRecipe:
         heldout: (N, 3, h, w) batch in [0, 1] to judge convergence and log every level on; None:
             crops of the training images.
         start: a state dict of :class:`PyramidCodec` to start from (a shipped base).
+        patience: also count training as converged when the held-back PSNR has not beaten its best
+            by 0.05 dB for this many checks (a plateau); 0: off. Pretraining needs it: with a λ drawn
+            per step the loss is too noisy for the detector's slope test, which then never fires.
         model_pixels: with ``start``, count the stored model's difference from it in the loss, as
             its estimated bits (:func:`delta_bits`) spread over this many coded pixels, so that a
             weight moves from the base only where it pays for itself; 0: not counted.
@@ -80,6 +83,7 @@ class PyramidRecipe:
     heldout: torch.Tensor | None = None
     start: dict | None = None
     model_pixels: int = 0
+    patience: int = 0
 
 
 #: Bits a stored weight delta of d quantization units costs, estimated as 2·log2(1 + |d|): about
@@ -280,10 +284,27 @@ class _Run:
     def check(self) -> tuple[float, bool]:
         """Held-back PSNR at the pack's quality and whether training has converged for good."""
         value = _heldout_psnr(self.codec, self.heldout, self.cfg.quality)
-        stop = _check(self.detector, value, self.state, self.optimizer)
+        stop = _check(self.detector, value, self.state, self.optimizer, self._plateau(value))
         if self.recipe.qualities:  # a variable-rate run logs every level
             self.state["history"][-1]["levels"] = evaluate_levels(self.codec, self.heldout, self.recipe.qualities)
         return value, stop
+
+    def _plateau(self, value: float) -> bool:
+        """True when ``recipe.patience`` checks in a row have not beaten the best held-back PSNR."""
+        if not self.recipe.patience:
+            return False
+        if "best" not in self.state and self.state["history"]:  # a run resumed from before the rule
+            psnrs = [h["heldout_psnr"] for h in self.state["history"]]
+            best = max(range(len(psnrs)), key=psnrs.__getitem__)
+            self.state["best"], self.state["since_best"] = psnrs[best], len(psnrs) - 1 - best
+        if value > self.state.get("best", -math.inf) + 0.05:
+            self.state["best"], self.state["since_best"] = value, 0
+            return False
+        self.state["since_best"] = self.state.get("since_best", 0) + 1
+        if self.state["since_best"] < self.recipe.patience:
+            return False
+        self.state["since_best"] = 0  # the next plateau is counted after the learning-rate drop
+        return True
 
     def save(self) -> None:
         self.state["elapsed"] = time.monotonic() - self.start
@@ -353,12 +374,14 @@ def _coarse_phase(step: int, elapsed: float, tc) -> bool:
     return elapsed < PYRAMID_COARSE_FIRST * tc.time_limit and step < PYRAMID_COARSE_FIRST * tc.max_steps
 
 
-def _check(detector: ConvergenceDetector, heldout: float, state: dict, optimizer) -> bool:
-    """One convergence check: logs it, drops the learning rate on convergence; True to stop."""
+def _check(detector: ConvergenceDetector, heldout: float, state: dict, optimizer, plateau: bool = False) -> bool:
+    """One convergence check (or a ``plateau`` of the held-back PSNR): logs it, drops the learning
+    rate on convergence; True to stop."""
     check = detector.check(heldout)
+    converged = check.converged or plateau
     state["history"].append({"step": state["step"], "loss": state["loss"], "heldout_psnr": round(heldout, 4),
-                             "lr": state["lr"], "converged": check.converged})  # fmt: skip
-    if not check.converged:
+                             "lr": state["lr"], "converged": converged})  # fmt: skip
+    if not converged:
         return False
     if state["drops_left"] == 0:
         return True
