@@ -20,25 +20,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from archiver.codec.weights import pack_arrays  # noqa: E402
+from archiver.bench.compare import model_blob_bytes  # noqa: E402
 from archiver.container.reader import ArchiveReader  # noqa: E402
 
 
 def measure(path: Path) -> dict:
     """Model bytes stored (delta) and whole for one archive."""
     with ArchiveReader(path) as reader:
-        side = reader.codec
-        level = int(reader.config.get("zstd_level", 19))
-        stored = whole = 0
-        for name in ("decoder", "entropy"):
-            stored += len(pack_arrays(reader.model_arrays(name), level)[0])
-            whole += len(pack_arrays(side.model_arrays(name), level)[0])
-        size = path.stat().st_size
-        return {
-            "archive": str(path), "base": side.desc.base, "archive_bytes": size,
-            "model_blob_bytes_delta": stored, "model_blob_bytes_whole": whole,
-            "share_delta": round(stored / size, 5), "share_whole": round(whole / (size - stored + whole), 5),
-        }  # fmt: skip
+        stored, whole = model_blob_bytes(reader)
+        base = reader.codec.desc.base
+    size = path.stat().st_size
+    return {
+        "archive": str(path), "base": base, "archive_bytes": size,
+        "model_blob_bytes_delta": stored, "model_blob_bytes_whole": whole,
+        "share_delta": round(stored / size, 5), "share_whole": round(whole / (size - stored + whole), 5),
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

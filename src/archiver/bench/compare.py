@@ -72,6 +72,7 @@ def archiver_point(
     with ArchiveReader(archive) as reader:
         model_size = reader.config.get("model_size", "large")
         breakdown = byte_breakdown(reader, size)  # where the bytes went, by kind (info's other_breakdown)
+        stored, whole = model_blob_bytes(reader)
     return {
         "codec": "archiver", "setting": quality, "n_images": len(paths), "bytes": size, "pixels": pixels,
         "bpp": 8.0 * size / pixels, "psnr": mean_psnr(psnrs),
@@ -87,7 +88,27 @@ def archiver_point(
         "warm_start": (t.get("warm_start") or {}).get("name"),
         "entropy_model": t.get("entropy_model"),
         "codec_name": getattr(cfg, "codec", "autoencoder"), "byte_breakdown": breakdown,
+        # the weight blobs as stored (a difference from a base codec, or whole) and stored whole
+        "model_blob_bytes": stored, "model_blob_bytes_whole": whole,
     }  # fmt: skip
+
+
+def model_blob_bytes(reader) -> tuple[int, int]:
+    """(bytes of the archive's decoder and entropy weight blobs as stored, the same model's blobs
+    stored whole): equal unless the archive stores its model as a difference from a base codec. The
+    latents and everything else are the same bytes either way."""
+    from archiver.codec.weights import pack_arrays
+
+    side = reader.codec
+    if side.desc.name != "pyramid":
+        blob = len(pack_arrays(reader.model_arrays(), int(reader.config.get("zstd_level", 19)))[0])
+        return blob, blob
+    level = int(reader.config.get("zstd_level", 19))
+    stored = whole = 0
+    for name in ("decoder", "entropy"):
+        stored += len(pack_arrays(reader.model_arrays(name), level)[0])
+        whole += len(pack_arrays(side.model_arrays(name), level)[0])
+    return stored, whole
 
 
 def bd_table(points: list[dict]) -> dict:
