@@ -22,7 +22,9 @@ from archiver.model.pyramid_train import context_net, synthesis_arrays
 
 #: The released bases and their SHA-256, written out here on purpose: a released base never
 #: changes (archives that name it must keep decoding); a new base gets a new id.
-PINNED: dict[str, str] = {}
+PINNED = {
+    "pyramid-b1": "bf1e38b7fffd3f763ec50ac9f8d875b21a21d2cce7a3deeb37e10ad5dee343c9",
+}
 
 FORMAT = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
 

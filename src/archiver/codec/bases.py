@@ -42,7 +42,10 @@ __all__ = [
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "model" / "weights"
 
 #: Every released base: id → SHA-256 of ``<id>.npz``. Never edit a released entry; add a new id.
-BASES: dict[str, str] = {}
+BASES: dict[str, str] = {
+    # 2026-12-02: variable-rate pyramid base, 50,000 steps (1.28 CPU hours), see model/weights/README.md
+    "pyramid-b1": "bf1e38b7fffd3f763ec50ac9f8d875b21a21d2cce7a3deeb37e10ad5dee343c9",
+}
 
 DELTA_SUFFIX = ".delta"
 
