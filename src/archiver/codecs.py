@@ -10,7 +10,9 @@ format version 3 on); archives without it use ``autoencoder`` version 1, describ
 - ``runtime(provider, threads)``: an :class:`archiver.runtime.session.OnnxDecoder` that turns a batch of
   latents into pixels, tiling large ones;
 - ``check_decodable()``: raises before any output is written if decoding needs something this
-  archiver does not have (a base codec, :mod:`archiver.codec.bases`).
+  archiver does not have (a base codec, :mod:`archiver.codec.bases`);
+- ``model_arrays(name)``: the weights of ``/model/<name>`` as the model has them (a pyramid archive
+  may store them as their difference from a base codec).
 
 The train side of each codec lives in :mod:`archiver.model` (``training`` for ``autoencoder``,
 ``pyramid_train`` for ``pyramid``) and is reached from :mod:`archiver.pack`.
@@ -104,6 +106,10 @@ class AutoencoderReadSide:
     def check_decodable(self) -> None:
         """Nothing outside the archive is needed."""
 
+    def model_arrays(self, name: str = "decoder") -> dict:
+        """The arrays of ``/model/<name>`` (stored whole)."""
+        return self.reader.model_arrays(name)
+
     def coder(self):
         from .codec.entropy import LatentCoder
 
@@ -139,7 +145,7 @@ class PyramidReadSide:
         self.tile, self.halo = pyramid_tiling(self.stride)
         self._reference: dict | None = None
 
-    def model_arrays(self, name: str) -> dict:
+    def model_arrays(self, name: str = "decoder") -> dict:
         """The arrays of ``/model/<name>`` (decoder or entropy) as the fine-tuned model has them: an
         archive made from a base stores their difference from it (:mod:`archiver.codec.bases`)."""
         arrays = self.reader.model_arrays(name)
