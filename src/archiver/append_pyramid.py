@@ -35,7 +35,7 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
                      steps: int | None, use_encoder: bool, progress: ProgressCallback | None):  # fmt: skip
     """Write the archive's model into ``writer`` and code ``images``; returns (method, steps,
     :class:`archiver.pack.CodedImages` of the new images)."""
-    from .codec.pyramid_coder import ContextNet, HistogramCounter, PackedPyramidCoder
+    from .codec.pyramid_coder import HistogramCounter
     from .codec.weights import pack_arrays
     from .container.format import EntryKind
     from .pack import CodedImages
@@ -45,12 +45,13 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
     side = reader.codec
     spec = side.spec
     stored_decoder, stored_entropy = reader.model_arrays("decoder"), reader.model_arrays("entropy")
-    decoder, entropy = side.model_arrays("decoder"), side.model_arrays("entropy")
+    decoder = side.model_arrays("decoder")
     graph = reader.onnx_graph()
     writer.write_model(*pack_arrays(stored_decoder, cfg.zstd_level))
     writer.write_onnx(graph, OPSET, cfg.zstd_level)
     writer.set_json("codec", side.desc.to_dict())
-    net = ContextNet.from_arrays({k[len("context."):]: v for k, v in entropy.items() if k.startswith("context.")})
+    counting = side.coder()  # the archive's context network (and its old tables, replaced below)
+    net = counting.inner.net
     start = _shipped_base(reader, spec) if use_encoder and images else None
     method = "base-encoder" if start is not None else "search"
     steps = (BASE_ENCODER_STEPS if start is not None else SEARCH_STEPS) if steps is None else steps
@@ -61,7 +62,6 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
     new_latents: dict[int, np.ndarray] = {}
     coded = CodedImages(latents=new_latents.__getitem__)
     counter = HistogramCounter()
-    counting = PackedPyramidCoder(spec, net)
     if images:
         runtime = OnnxDecoder(attach_weights(graph, decoder), "cpu", None, spec.stride, *pyramid_tiling(spec.stride))
         latent_of = _refiner(spec, decoder, net, start, cfg, steps)
@@ -72,6 +72,9 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
             new_latents[i] = latent
             counting.count(latent, counter)
             emit(progress, "encode", n, len(images), {"psnr": coded.psnrs[i]})
+    # The old latents are decoded here to count them and again when they are copied (the tables
+    # must be complete before the writer codes the first group): twice the entropy decoding, but
+    # memory stays bounded whatever the archive's size.
     for entry in reader.entries:
         if entry.kind is EntryKind.IMAGE:
             counting.count(reader.read_image(entry)[0], counter)

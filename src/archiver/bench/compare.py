@@ -100,15 +100,12 @@ def model_blob_bytes(reader) -> tuple[int, int]:
     from archiver.codec.weights import pack_arrays
 
     side = reader.codec
-    if side.desc.name != "pyramid":
-        blob = len(pack_arrays(reader.model_arrays(), int(reader.config.get("zstd_level", 19)))[0])
-        return blob, blob
     level = int(reader.config.get("zstd_level", 19))
-    stored = whole = 0
-    for name in ("decoder", "entropy"):
-        stored += len(pack_arrays(reader.model_arrays(name), level)[0])
-        whole += len(pack_arrays(side.model_arrays(name), level)[0])
-    return stored, whole
+    names = ("decoder", "entropy") if side.desc.name == "pyramid" else ("decoder",)
+    stored = sum(len(pack_arrays(reader.model_arrays(name), level)[0]) for name in names)
+    if not side.desc.base:
+        return stored, stored
+    return stored, sum(len(pack_arrays(side.model_arrays(name), level)[0]) for name in names)
 
 
 def bd_table(points: list[dict]) -> dict:

@@ -43,8 +43,7 @@ class PyramidBase:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The codec's state dict (float32 tensors)."""
         try:
-            with np.load(self.path, allow_pickle=False) as data:
-                return {k[len("codec."):]: torch.from_numpy(data[k].astype(np.float32)) for k in data.files if k.startswith("codec.")}
+            return {k: torch.from_numpy(v) for k, v in bases.load_base(self.path)[1].items()}
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.path}: pyramid base cannot be read: {exc}") from exc
 

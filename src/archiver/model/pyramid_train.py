@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..codec.bases import quantize_int8
 from ..codec.pyramid_coder import SYMBOL_CLIP, ContextNet
 from ..codec.pyramid_plan import PyramidSpec
 from ..config import PYRAMID_LAMBDAS, PackConfig
@@ -73,7 +74,7 @@ class PyramidRecipe:
             by 0.05 dB for this many checks (a plateau); 0: off. Pretraining needs it: with a λ drawn
             per step the loss is too noisy for the detector's slope test, which then never fires.
         model_pixels: with ``start``, count the stored model's difference from it in the loss, as
-            its estimated bits (:func:`delta_bits`) spread over this many coded pixels, so that a
+            its estimated bits (:class:`DeltaRate`) spread over this many coded pixels, so that a
             weight moves from the base only where it pays for itself; 0: not counted.
     """
 
@@ -98,25 +99,24 @@ class DeltaRate(nn.Module):
     def __init__(self, codec: PyramidCodec, start: dict) -> None:
         super().__init__()
         self.names, self.refs, self.units = [], [], []
-        for name, _ in codec.named_parameters():
+        for name, param in codec.named_parameters():
             ref = start[name].detach().float()
             if name.startswith("synthesis.") and name.endswith(".weight") and ref.ndim == 4:
-                # int8 units of the base's per-output-channel scale (codec.bases.quantize_int8)
-                unit = (ref.reshape(ref.shape[0], -1).abs().amax(1) / 127.0).clamp_min(1e-8).view(-1, 1, 1, 1)
+                # int8 units: the base's per-output-channel scale, exactly as the archive stores it
+                unit = torch.from_numpy(quantize_int8(ref.cpu().numpy())[1]).view(-1, 1, 1, 1)
             elif name.startswith("context."):
                 unit = torch.tensor(1.0 / 256.0)  # fixed point, 8 fractional bits
             else:
                 continue
             self.names.append(name)
-            self.refs.append(ref)
-            self.units.append(unit)
+            self.refs.append(ref.to(param.device))  # once, not every step
+            self.units.append(unit.to(param.device))
 
     def forward(self, codec: PyramidCodec) -> torch.Tensor:
         params = dict(codec.named_parameters())
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.refs[0].device if self.refs else None)
         for name, ref, unit in zip(self.names, self.refs, self.units):
-            d = (params[name] - ref.to(params[name].device)) / unit.to(params[name].device)
-            total = total + torch.log2(1.0 + d.abs()).sum()
+            total = total + torch.log2(1.0 + ((params[name] - ref) / unit).abs()).sum()
         return DELTA_BITS_PER_LOG2 * total
 
 
