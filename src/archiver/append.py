@@ -31,7 +31,8 @@ from .container.format import EntryKind
 from .container.reader import ArchiveReader
 from .container.writer import ArchiveWriter
 from .errors import InputError, NotAnArchiveError
-from .pack import CodedImages, PackReport, _classify, _import_training, write_items
+from .pack import CodedImages, PackReport, _classify, _import_training
+from .pack_write import write_items
 from .progress import ProgressCallback, emit
 
 __all__ = ["AppendReport", "append", "SEARCH_STEPS", "ENCODER_STEPS", "WARM_ENCODER_STEPS"]
@@ -227,7 +228,7 @@ def _copy_entries(writer: ArchiveWriter, reader: ArchiveReader) -> None:
             if entry.block >= 0:  # version 3: the group stays whole, with its pixel check
                 group = entry.block
                 writer.keep_group(group, reader.blocks[group].pixel_crc32, len(reader.group_members(entry)))
-            writer.add_image(entry, latent, record.info, record.blobs, group=group)
+            writer.add_image(entry, latent, record.info, record.blobs, group=group, gain=record.gain)
         else:
             writer.add(entry, reader.read_record(entry))
 

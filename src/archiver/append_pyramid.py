@@ -103,7 +103,8 @@ def _refiner(spec, decoder: dict, net, start: dict | None, cfg: PackConfig, step
     import torch
 
     from .model.pyramid import PyramidCodec
-    from .model.pyramid_train import infer_packed, int8_synthesis
+    from .model.pyramid_infer import infer_packed
+    from .model.pyramid_train import int8_synthesis
 
     class ZeroEncoder(torch.nn.Module):  # all-zero grids of the right shapes: a search from nothing
         def forward(self, x):

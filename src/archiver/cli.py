@@ -152,13 +152,23 @@ def _optional_duration(text: str) -> float:
 def pack(
     source: Path = typer.Argument(..., help="Folder to archive (walked recursively)."),
     output: Path = typer.Option(..., "-o", "--output", help="Archive to write (.nca)."),
-    quality: int = typer.Option(4, "--quality", "-q", help="1 smallest … 8 best."),
+    quality: Optional[int] = typer.Option(
+        None, "--quality", "-q", help="1 smallest … 8 best (default 4; with --target-psnr or --max-bytes: chosen from it)."
+    ),
+    target_psnr: Optional[float] = typer.Option(
+        None, "--target-psnr", help="Every image at least this PSNR in dB, each at the lowest rate found (--codec pyramid)."
+    ),
+    max_bytes: Optional[str] = typer.Option(
+        None, "--max-bytes", help="The whole archive at most this size: 500M, 4G, 4GiB or bytes (--codec pyramid)."
+    ),
     time_limit: str = typer.Option("15m", "--time-limit", help="Cap on training time: 90, 90s, 15m, 2h."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random generator."),
     max_steps: int = typer.Option(200_000, "--max-steps", min=1, help="Cap on training steps (reproducible runs)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
-    strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse images that would be stored as is (or, with --target-psnr, coded below it)."
+    ),
     denoiser: bool = typer.Option(False, "--denoiser", help="Also train a post-filter; kept only if it pays for its bytes."),
     model_size: str = typer.Option("auto", "--model-size", help="Decoder size: auto (by pixel count), tiny, small, base, large."),
     codec: str = typer.Option(
@@ -193,15 +203,18 @@ def pack(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Learn a codec for the images under SOURCE and write one archive."""
-    from .config import config_for_quality, parse_duration
+    from .config import config_for_quality, parse_duration, parse_size
     from .pack import pack as do_pack
 
     with _user_errors():
+        if target_psnr is not None and not target_psnr > 0:
+            raise InputError(f"--target-psnr must be a PSNR in dB above 0, got {target_psnr:g}")
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
             refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start, codec=codec,
-            self_contained=self_contained,
+            self_contained=self_contained, target_psnr=target_psnr or 0.0,
+            max_bytes=parse_size(max_bytes) if max_bytes is not None else 0,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:
             report = do_pack(
@@ -226,6 +239,7 @@ def pack(
         d = t["denoiser"]
         verdict = "kept" if d["kept"] else "not kept (it did not pay for its bytes)"
         out.print(f"  denoiser: {verdict}: {d['gain_db']:+.3f} dB for {d['bytes']} bytes")
+    _print_rate(t)
     r = t.get("refine")
     if r and r["max_steps"] and r["mean_steps"] < r["max_steps"]:
         out.print(f"  refinement: {r['mean_steps']:.1f} of {r['max_steps']} steps per image on average, "
@@ -240,6 +254,21 @@ def pack(
         else:
             out.print(f"  gan: adversarial from step {g['start_step']} ({g['disc_steps']} discriminator steps)")
     _print_other_entries(report)
+
+
+def _print_rate(t: dict) -> None:
+    """What ``--target-psnr`` / ``--max-bytes`` did."""
+    if "target" in t:
+        g = t["target"]
+        out.print(f"  target {g['psnr']:g} dB: lowest image {g['min_psnr']:.2f} dB, gain codes {g['gain_codes']['min']}"
+                  f"…{g['gain_codes']['max']}")  # fmt: skip
+        for miss in g["unreached"][:10]:
+            out.print(f"    below the target: {miss['path']}: {miss['psnr']:.2f} dB (the codec's best)", markup=False, highlight=False)
+        if len(g["unreached"]) > 10:
+            out.print(f"    … and {len(g['unreached']) - 10} more below the target")
+    if "budget" in t:
+        b = t["budget"]
+        out.print(f"  budget {b['max_bytes']:,} bytes: steps × 2^{b['log2_gain']:+.3f}, fitted in {b['trials']} trials")
 
 
 @app.command()

@@ -12,7 +12,9 @@ format version 3 on); archives without it use ``autoencoder`` version 1, describ
 - ``check_decodable()``: raises before any output is written if decoding needs something this
   archiver does not have (a base codec, :mod:`archiver.codec.bases`);
 - ``model_arrays(name)``: the weights of ``/model/<name>`` as the model has them (a pyramid archive
-  may store them as their difference from a base codec).
+  may store them as their difference from a base codec);
+- ``synthesis_input(latent, gain)``: what the runtime is given for an image's integer latent and its
+  record's gain code (``pyramid`` version 2, :mod:`archiver.codec.gain`; other codecs have none).
 
 The train side of each codec lives in :mod:`archiver.model` (``training`` for ``autoencoder``,
 ``pyramid_train`` for ``pyramid``) and is reached from :mod:`archiver.pack`.
@@ -32,7 +34,9 @@ __all__ = [
 ]  # fmt: skip
 
 #: Codec names and the versions of each this archiver reads.
-CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1,)}
+#: ``pyramid`` 2 is 1 plus per-image quantization gains (``pack --target-psnr``); a pack writes 1
+#: when every gain is 0, so that archivers reading only version 1 read it.
+CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1, 2)}
 #: First format version whose archives may carry a ``codec`` document.
 CODEC_ATTR_SINCE = 3
 
@@ -80,6 +84,12 @@ def describe(reader) -> CodecDescription:
     return desc
 
 
+def _no_gain(reader, latent, gain: int):
+    if gain:
+        raise CorruptArchiveError(f"{reader.path}: an image has a quantization gain, which its codec does not have")
+    return latent
+
+
 def _runtime_imports():
     try:
         import onnxruntime  # noqa: F401  (a missing install is named now, not at session time)
@@ -109,6 +119,10 @@ class AutoencoderReadSide:
     def model_arrays(self, name: str = "decoder") -> dict:
         """The arrays of ``/model/<name>`` (stored whole)."""
         return self.reader.model_arrays(name)
+
+    def synthesis_input(self, latent, gain: int = 0):
+        """The latent itself (this codec has no per-image gains)."""
+        return _no_gain(self.reader, latent, gain)
 
     def coder(self):
         from .codec.entropy import LatentCoder
@@ -164,6 +178,14 @@ class PyramidReadSide:
         """Raise :class:`MissingBaseError` now if the archive's base codec is not shipped here."""
         if self.desc.base:
             self.model_arrays("decoder")
+
+    def synthesis_input(self, latent, gain: int = 0):
+        """``latent`` scaled by its gain (version 2; :func:`archiver.codec.gain.apply_gain`)."""
+        if self.desc.version < 2:
+            return _no_gain(self.reader, latent, gain)
+        from .codec.gain import apply_gain
+
+        return apply_gain(latent, gain)
 
     def coder(self):
         from .codec.pyramid_coder import PackedPyramidCoder

@@ -7,6 +7,7 @@ decoder was built and how the archive was made.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,10 @@ __all__ = [
     "PYRAMID_LAMBDAS",
     "CODEC_NAMES",
     "parse_duration",
+    "parse_size",
+    "check_rate_options",
+    "pyramid_quality_for",
+    "resolve_budget_quality",
     "config_for_quality",
     "resolve_model_size",
 ]
@@ -209,6 +214,15 @@ class PackConfig(_Serializable):
         self_contained: store the whole model even when training started from a shipped base codec
             (:mod:`archiver.codec.bases`); by default such an archive stores only its difference
             from the base (``pyramid`` codec; the autoencoder always stores its whole model).
+        target_psnr: ``--target-psnr`` in dB (0: off): every image is coded at the lowest rate whose
+            PSNR through the extract path is at least this (``pyramid``; :mod:`archiver.pack_rate`).
+        max_bytes: ``--max-bytes`` (0: off): the whole archive is at most this many bytes, by one
+            collection-wide quantization gain (``pyramid``; :mod:`archiver.pack_rate`).
+        target_baseline: benchmarks only (not a CLI option): with ``target_psnr``, also measure
+            the same codec with one gain for every image whose worst image reaches the target
+            (:func:`archiver.pack_rate.uniform_baseline`; its bytes go to the training summary).
+        auto_quality: ``quality`` was not given: with ``max_bytes``, pack chooses it from the budget
+            per pixel (:func:`resolve_budget_quality`); ``target_psnr`` chose it already.
     """
 
     quality: int = 4
@@ -220,6 +234,10 @@ class PackConfig(_Serializable):
     appendable: bool = False
     codec: str = "autoencoder"
     self_contained: bool = False
+    target_psnr: float = 0.0
+    max_bytes: int = 0
+    target_baseline: bool = False
+    auto_quality: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PackConfig":
@@ -231,7 +249,7 @@ class PackConfig(_Serializable):
 
 
 def config_for_quality(
-    quality: int = 4,
+    quality: int | None = 4,
     *,
     time_limit: float = 900.0,
     seed: int = 0,
@@ -240,9 +258,16 @@ def config_for_quality(
     appendable: bool = False,
     codec: str = "autoencoder",
     self_contained: bool = False,
+    target_psnr: float = 0.0,
+    max_bytes: int = 0,
     **train_overrides: Any,
 ) -> PackConfig:
-    """The default :class:`PackConfig` for a ``--quality`` level."""
+    """The default :class:`PackConfig` for a ``--quality`` level (with ``target_psnr`` or
+    ``max_bytes``, for ``--target-psnr`` / ``--max-bytes``: see :func:`check_rate_options`)."""
+    check_rate_options(codec, target_psnr, max_bytes)
+    auto = quality is None
+    if auto:
+        quality = pyramid_quality_for(target_psnr=target_psnr) if target_psnr else 4
     if codec not in CODEC_NAMES:
         raise InputError(f"--codec must be one of {', '.join(CODEC_NAMES)}, got {codec!r}")
     if model_size not in ("auto", "custom", *MODEL_PRESETS):
@@ -262,8 +287,76 @@ def config_for_quality(
     model = MODEL_PRESETS.get(model_size, ModelConfig())
     return PackConfig(
         quality=quality, train=train, model=model, model_size=model_size, appendable=appendable, codec=codec,
-        self_contained=self_contained,
+        self_contained=self_contained, target_psnr=float(target_psnr), max_bytes=int(max_bytes),
+        auto_quality=auto,
     )
+
+
+def resolve_budget_quality(cfg: PackConfig, pixels: int, rest: int) -> PackConfig:
+    """With ``--max-bytes`` and no ``--quality``: ``cfg`` at the level whose measured bpp is nearest
+    to what the budget leaves per coded pixel (:func:`pyramid_quality_for`)."""
+    if not (cfg.max_bytes and cfg.auto_quality and pixels):
+        return cfg
+    quality = pyramid_quality_for(bpp=max(cfg.max_bytes - rest, 1) * 8 / pixels)
+    train = dataclasses.replace(cfg.train, lmbda=PYRAMID_LAMBDAS[quality])
+    return dataclasses.replace(cfg, quality=quality, train=train)
+
+
+#: Whole-archive bpp and mean PSNR (dB) of ``--codec pyramid`` per ``--quality`` on the dataset
+#: regime's heldout split (400 crops of 128², 8-minute packs from base pyramid-b1:
+#: benchmarks/results/rd-dataset-pyramid-b1-heldout{,-q2}.md); levels between are interpolated
+#: (PSNR linearly, bpp geometrically). ``--target-psnr`` and ``--max-bytes`` without ``--quality``
+#: fine-tune at the level nearest to what they ask (:func:`pyramid_quality_for`).
+PYRAMID_LEVEL_POINTS: dict[int, tuple[float, float]] = {2: (0.626, 27.73), 4: (1.332, 31.46), 8: (2.723, 37.78)}
+
+
+def pyramid_quality_for(target_psnr: float = 0.0, bpp: float = 0.0) -> int:
+    """The ``--quality`` whose mean PSNR (or log bpp) interpolated from :data:`PYRAMID_LEVEL_POINTS`
+    is nearest ``target_psnr`` (or ``bpp``); beyond the measured levels, the nearest measured one."""
+    import numpy as np
+
+    known = sorted(PYRAMID_LEVEL_POINTS)
+    if target_psnr:
+        values, want = [PYRAMID_LEVEL_POINTS[q][1] for q in known], target_psnr
+    else:
+        values, want = [math.log(PYRAMID_LEVEL_POINTS[q][0]) for q in known], math.log(max(bpp, 1e-6))
+    distance = np.abs(np.interp(np.arange(1, 9), known, values) - want)
+    return 8 - int(np.argmin(distance[::-1]))  # ties (below the lowest measured level): the higher
+
+
+#: Highest ``--target-psnr`` accepted, in dB: 8-bit images differing in one level at one pixel in
+#: ten thousand are still at 88 dB, but no lossy codec promises more than 60 on photos.
+MAX_TARGET_PSNR = 60.0
+
+
+def check_rate_options(codec: str, target_psnr: float, max_bytes: int) -> None:
+    """Refuse impossible ``--target-psnr`` / ``--max-bytes`` values (:class:`InputError`)."""
+    if target_psnr and max_bytes:
+        raise InputError("--target-psnr and --max-bytes cannot be used together: choose a quality floor or a size")
+    if (target_psnr or max_bytes) and codec != "pyramid":
+        flag = "--target-psnr" if target_psnr else "--max-bytes"
+        raise InputError(f"{flag} needs --codec pyramid (the only codec with per-image rates)")
+    if not (math.isfinite(target_psnr) and 0 <= target_psnr <= MAX_TARGET_PSNR):
+        raise InputError(f"--target-psnr must be a PSNR in dB above 0 and at most {MAX_TARGET_PSNR:g}, got {target_psnr:g}")
+    if max_bytes < 0:
+        raise InputError(f"--max-bytes must be positive, got {max_bytes}")
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text``: ``123456``, ``500M``, ``4G``, ``1.5GB`` (powers of 1000) or ``4GiB``
+    (powers of 1024). Raises :class:`InputError` otherwise."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise InputError(f"cannot read size {text!r}: give bytes or a unit, e.g. 500M, 4G, 4GiB")
+    unit = (match.group(2) or "").lower()
+    power = "kmgt".index(unit[0]) + 1 if unit else 0
+    value = int(float(match.group(1)) * (1024 if unit.endswith("i") else 1000) ** power)
+    if value <= 0:
+        raise InputError(f"size {text!r} must be positive")
+    return value
 
 
 def resolve_model_size(cfg: PackConfig, pixels: int) -> PackConfig:

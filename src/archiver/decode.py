@@ -81,7 +81,10 @@ class ArchiveDecoder:
                 if repr(entry.name) in str(exc):
                     raise
                 raise CorruptArchiveError(f"{self.reader.path}: entry {entry.name!r}: {exc}") from None
-            latents.append(latent)
+            try:
+                latents.append(self._side.synthesis_input(latent, record.gain))
+            except CorruptArchiveError as exc:
+                raise CorruptArchiveError(f"entry {entry.name!r}: {exc}") from None
             records.append(record)
         return records, np.stack(latents)
 

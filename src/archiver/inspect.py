@@ -128,6 +128,10 @@ def archive_info(path: Path) -> dict:
             "bpp": archive_bytes * 8 / pixels if pixels else math.nan,
             "latent_bpp": latent_bytes * 8 / pixels if pixels else math.nan,
             "mean_psnr": summary.get("mean_psnr"),
+            "min_psnr": min((e.psnr for e in images), default=None),
+            # pack --target-psnr (dB) / --max-bytes, 0 when not used; what each did is in training
+            "target_psnr": reader.config.get("target_psnr", 0.0),
+            "max_bytes": reader.config.get("max_bytes", 0),
             "train_seconds": training.get("train_seconds"),
             "steps": training.get("steps"),
             "stop_reason": training.get("stop_reason"),

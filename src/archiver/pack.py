@@ -7,27 +7,23 @@ import json
 import math
 import os
 import shutil
-import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import zstandard
 
 from .collection.images import NOT_AN_IMAGE, SourceImage, load_image, measure_decoded
 from .collection import pool
 from .collection.pool import PairPool, training_set
 from .collection.scan import ScanItem, check_output_outside, scan_tree
-from .config import PackConfig, resolve_model_size
-from .container.entries import Entry
+from .config import PackConfig, resolve_budget_quality, resolve_model_size
 from .container.format import EntryKind
-from .container.writer import ArchiveWriter
 from .errors import InputError, MissingDependencyError, OutputExistsError
+from .pack_write import _write_archive
 from .progress import ProgressCallback, emit
 
-__all__ = ["PackReport", "CodedImages", "pack", "checkpoint_dir", "write_items"]
+__all__ = ["PackReport", "CodedImages", "pack", "checkpoint_dir"]
 
 
 @dataclass
@@ -70,12 +66,6 @@ def _fingerprint(items: list[ScanItem], cfg: PackConfig) -> str:
     for item in items:
         digest.update(item.rel + b"\0" + f"{item.stat.st_size} {item.stat.st_mtime_ns}".encode())
     return digest.hexdigest()
-
-
-def _base_entry(item: ScanItem) -> Entry:
-    return Entry(
-        path=item.rel, kind=item.kind, mtime_ns=item.stat.st_mtime_ns, perm=stat.S_IMODE(item.stat.st_mode)
-    )
 
 
 def _classify(
@@ -135,6 +125,11 @@ class CodedImages:
     codec: object = None  #: the CodecDescription of a codec other than the autoencoder (archiver.codecs)
     entropy_blob: tuple[bytes, list[dict]] | None = None  #: its entropy model's arrays (/model/entropy)
     coder: object = None  #: its coder (encode_many / decode_many), for the writer's groups
+    gains: dict[int, int] = field(default_factory=dict)  #: image number -> gain code (``--target-psnr``)
+    #: ``--max-bytes``: the bytes the fit predicted for the model and latents, and ``refit(rest)``,
+    #: which codes everything again for a budget leaving ``rest`` bytes to the rest of the archive
+    predicted_bytes: int = 0
+    refit: object = None
 
 
 def _code_images(
@@ -146,6 +141,7 @@ def _code_images(
     checkpoint_every: float,
     progress: ProgressCallback | None,
     lpips_weights: str | None = None,
+    budget_rest: int = 0,
 ) -> CodedImages | None:
     """Train the codec on ``images``, code each one and measure it as extract will decode it.
 
@@ -172,7 +168,7 @@ def _code_images(
     if cfg.codec == "pyramid":
         from .pack_pyramid import code_images_pyramid
 
-        return code_images_pyramid(cfg, images, checkpointer, checkpoint_dir(output) / "spool", progress)
+        return code_images_pyramid(cfg, images, checkpointer, checkpoint_dir(output) / "spool", progress, budget_rest)
     torch.manual_seed(cfg.train.seed)
     result = training_mod.train_codec(
         training_set([images[i] for i in image_ids], cfg.train.seed), cfg,
@@ -259,57 +255,6 @@ def _code_images(
     return out
 
 
-def _add_image(writer: ArchiveWriter, entry: Entry, image: SourceImage, coded: CodedImages, i: int) -> None:
-    """One coded image: its latent and extras go to the writer's group of its shape."""
-    im = image if image.resident else image.full()  # the extras need its blobs
-    entry.kind = EntryKind.IMAGE
-    entry.width, entry.height, entry.mode, entry.format = im.width, im.height, im.mode, im.format
-    entry.psnr, entry.pixel_crc32 = coded.psnrs[i], coded.crcs[i]
-    writer.add_image(entry, coded.latents(i), im.info, im.blobs)
-
-
-def write_items(
-    writer: ArchiveWriter,
-    items: list[ScanItem],
-    classes: dict[int, SourceImage | str],
-    coded: CodedImages,
-    zstd_level: int,
-    report: PackReport,
-    progress: ProgressCallback | None = None,
-) -> None:
-    """Add every scanned item to ``writer``: folders, symlinks, coded images (their latent, kept
-    metadata and measured quality from ``coded``; the writer codes them in groups) and byte-exact
-    files; counts go into ``report`` (``latent_bytes`` once the writer has committed)."""
-    compressor = zstandard.ZstdCompressor(level=zstd_level)
-    for i, item in enumerate(items):
-        entry = _base_entry(item)
-        record = b""
-        if item.kind is EntryKind.DIRECTORY:
-            report.folders += 1
-        elif item.kind is EntryKind.SYMLINK:
-            record = os.readlink(os.fsencode(item.path))
-            report.symlinks += 1
-        elif isinstance(classes[i], SourceImage):
-            _add_image(writer, entry, classes[i], coded, i)
-            report.input_bytes += item.stat.st_size  # the entry keeps no size: the file is not restored as is
-            emit(progress, "write", i + 1, len(items))
-            continue
-        else:
-            # One read serves both the hash and the record, so they cannot disagree.
-            try:
-                data = item.path.read_bytes()
-            except OSError as exc:
-                raise InputError(f"{item.path}: cannot read ({exc.strerror or exc})") from None
-            entry.source_sha256, entry.size = hashlib.sha256(data).digest(), len(data)
-            entry.note = str(classes[i])
-            report.files += 1
-            report.stored_as_is.append((entry.display, entry.note))
-            record = compressor.compress(data)
-        report.input_bytes += entry.size
-        writer.add(entry, record)
-        emit(progress, "write", i + 1, len(items))
-
-
 def pack(
     source: Path,
     output: Path,
@@ -357,52 +302,53 @@ def pack(
     classes = _classify(items, progress, strict)
     images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
     cfg = resolve_model_size(cfg, sum(im.width * im.height for im in images.values()))
-    coded = (
-        _code_images(cfg, items, images, output, resume, checkpoint_every, progress, lpips_weights and str(lpips_weights))
-        if images
-        else CodedImages()
-    )
-    if coded is None:
-        return None  # under torchrun, rank 0 alone codes the images and writes the archive
-    training, psnrs = coded.training, coded.psnrs
+    budget_rest = 0
+    if cfg.max_bytes:
+        from .pack_budget import check_budget
 
-    report = PackReport(
-        archive=output, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
-        pixels=sum(im.width * im.height for im in images.values()), latent_bytes=0,
-        mean_psnr=float(np.mean(list(psnrs.values()))) if psnrs else math.nan,
-        seconds=0.0, training=training,
-    )  # fmt: skip
-    with ArchiveWriter(output) as writer:
-        if coded.model_blob is not None:
-            from .runtime.graph import OPSET
+        budget_rest = check_budget(cfg, items, classes)  # an impossible budget fails before training
+        cfg = resolve_budget_quality(cfg, sum(im.width * im.height for im in images.values()), budget_rest)
+    reports: list[PackReport] = []
 
-            writer.write_model(*coded.model_blob)
-            if coded.encoder_blob is not None:
-                writer.write_model(*coded.encoder_blob, name="encoder")
-            writer.write_onnx(coded.onnx_graph, OPSET, cfg.zstd_level)
-            if coded.codec is not None:  # a codec with its own entropy model (archiver.codecs)
-                writer.write_entropy(*coded.entropy_blob, coded.coder)  # type: ignore[misc]
-                writer.set_json("codec", coded.codec.to_dict())
-            else:
-                writer.write_tables(coded.tables)
-            pf = coded.postfilter
-            if pf is not None and pf.kept:
-                writer.write_denoiser(pf.blob, pf.manifest, pf.graph, OPSET, cfg.zstd_level)
-        write_items(writer, items, classes, coded, cfg.zstd_level, report, progress)
-        writer.set_json("config", cfg.to_dict())
-        writer.set_json("training", training)
-        report.seconds = time.monotonic() - started
-        writer.set_json(
-            "summary",
-            {
-                "images": report.images, "files": report.files, "folders": report.folders,
-                "symlinks": report.symlinks, "pixels": report.pixels, "input_bytes": report.input_bytes,
-                "latent_bytes": report.latent_bytes, "mean_psnr": report.mean_psnr,
-                "pack_seconds": round(report.seconds, 3),
-            },
-        )  # fmt: skip
-        report.archive_bytes = writer.commit()
-        report.latent_bytes = writer.latent_bytes
+    def write(path: Path) -> int:
+        reports.append(_write_archive(path, cfg, items, classes, coded, images, started, progress))
+        return reports[-1].archive_bytes
+
+    try:
+        coded = (
+            _code_images(cfg, items, images, output, resume, checkpoint_every, progress,
+                         lpips_weights and str(lpips_weights), budget_rest)  # fmt: skip
+            if images
+            else CodedImages()
+        )
+        if coded is None:
+            return None  # under torchrun, rank 0 alone codes the images and writes the archive
+        _check_target(coded, strict)
+        if cfg.max_bytes:
+            from .pack_budget import write_within_budget
+
+            write_within_budget(write, coded, cfg.max_bytes, output)
+        else:
+            write(output)
+    except InputError:
+        # a promise the trained codec cannot keep (--max-bytes, --target-psnr --strict): resuming
+        # would train the same codec again
+        shutil.rmtree(checkpoint_dir(output), ignore_errors=True)
+        raise
+    report = reports[-1]
+    report.archive = output
     if images:
         shutil.rmtree(checkpoint_dir(output), ignore_errors=True)  # the archive is complete
     return report
+
+
+def _check_target(coded: CodedImages, strict: bool) -> None:
+    """``--target-psnr`` with ``--strict``: an image below the target is an error (nothing written)."""
+    unreached = coded.training.get("target", {}).get("unreached", [])
+    if strict and unreached:
+        first = unreached[0]
+        more = f" (and {len(unreached) - 1} more)" if len(unreached) > 1 else ""
+        raise InputError(
+            f"{first['path']}: reaches only {first['psnr']:.2f} dB, below --target-psnr "
+            f"{coded.training['target']['psnr']:g}{more}; without --strict it is coded at its best"
+        )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .codecs import CodecDescription, pyramid_tiling
 from .collection.images import SourceImage, measure_decoded
 from .collection.pool import training_set
@@ -34,8 +36,9 @@ def check_pyramid_options(cfg: PackConfig) -> None:
 
 
 def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpointer, spool_dir: Path,
-                        progress: ProgressCallback | None):  # fmt: skip
-    """Train on ``images``, code each one; returns :class:`archiver.pack.CodedImages`."""
+                        progress: ProgressCallback | None, budget_rest: int = 0):  # fmt: skip
+    """Train on ``images``, code each one; returns :class:`archiver.pack.CodedImages`. ``budget_rest``:
+    with ``--max-bytes``, the guess of the archive's bytes besides model and latents."""
     from .codec.pyramid_plan import PYRAMID_PRESETS
     from .pack import CodedImages
 
@@ -44,6 +47,11 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
     result, base, delta = _train(cfg, spec, images, checkpointer, progress)
     out.training = result.summary()
     reference = _delta_reference(base) if delta else None
+    if cfg.max_bytes:
+        from .pack_budget import code_for_budget
+
+        code_for_budget(out, cfg, spec, result.codec, base, reference, images, spool_dir, progress, budget_rest)
+        return out
     arrays = _export_decoder(out, cfg, spec, result.codec, base, reference)
     coder = _code_each(out, cfg, spec, result.codec, arrays, images, spool_dir, progress)
     _export_entropy(out, cfg, coder, reference)
@@ -79,19 +87,36 @@ def _pixels(images: dict[int, SourceImage]) -> int:
     return sum(im.width * im.height for im in images.values())
 
 
-def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | None) -> dict:
-    """The int8 synthesis (with the base's scales when stored as a difference), its graph and the
-    codec description into ``out``; returns the synthesis arrays (whole)."""
+def decoder_arrays(cfg: PackConfig, codec, reference: dict | None, gain: float = 1.0) -> tuple[dict, tuple]:
+    """(the int8 synthesis arrays with ``quant.steps`` times ``gain``, whole; the blob ``/model/decoder``
+    stores: their difference from the base's when ``reference``)."""
     from .codec.bases import to_delta
     from .codec.weights import pack_arrays
     from .model.pyramid_train import synthesis_arrays
+
+    arrays = synthesis_arrays(codec, cfg.quality, reference["decoder"] if reference else None)
+    arrays["quant.steps"] = (arrays["quant.steps"] * np.float32(gain)).astype(np.float32)
+    return arrays, pack_arrays(to_delta(arrays, reference["decoder"]) if reference else arrays, cfg.zstd_level)
+
+
+def entropy_blob(cfg: PackConfig, coder, reference: dict | None) -> tuple:
+    """The blob ``/model/entropy`` stores for ``coder`` (context network and tables)."""
+    from .codec.bases import to_delta
+    from .codec.weights import pack_arrays
+
+    entropy = coder.to_arrays()
+    return pack_arrays(to_delta(entropy, reference["entropy"]) if reference else entropy, cfg.zstd_level)
+
+
+def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | None, gain: float = 1.0) -> dict:
+    """The int8 synthesis (with the base's scales when stored as a difference; steps times ``gain``),
+    its graph and the codec description into ``out``; returns the synthesis arrays (whole)."""
     from .model.training import resolve_device
     from .runtime.graph import graph_only
     from .runtime.pyramid_graph import build_pyramid_graph
 
     out.training["device"] = str(resolve_device(cfg.train.device))
-    arrays = synthesis_arrays(codec, cfg.quality, reference["decoder"] if reference else None)
-    out.model_blob = pack_arrays(to_delta(arrays, reference["decoder"]) if reference else arrays, cfg.zstd_level)
+    arrays, out.model_blob = decoder_arrays(cfg, codec, reference, gain)
     out.onnx_graph = graph_only(build_pyramid_graph(spec))
     based_on = {"id": base.id, "sha256": base.sha256} if reference else {}
     out.codec = CodecDescription("pyramid", 1, spec.to_dict(), based_on)
@@ -104,8 +129,10 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     spool it and count it; returns the coder with the collection's tables."""
     from .codec.pyramid_coder import HistogramCounter, PackedPyramidCoder
     from .codec.spool import LatentSpool
-    from .model.pyramid_train import context_net, infer_packed, int8_synthesis
+    from .model.pyramid_infer import infer_packed
+    from .model.pyramid_train import context_net, int8_synthesis
     from .model.refine import RefineBudget
+    from .pack_rate import TargetCoder
     from .runtime.graph import attach_weights
     from .runtime.session import OnnxDecoder
 
@@ -116,29 +143,67 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2, _pixels(images))
     coder = PackedPyramidCoder(spec, context_net(codec))
     counter = HistogramCounter()
+    target = TargetCoder(codec, synth, runtime, cfg, refine, tile, halo) if cfg.target_psnr else None
+    unreached: list[tuple[SourceImage, float]] = []
     for n, (i, source) in enumerate(images.items(), 1):
         im = source.full()
-        steps, started = refine.steps_for(im.width * im.height), time.monotonic()
-        latent = infer_packed(codec, synth, im.rgb, cfg.quality, cfg.train.lmbda, steps, tile, halo)
-        refine.done(im.width * im.height, steps, time.monotonic() - started)
-        out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
+        if target is not None:
+            r = target.code(im)
+            latent, out.psnrs[i], out.crcs[i], out.gains[i] = r.latent, r.psnr, r.crc, r.gain
+            if not r.reached:
+                unreached.append((source, r.psnr))
+        else:
+            steps, started = refine.steps_for(im.width * im.height), time.monotonic()
+            latent = infer_packed(codec, synth, im.rgb, cfg.quality, cfg.train.lmbda, steps, tile, halo)
+            refine.done(im.width * im.height, steps, time.monotonic() - started)
+            out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
         coder.count(latent, counter)
         spool.put(i, latent)
         emit(progress, "encode", n, len(images), {"psnr": out.psnrs[i]})
     out.training["refine"] = refine.summary()
+    if target is not None:
+        _target_summary(out, cfg, target, unreached)
+        if cfg.target_baseline:
+            _compare_uniform(out, cfg, target, images, coder, counter)
     out.latents = spool.latent  # the writer codes the latents in groups
     return coder.with_tables(counter.tables())
+
+
+def _target_summary(out, cfg: PackConfig, target, unreached: list) -> None:
+    """``--target-psnr``: the codec becomes version 2 (per-image gains) when any image has one;
+    the training summary says what the search did and which images stayed below the target."""
+    import dataclasses
+
+    if any(out.gains.values()):
+        out.codec = dataclasses.replace(out.codec, version=2)
+    gains = list(out.gains.values())
+    out.training["target"] = {
+        "psnr": cfg.target_psnr,
+        "min_psnr": round(min(out.psnrs.values()), 4),
+        "gain_codes": {"min": min(gains), "max": max(gains), "mean": round(float(np.mean(gains)), 3)},
+        "decodes": target.decodes,
+        "unreached": [{"path": str(s.path or ""), "psnr": round(p, 3)} for s, p in unreached],
+    }
+
+
+def _compare_uniform(out, cfg: PackConfig, target, images: dict, coder, counter) -> None:
+    """Benchmarks: the per-image gains' latent bits and tables beside one gain for all
+    (:func:`archiver.pack_rate.uniform_baseline`), in the training summary's ``target``."""
+    from .pack_rate import uniform_baseline
+
+    reached = {i for i in images if out.psnrs[i] >= cfg.target_psnr}
+    table_bytes = lambda c: len(entropy_blob(cfg, c, None)[0])  # noqa: E731  (whole: both sides alike)
+    tables = counter.tables()
+    out.training["target"]["per_image"] = {"latent_bits": round(counter.ideal_bits(tables)),
+                                           "table_bytes": table_bytes(coder.with_tables(tables))}  # fmt: skip
+    out.training["target"]["uniform"] = uniform_baseline(target, images, out.gains, reached, coder, table_bytes)
 
 
 def _export_entropy(out, cfg: PackConfig, coder, reference: dict | None) -> None:
     """The context network and the collection's tables (as a difference from the base's network
     when ``reference``) into ``out``."""
-    from .codec.bases import to_delta
-    from .codec.weights import pack_arrays
-
     out.training["entropy_model"] = {"chosen": "pyramid-context", "tables": int((coder.inner.tables.lengths > 0).sum())}
-    entropy = coder.to_arrays()
-    out.entropy_blob = pack_arrays(to_delta(entropy, reference["entropy"]) if reference else entropy, cfg.zstd_level)
+    out.entropy_blob = entropy_blob(cfg, coder, reference)
     out.coder = coder
 
 

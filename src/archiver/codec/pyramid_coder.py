@@ -253,6 +253,22 @@ class HistogramCounter:
     def tables(self) -> ResidualTables:
         return ResidualTables.from_histograms(self.hist, self.lows)
 
+    def ideal_bits(self, tables: ResidualTables) -> float:
+        """Bits of the counted residuals coded with ``tables`` (tables made from these counts):
+        Σ count · (PRECISION − log2 freq). The range coder adds a few bytes per group of images."""
+        bits = 0.0
+        for k, h in self.hist.items():
+            n = int(tables.lengths[k])
+            offset = self.lows[k] - int(tables.lows[k])
+            nz = np.flatnonzero(h)
+            if nz.size == 0:
+                continue
+            freqs = tables.freqs[k, offset + nz].astype(np.float64)
+            if n == 0 or offset + nz[-1] >= n or offset + nz[0] < 0:
+                raise ValueError("ideal_bits: tables were not made from these counts")
+            bits += float((h[nz] * (PRECISION - np.log2(freqs))).sum())
+        return bits
+
 
 def _phase_positions(h: int, w: int, phase: int) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.nonzero(anchor_mask(h, w) == (phase == 0))

@@ -21,6 +21,7 @@ import numpy as np
 import zstandard
 
 from ..codec.context import ContextTables
+from ..codec.gain import check_gain
 from ..codec.entropy import LatentCoder
 from ..codec.geometry import latent_grid
 from ..codec.tables import PRECISION, FrequencyTables
@@ -256,7 +257,7 @@ class ArchiveReader:
                 raise CorruptArchiveError("extras header does not parse") from None
             for name, block in shared.items():
                 blobs[name] = self._shared_blob(block, entry)
-            out.append(ImageRecord(b"", header.get("info", {}), blobs))
+            out.append(ImageRecord(b"", header.get("info", {}), blobs, check_gain(header.get("gain", 0))))
         cur.done()
         return out
 

@@ -33,6 +33,8 @@ class ImageRecord:
     latent: bytes
     info: dict = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
+    #: the image's quantization gain code (version 3 group extras only, :mod:`archiver.codec.gain`)
+    gain: int = 0
 
 
 def encode_image_record(record: ImageRecord, level: int = 19) -> bytes:

@@ -24,6 +24,7 @@ import zstandard
 
 from .. import __version__
 from ..codec.context import ContextTables
+from ..codec.gain import check_gain
 from ..codec.entropy import LatentCoder
 from ..codec.tables import FrequencyTables
 from .columns import put_varint
@@ -155,19 +156,21 @@ class ArchiveWriter:
         self._append(entry, block)
 
     def add_image(
-        self, entry: Entry, latent: np.ndarray, info: dict | None = None, blobs: dict | None = None, group=None
+        self, entry: Entry, latent: np.ndarray, info: dict | None = None, blobs: dict | None = None, group=None,
+        gain: int = 0,
     ) -> None:
         """Append an image entry: its integer latent (C, h, w) joins the group of its shape; ``info``
         and ``blobs`` are its extras (metadata blobs named in :data:`SHARED_BLOBS` are stored once
         per archive and referenced). Needs :meth:`write_tables` first. ``group``: a group announced
-        with :meth:`keep_group` instead (``append`` keeps a version-3 archive's groups whole)."""
+        with :meth:`keep_group` instead (``append`` keeps a version-3 archive's groups whole). ``gain``:
+        the image's quantization gain code (:mod:`archiver.codec.gain`; 0 is not stored)."""
         if self._coder is None:
             raise ValueError("write_tables must come before the first image")
         latent = np.ascontiguousarray(latent, dtype=np.int32)
         key = latent.shape if group is None else ("kept", group)
         if group is not None and key not in self._kept:
             raise ValueError(f"group {group!r} was not announced with keep_group")
-        extras = self._extras(info or {}, blobs or {})
+        extras = self._extras(info or {}, blobs or {}, gain)
         row = self._append(entry, -1)
         members = self._pending.setdefault(key, [])
         members.append((row, latent, extras[0], extras[1]))
@@ -189,9 +192,11 @@ class ArchiveWriter:
         CRC-32s are not known: a version-3 archive keeps only its groups' checks)."""
         self._kept.setdefault(("kept", group), (int(pixel_check), int(size)))
 
-    def _extras(self, info: dict, blobs: dict) -> tuple[dict, dict]:
+    def _extras(self, info: dict, blobs: dict, gain: int = 0) -> tuple[dict, dict]:
         """(JSON header, inline blobs) of one image's extras; shared blobs become block references."""
         header: dict = {"info": info} if info else {}
+        if gain:
+            header["gain"] = check_gain(gain)
         inline, shared = {}, {}
         for name in sorted(blobs):
             data = bytes(blobs[name])

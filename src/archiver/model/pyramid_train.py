@@ -20,19 +20,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..codec.bases import quantize_int8
-from ..codec.pyramid_coder import SYMBOL_CLIP, ContextNet
+from ..codec.pyramid_coder import ContextNet
 from ..codec.pyramid_plan import PyramidSpec
 from ..config import PYRAMID_LAMBDAS, PackConfig
 from ..errors import InputError
 from .checkpoint import Checkpointer
 from .convergence import ConvergenceDetector
 from .int8 import load_quantized, quantize_weights
-from .prior import quantize_ste
-from .pyramid import PyramidCodec, PyramidSynthesis, laplace_bits
-from .refine import refine_latent
+from .pyramid import PyramidCodec, PyramidSynthesis
 from .training import CropSampler, TrainProgress, resolve_device
 
-__all__ = ["PyramidRecipe", "PyramidTrainResult", "train_pyramid", "evaluate_levels", "PackedSynthesis", "synthesis_arrays", "context_net", "infer_packed"]
+__all__ = ["PyramidRecipe", "PyramidTrainResult", "train_pyramid", "evaluate_levels", "PackedSynthesis", "synthesis_arrays", "context_net"]
 
 #: Training crop side in pixels (the synthesis sees a few pixels around each; 64 px crops train
 #: 4× more steps per second than 128 px ones at the same pixels per step).
@@ -398,31 +396,3 @@ def int8_synthesis(codec: PyramidCodec, arrays: dict[str, np.ndarray]) -> Packed
     unchanged)."""
     synthesis = load_quantized(PyramidSynthesis(codec.spec), {k: v for k, v in arrays.items() if k != "quant.steps"})
     return PackedSynthesis(codec.spec, synthesis, torch.from_numpy(arrays["quant.steps"].copy())).eval()
-
-
-def infer_packed(codec: PyramidCodec, synth: PackedSynthesis, rgb: np.ndarray, quality: int, lmbda: float,
-                 refine_steps: int, tile: int, halo: int) -> np.ndarray:  # fmt: skip
-    """Packed integer latent (packed_channels, h, w) int32 of one image: the encoder's grids, then
-    ``refine_steps`` of refinement through the int8 synthesis (tiled like the runtime)."""
-    spec = codec.spec
-    x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
-    height, width = x.shape[-2:]
-    s = spec.stride
-    ph, pw = -(-height // s) * s, -(-width // s) * s
-    padded = F.pad(x, (0, pw - width, 0, ph - height), mode="replicate")
-    steps = codec.steps(quality).detach()
-    with torch.no_grad():
-        grids = codec.encoder(padded)
-        y = pack_torch(spec, [g / steps[i] for i, g in enumerate(grids)])
-    if refine_steps > 0:
-        for p in codec.context.parameters():
-            p.requires_grad_(False)
-
-        def rate(v: torch.Tensor) -> torch.Tensor:
-            hard = unpack_torch(spec, quantize_ste(v))
-            params = codec.context([torch.round(g).detach() for g in hard])
-            return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
-
-        y = refine_latent(synth, padded, y, rate, lmbda, refine_steps, (height, width),
-                          lr=PYRAMID_REFINE_LR, tile=tile, halo=halo, stride=s)  # fmt: skip
-    return torch.clamp(torch.round(y), -SYMBOL_CLIP, SYMBOL_CLIP)[0].to(torch.int32).numpy()

@@ -1,0 +1,83 @@
+"""Per-image latents of the ``pyramid`` codec at pack time: the encoder's grids, then refinement
+through the int8 synthesis (tiled like the runtime), at the trained steps or at those steps times
+a quantization gain (``--target-psnr``, ``--max-bytes``: :mod:`archiver.pack_rate`).
+
+A *continuous* latent here is float32 (1, packed_channels, h, w) in units of the trained steps
+(gain 1): quantized with gain g it becomes ``round(z / g)``, which the decoder multiplies by g
+again (:mod:`archiver.codec.gain`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..codec.pyramid_coder import SYMBOL_CLIP
+
+from .prior import quantize_ste
+from .pyramid import PyramidCodec, laplace_bits
+from .pyramid_train import PYRAMID_REFINE_LR, PackedSynthesis, pack_torch, unpack_torch
+from .refine import refine_latent
+
+__all__ = ["infer_packed", "encode_continuous", "refine_continuous", "quantize_continuous", "GAIN_LAMBDA_EXPONENT"]
+
+#: How the refinement's λ follows a quantization gain g: λ·g^−2.5. The variable-rate base learned
+#: steps 1.28× finer per ``--quality`` level for λ 1.87× larger (pyramid-b1, level 0: 2.54 at
+#: quality 1 to 0.452 at 8), and ln 1.87 / ln 1.28 = 2.5.
+GAIN_LAMBDA_EXPONENT = 2.5
+
+
+def _padded(codec: PyramidCodec, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
+    height, width = x.shape[-2:]
+    s = codec.spec.stride
+    ph, pw = -(-height // s) * s, -(-width // s) * s
+    return F.pad(x, (0, pw - width, 0, ph - height), mode="replicate"), (height, width)
+
+
+def encode_continuous(codec: PyramidCodec, rgb: np.ndarray, quality: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(padded image (1, 3, H', W') in [0, 1], its continuous latent from the encoder) and the image's
+    (height, width)."""
+    padded, valid = _padded(codec, rgb)
+    steps = codec.steps(quality).detach()
+    with torch.no_grad():
+        grids = codec.encoder(padded)
+        z = pack_torch(codec.spec, [g / steps[i] for i, g in enumerate(grids)])
+    return (padded, z), valid
+
+
+def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch.Tensor, z: torch.Tensor,
+                      valid: tuple[int, int], lmbda: float, refine_steps: int, tile: int, halo: int,
+                      gain: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """``z`` after ``refine_steps`` of refinement of its quantization at ``gain`` (λ scaled by
+    :data:`GAIN_LAMBDA_EXPONENT`); still continuous, in units of the trained steps."""
+    if refine_steps <= 0:
+        return z
+    for p in codec.context.parameters():
+        p.requires_grad_(False)
+
+    def rate(v: torch.Tensor) -> torch.Tensor:
+        hard = unpack_torch(codec.spec, quantize_ste(v))
+        params = codec.context([torch.round(g).detach() for g in hard])
+        return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
+
+    scaled = synth if gain == 1.0 else PackedSynthesis(synth.spec, synth.synthesis, synth.steps * gain).eval()
+    y = refine_latent(scaled, padded, z / gain, rate, lmbda * gain ** -GAIN_LAMBDA_EXPONENT, refine_steps, valid,
+                      lr=PYRAMID_REFINE_LR, tile=tile, halo=halo, stride=codec.spec.stride)  # fmt: skip
+    return y * gain
+
+
+def quantize_continuous(z: torch.Tensor | np.ndarray, gain: float = 1.0) -> np.ndarray:
+    """Packed integer latent (packed_channels, h, w) int32 of continuous ``z`` at ``gain``."""
+    z = torch.as_tensor(z)
+    return torch.clamp(torch.round(z / gain), -SYMBOL_CLIP, SYMBOL_CLIP)[0].to(torch.int32).numpy()
+
+
+def infer_packed(codec: PyramidCodec, synth: PackedSynthesis, rgb: np.ndarray, quality: int, lmbda: float,
+                 refine_steps: int, tile: int, halo: int) -> np.ndarray:  # fmt: skip
+    """Packed integer latent (packed_channels, h, w) int32 of one image at the trained steps: the
+    encoder's grids, then ``refine_steps`` of refinement through the int8 synthesis."""
+    (padded, z), valid = encode_continuous(codec, rgb, quality)
+    z = refine_continuous(codec, synth, padded, z, valid, lmbda, refine_steps, tile, halo)
+    return quantize_continuous(z)

@@ -1,0 +1,185 @@
+"""``pack --codec pyramid --max-bytes N``: code the collection so that the whole archive is at most N
+bytes and at most :data:`archiver.pack_rate.BUDGET_SLACK` under it (the method:
+:mod:`archiver.pack_rate`).
+
+:func:`check_budget` refuses, before training, a budget below the model and the rest of the
+archive alone. :func:`code_for_budget` fits one gain on the encoder's latents, refines every
+latent at that gain, fits again and codes; :func:`write_within_budget` writes the archive to a
+scratch file, and while it is over N (or too far under) refits with the rest it really had, then
+moves it into place: an archive over the budget never appears at the output path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import zstandard
+
+from .pack_rate import BUDGET_SLACK, BudgetError, BudgetFit
+from .progress import emit
+
+__all__ = ["check_budget", "rest_guess", "code_for_budget", "write_within_budget", "BUDGET_WRITES"]
+
+#: Archive writes at most (each after a refit with the rest the previous one measured); two suffice
+#: when the rest does not move with the gain.
+BUDGET_WRITES = 4
+#: An archive's bytes besides model and latents: HDF5 structure, the documents (config, training
+#: summary with its history, codec, summary), the ONNX graph, the index, and per entry (index
+#: columns, group extras). Measured: 2,644 bytes on a pyramid archive of 6 images of 96² and one
+#: text file (container 1,539, documents 731); the check before training counts :data:`REST_MIN_BYTES`
+#: (below anything measured), the first fit :data:`REST_BYTES` plus :data:`REST_BYTES_PER_ENTRY`.
+REST_MIN_BYTES, REST_BYTES, REST_BYTES_PER_ENTRY = 2_000, 4_000, 24
+
+
+def rest_guess(items, classes, least: bool = False) -> int:
+    """Bytes besides model and latents, guessed before coding (``least``: a lower bound): the
+    constants above and each byte-exact file compressed at zstd level 1 (pack stores it at 19)."""
+    from .collection.images import SourceImage
+    from .container.format import EntryKind
+
+    fast = zstandard.ZstdCompressor(level=1)
+    files = 0
+    for i, item in enumerate(items):
+        if item.kind is EntryKind.FILE and not isinstance(classes.get(i), SourceImage):
+            try:
+                files += len(fast.compress(item.path.read_bytes()))
+            except OSError:
+                pass  # pack names the file when it reads it
+    if least:
+        return REST_MIN_BYTES + files // 2
+    return REST_BYTES + REST_BYTES_PER_ENTRY * len(items) + files
+
+
+def check_budget(cfg, items, classes) -> int:
+    """Before training: :class:`BudgetError` if ``cfg.max_bytes`` cannot hold the model (as small as
+    it can be stored) and the rest of the archive; returns the rest's guess (:func:`rest_guess`)."""
+    least, model = rest_guess(items, classes, least=True), minimum_model_bytes(cfg)
+    if cfg.max_bytes < least + model:
+        raise BudgetError(
+            f"--max-bytes {cfg.max_bytes:,} is too small: the model ({model:,} bytes at the least) and the "
+            f"rest of the archive (index, documents, files kept as they are: {least:,} at the least) take "
+            f"{least + model:,} bytes before any image"
+        )
+    return rest_guess(items, classes)
+
+
+def minimum_model_bytes(cfg) -> int:
+    """The fewest bytes ``/model/decoder`` and ``/model/entropy`` can take: an unchanged base's
+    difference when the archive stores one, else the base's (or an untrained codec's) whole model
+    without tables."""
+    from .codec.bases import to_delta
+    from .codec.pyramid_plan import PYRAMID_PRESETS
+    from .codec.weights import pack_arrays
+    from .model.pyramid import PyramidCodec
+    from .model.pyramid_base import find_pyramid_base
+    from .model.pyramid_train import context_net, synthesis_arrays
+    from .pack_pyramid import _delta_reference, _stores_delta
+
+    spec = PYRAMID_PRESETS["default"]
+    base = find_pyramid_base(spec) if cfg.train.warm_start else None
+    if base is not None and _stores_delta(cfg, base):
+        reference = _delta_reference(base)
+        return sum(len(pack_arrays(to_delta(a, a), cfg.zstd_level)[0]) for a in reference.values())
+    codec = PyramidCodec(spec)
+    if base is not None:
+        codec.load_state_dict(base.state_dict())
+    entropy = {f"context.{k}": v for k, v in context_net(codec).to_arrays().items()}
+    return sum(len(pack_arrays(a, cfg.zstd_level)[0]) for a in (synthesis_arrays(codec, cfg.quality), entropy))
+
+
+def code_for_budget(out, cfg, spec, codec, base, reference, images: dict, spool_dir: Path, progress, rest: int) -> None:
+    """Fill ``out`` (:class:`archiver.pack.CodedImages`) for ``cfg.max_bytes``, with ``out.refit``;
+    ``rest``: the guess of the archive's other bytes (:func:`check_budget`)."""
+    from .codec.pyramid_coder import PackedPyramidCoder
+    from .model.pyramid_infer import encode_continuous, refine_continuous
+    from .model.pyramid_train import context_net, int8_synthesis
+    from .model.refine import RefineBudget
+    from .codecs import pyramid_tiling
+    from .pack_pyramid import _export_decoder, decoder_arrays, entropy_blob
+
+    tile, halo = pyramid_tiling(spec.stride)
+    fit = BudgetFit(
+        spool_dir.parent / "continuous", PackedPyramidCoder(spec, context_net(codec)),
+        lambda coder: len(entropy_blob(cfg, coder, reference)[0]),
+        lambda gain: len(decoder_arrays(cfg, codec, reference, gain)[1][0]),
+    )  # fmt: skip
+    for n, (i, source) in enumerate(images.items(), 1):
+        (_, z), _ = encode_continuous(codec, source.full().rgb, cfg.quality)
+        fit.put(i, z)
+        emit(progress, "encode", n, len(images))
+    log2_gain = fit.fit(cfg.max_bytes, rest)
+    synth = int8_synthesis(codec, decoder_arrays(cfg, codec, reference)[0])
+    pixels = sum(s.width * s.height for s in images.values())
+    refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2, pixels)
+    for n, (i, source) in enumerate(images.items(), 1):
+        im = source.full()
+        (padded, z), valid = encode_continuous(codec, im.rgb, cfg.quality)
+        steps, started = refine.steps_for(im.width * im.height), time.monotonic()
+        fit.put(i, refine_continuous(codec, synth, padded, z, valid, cfg.train.lmbda, steps, tile, halo, gain=2.0**log2_gain))
+        refine.done(im.width * im.height, steps, time.monotonic() - started)
+        emit(progress, "refine", n, len(images))
+    out.training["refine"] = refine.summary()
+
+    def refit(rest: int) -> None:
+        gain = 2.0 ** fit.fit(cfg.max_bytes, rest)
+        arrays = _export_decoder(out, cfg, spec, codec, base, reference, gain)
+        _code_at(out, cfg, spec, fit, arrays, images, spool_dir, gain, reference, progress)
+        out.predicted_bytes = fit.coded(math.log2(gain))[0]
+        out.training["budget"] = {"max_bytes": cfg.max_bytes, "log2_gain": round(math.log2(gain), 5),
+                                  "rest": rest, "trials": len(fit.trials)}  # fmt: skip
+
+    refit(rest)
+    out.refit = refit
+
+
+def _code_at(out, cfg, spec, fit: BudgetFit, arrays: dict, images: dict, spool_dir: Path, gain: float, reference,
+             progress) -> None:  # fmt: skip
+    """Quantize every kept latent at ``gain`` (already in ``arrays``' steps), measure it through the
+    runtime, spool and count it; the entropy model with the collection's tables into ``out``."""
+    from .codec.pyramid_coder import HistogramCounter
+    from .codec.spool import LatentSpool
+    from .collection.images import measure_decoded
+    from .codecs import pyramid_tiling
+    from .pack_pyramid import _export_entropy
+    from .runtime.graph import attach_weights
+    from .runtime.session import OnnxDecoder
+
+    tile, halo = pyramid_tiling(spec.stride)
+    runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
+    spool, counter = LatentSpool(spool_dir), HistogramCounter()
+    for n, (i, source) in enumerate(images.items(), 1):
+        im = source.full()
+        latent = fit.quantized(i, gain)
+        out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
+        fit.coder.count(latent, counter)
+        spool.put(i, latent)
+        emit(progress, "encode", n, len(images), {"psnr": out.psnrs[i]})
+    out.latents = spool.latent
+    _export_entropy(out, cfg, fit.coder.with_tables(counter.tables()), reference)
+
+
+def write_within_budget(write: Callable[[Path], int], coded, max_bytes: int, output: Path) -> int:
+    """Write with ``write(path) -> bytes`` to a scratch file next to ``output`` until the archive is
+    at most ``max_bytes`` and at most :data:`BUDGET_SLACK` under it (refitting ``coded`` with the
+    rest each write measured), then move it to ``output``; returns its size."""
+    scratch = output.with_name(f".{output.name}.budget")
+    try:
+        for attempt in range(BUDGET_WRITES):
+            size = write(scratch)
+            within = size <= max_bytes
+            if coded.refit is None or (within and size >= max_bytes * (1 - BUDGET_SLACK)):
+                break
+            if attempt == BUDGET_WRITES - 1:
+                break
+            coded.refit(size - coded.predicted_bytes)
+        if not within:
+            raise BudgetError(f"--max-bytes {max_bytes:,}: the archive still takes {size:,} bytes after "
+                              f"{BUDGET_WRITES} fits; nothing was written")  # fmt: skip
+        os.replace(scratch, output)
+        return size
+    finally:
+        scratch.unlink(missing_ok=True)

@@ -1,0 +1,246 @@
+"""Rate control of the ``pyramid`` codec at pack time: ``--target-psnr`` and ``--max-bytes``.
+
+Both move the quantization steps the codec was trained with by a *gain* instead of retraining: a
+continuous latent ``z`` (units of the trained steps, :mod:`archiver.model.pyramid_infer`) quantized
+at gain g is ``round(z / g)`` and decodes as ``round(z / g) · g · steps``.
+
+**``--target-psnr D``** (:class:`TargetCoder`): each image gets its own gain code k
+(:mod:`archiver.codec.gain`, stored in its extras; codec version 2), the coarsest whose PSNR
+*through the ONNX runtime extract uses* is at least D:
+
+1. the encoder's latent is quantized at codes found by doubling (16 codes, one octave, at first)
+   then bisection, one runtime decode per trial (no refinement yet);
+2. the latent is refined at the code found, with λ scaled to the gain;
+3. searched again the same way from that code (a quarter octave first) on the refined latent.
+   An image that reaches D at no code is coded at its best and reported (``--strict``: refused):
+   near its ceiling, where finer codes stop adding PSNR.
+
+**``--max-bytes N``** (:class:`BudgetFit`): one gain for the whole collection, folded into the
+archive's stored steps (``quant.steps`` · g: no per-image codes, codec version 1). ``log2 g`` is
+bisected so that the *variable* bytes — the latents' exact code length under the collection's
+tables (:meth:`~archiver.codec.pyramid_coder.HistogramCounter.ideal_bits`), the entropy model's
+blob with those tables and the decoder's blob — fit in N minus the rest of the archive (index,
+documents, byte-exact files, container). First on the encoder's latents, then on the refined
+ones; :func:`archiver.pack.pack` writes the archive, takes the rest it really had, and refits when
+the archive is over N or more than :data:`BUDGET_SLACK` under it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .codec.gain import GAIN_MAX, GAIN_MIN, GAIN_STEPS_PER_OCTAVE, apply_gain, gain_value
+from .collection.images import measure_decoded
+from .errors import InputError
+
+__all__ = ["TargetCoder", "TargetResult", "uniform_baseline", "BudgetFit", "BudgetError", "BUDGET_SLACK", "BUDGET_AIM"]
+
+#: An image that cannot reach the target is coded at the coarsest code within this many dB of the
+#: best PSNR its search saw.
+SATURATED_DB = 0.1
+#: ``--max-bytes``: an archive more than this fraction under the budget is refitted.
+BUDGET_SLACK = 0.01
+#: ``--max-bytes``: the variable bytes are fitted to this fraction of what the budget leaves them
+#: (the range coder's few bytes per group and a rest that moves a little with the gain).
+BUDGET_AIM = 0.997
+#: ``--max-bytes``: the gains searched, in octaves of the trained steps (as :mod:`archiver.codec.gain`).
+LOG2_GAIN_RANGE = (GAIN_MIN / GAIN_STEPS_PER_OCTAVE, GAIN_MAX / GAIN_STEPS_PER_OCTAVE)
+
+
+class BudgetError(InputError):
+    """``--max-bytes`` smaller than the smallest archive of the collection."""
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One image coded for a PSNR floor."""
+
+    latent: np.ndarray  #: packed integer latent (C, h, w) int32
+    gain: int  #: its gain code
+    psnr: float  #: dB through the runtime extract uses
+    crc: int  #: pixel CRC-32 (what ``verify --decode`` checks)
+    reached: bool  #: psnr ≥ the target
+
+
+class TargetCoder:
+    """Codes images for ``target`` dB each (see the module docstring). ``runtime`` is the ONNX
+    decoder of the archive's synthesis at gain 1; ``refine`` a :class:`~archiver.model.refine.RefineBudget`."""
+
+    def __init__(self, codec, synth, runtime, cfg, refine, tile: int, halo: int) -> None:
+        self.codec, self.synth, self.runtime, self.cfg = codec, synth, runtime, cfg
+        self.refine, self.tile, self.halo = refine, tile, halo
+        self.target = float(cfg.target_psnr)
+        self.decodes = 0  #: runtime decodes spent on the search (for the training summary)
+
+    def _measure(self, z, k: int, im) -> tuple[np.ndarray, float, int]:
+        from .model.pyramid_infer import quantize_continuous
+
+        latent = quantize_continuous(z, float(gain_value(k)))
+        self.decodes += 1
+        psnr, crc = measure_decoded(self.runtime.decode(apply_gain(latent, k), im.height, im.width), im)
+        return latent, psnr, crc
+
+    def code(self, im) -> TargetResult:
+        """The latent and gain code of one decoded image (:class:`~archiver.collection.images.SourceImage`)."""
+        from .model.pyramid_infer import encode_continuous, refine_continuous
+
+        (padded, z), valid = encode_continuous(self.codec, im.rgb, self.cfg.quality)
+        k = self._search(z, im, 0)
+        pixels = im.width * im.height
+        steps, started = self.refine.steps_for(pixels), time.monotonic()
+        z = refine_continuous(self.codec, self.synth, padded, z, valid, self.cfg.train.lmbda, steps,
+                              self.tile, self.halo, gain=float(gain_value(k)))  # fmt: skip
+        self.refine.done(pixels, steps, time.monotonic() - started)
+        if steps > 0:
+            k = self._search(z, im, k)
+        latent, psnr, crc = self._measure(z, k, im)
+        return TargetResult(latent, k, psnr, crc, psnr >= self.target)
+
+    def _search(self, z, im, start: int) -> int:
+        """The largest code whose quantization of ``z`` reaches the target, by steps doubling from
+        ``start`` (one octave first) then bisection; if none does, the coarsest within
+        :data:`SATURATED_DB` of the best PSNR seen (finer codes cost bits for nothing)."""
+        seen: dict[int, float] = {}
+
+        def ok(k: int) -> bool:
+            if k not in seen:
+                seen[k] = self._measure(z, k, im)[1]
+            return seen[k] >= self.target
+
+        step = GAIN_STEPS_PER_OCTAVE // 4 if start else GAIN_STEPS_PER_OCTAVE  # after refinement: close
+        if ok(start):
+            lo, hi = start, None
+            while hi is None:
+                nxt = min(lo + step, GAIN_MAX)
+                if nxt == lo:
+                    return lo
+                lo, hi = (nxt, None) if ok(nxt) else (lo, nxt)
+                step *= 2
+        else:
+            lo, hi = None, start
+            while lo is None:
+                nxt = max(hi - step, GAIN_MIN)
+                if ok(nxt):
+                    lo = nxt
+                elif nxt == GAIN_MIN:
+                    best = max(seen.values())
+                    return max(k for k, p in seen.items() if p >= best - SATURATED_DB)
+                else:
+                    hi, step = nxt, step * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        return lo
+
+
+def uniform_baseline(target: TargetCoder, images: dict, gains: dict[int, int], reached: set[int], coder,
+                     table_bytes: Callable) -> dict:  # fmt: skip
+    """What ``--target-psnr`` is measured against: the same trained codec with *one* gain code for
+    every image, the coarsest at which every image that ``target`` brought to the target still
+    reaches it (refined at that code, like a plain pack). Returns its latent bits (ideal, under
+    its own tables), its tables' bytes (``table_bytes(coder)``), its code and lowest PSNR."""
+    from .codec.pyramid_coder import HistogramCounter
+    from .model.pyramid_infer import encode_continuous, refine_continuous
+
+    from .model.refine import RefineBudget
+
+    k = min((gains[i] for i in reached), default=0)
+    zs: dict[int, object] = {}
+    budget = RefineBudget(target.refine.max_steps, target.refine.seconds, sum(s.width * s.height for s in images.values()))
+    for i, source in images.items():
+        im = source.full()
+        (padded, z), valid = encode_continuous(target.codec, im.rgb, target.cfg.quality)
+        steps, started = budget.steps_for(im.width * im.height), time.monotonic()
+        zs[i] = refine_continuous(target.codec, target.synth, padded, z, valid, target.cfg.train.lmbda, steps,
+                                  target.tile, target.halo, gain=float(gain_value(k)))  # fmt: skip
+        budget.done(im.width * im.height, steps, time.monotonic() - started)
+    while True:
+        measured = {i: target._measure(zs[i], k, images[i].full()) for i in images}
+        floor = min((measured[i][1] for i in reached), default=math.inf)
+        if floor >= target.target or k == GAIN_MIN:
+            break
+        k -= 1
+    counter = HistogramCounter()
+    for latent, _, _ in measured.values():
+        coder.count(latent, counter)
+    tables = counter.tables()
+    return {"gain_code": k, "min_psnr_reached": round(floor, 4), "latent_bits": round(counter.ideal_bits(tables)),
+            "table_bytes": table_bytes(coder.with_tables(tables)),
+            "mean_psnr": round(float(np.mean([m[1] for m in measured.values()])), 4)}  # fmt: skip
+
+
+class BudgetFit:
+    """The collection's continuous latents (spooled as float32 ``.npy`` in ``folder``) and the
+    variable bytes of quantizing them all at one gain (see the module docstring).
+
+    ``coder``: the pack's :class:`~archiver.codec.pyramid_coder.PackedPyramidCoder` (any tables);
+    ``entropy_bytes(coder)``: bytes of ``/model/entropy`` with that coder's tables;
+    ``decoder_bytes(gain)``: bytes of ``/model/decoder`` with its steps times ``gain``.
+    """
+
+    def __init__(self, folder: Path, coder, entropy_bytes: Callable, decoder_bytes: Callable) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.coder, self.entropy_bytes, self.decoder_bytes = coder, entropy_bytes, decoder_bytes
+        self.keys: list[int] = []
+        self.trials: list[dict] = []  #: every gain tried: log2_gain, bytes (for the training summary)
+
+    def put(self, key: int, z) -> None:
+        """Keep image ``key``'s continuous latent (a torch tensor or array (1, C, h, w))."""
+        np.save(self.folder / f"{key}.npy", np.asarray(z, dtype=np.float32), allow_pickle=False)
+        if key not in self.keys:
+            self.keys.append(key)
+
+    def z(self, key: int) -> np.ndarray:
+        return np.load(self.folder / f"{key}.npy", allow_pickle=False)
+
+    def quantized(self, key: int, gain: float) -> np.ndarray:
+        from .model.pyramid_infer import quantize_continuous
+
+        return quantize_continuous(self.z(key), gain)
+
+    def coded(self, log2_gain: float):
+        """(variable bytes, coder with the collection's tables) at gain 2^log2_gain."""
+        from .codec.pyramid_coder import HistogramCounter
+
+        gain = 2.0**log2_gain
+        counter = HistogramCounter()
+        for key in self.keys:
+            self.coder.count(self.quantized(key, gain), counter)
+        tables = counter.tables()
+        coder = self.coder.with_tables(tables)
+        total = math.ceil(counter.ideal_bits(tables) / 8) + self.entropy_bytes(coder) + self.decoder_bytes(gain)
+        self.trials.append({"log2_gain": round(log2_gain, 5), "bytes": int(total)})
+        return total, coder
+
+    def fit(self, budget: int, rest: int) -> float:
+        """The finest ``log2 g`` whose variable bytes fit in (``budget`` − ``rest``) ·
+        :data:`BUDGET_AIM` (bisection to 1/1000 octave); :class:`BudgetError` if even the coarsest
+        does not fit. ``rest``: the archive's bytes besides the variable ones."""
+        lo, hi = LOG2_GAIN_RANGE  # lo: finest (most bytes), hi: coarsest
+        aim = (budget - rest) * BUDGET_AIM
+        smallest, _ = self.coded(hi)
+        if smallest > aim:
+            need = int(smallest / BUDGET_AIM) + rest
+            raise BudgetError(
+                f"--max-bytes {budget:,} is too small for this collection: its smallest archive is about "
+                f"{need:,} bytes (model and latents at the coarsest quantization {smallest:,}, the rest {rest:,})"
+            )
+        if self.coded(lo)[0] <= aim:
+            return lo
+        while hi - lo > 1e-3:
+            mid = (lo + hi) / 2
+            size, _ = self.coded(mid)
+            if size <= aim:
+                hi = mid
+                if size >= aim * (1 - BUDGET_SLACK / 4):
+                    break
+            else:
+                lo = mid
+        return hi
