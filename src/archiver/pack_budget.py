@@ -27,17 +27,18 @@ __all__ = ["check_budget", "rest_guess", "code_for_budget", "write_within_budget
 #: Archive writes at most (each after a refit with the rest the previous one measured); two suffice
 #: when the rest does not move with the gain.
 BUDGET_WRITES = 4
-#: An archive's bytes besides model and latents: HDF5 structure, the documents (config, training
-#: summary with its history, codec, summary), the ONNX graph, the index, and per entry (index
-#: columns, group extras). Measured: 2,644 bytes on a pyramid archive of 6 images of 96² and one
-#: text file (container 1,539, documents 731); the check before training counts :data:`REST_MIN_BYTES`
-#: (below anything measured), the first fit :data:`REST_BYTES` plus :data:`REST_BYTES_PER_ENTRY`.
-REST_MIN_BYTES, REST_BYTES, REST_BYTES_PER_ENTRY = 2_000, 4_000, 24
+#: An archive's bytes besides model and latents (HDF5 structure, the documents: config, training
+#: summary with its history, codec, summary; the ONNX graph, the index) at the least, and per entry
+#: (index columns, group extras). Measured: 2,644 bytes on a pyramid archive of 6 images of 96²
+#: and one text file (container 1,539, documents 731). Both the check before training and the
+#: first fit use this lower bound: a guess too high could refuse a budget that fits, one too low
+#: only costs a second write (:func:`write_within_budget` refits with the rest it measured).
+REST_BYTES, REST_BYTES_PER_ENTRY = 2_000, 8
 
 
-def rest_guess(items, classes, least: bool = False) -> int:
-    """Bytes besides model and latents, guessed before coding (``least``: a lower bound): the
-    constants above and each byte-exact file compressed at zstd level 1 (pack stores it at 19)."""
+def rest_guess(items, classes) -> int:
+    """Bytes besides model and latents at the least, before coding: the constants above and each
+    byte-exact file compressed at zstd level 1, halved (pack stores it at level 19)."""
     from .collection.images import SourceImage
     from .container.format import EntryKind
 
@@ -49,22 +50,20 @@ def rest_guess(items, classes, least: bool = False) -> int:
                 files += len(fast.compress(item.path.read_bytes()))
             except OSError:
                 pass  # pack names the file when it reads it
-    if least:
-        return REST_MIN_BYTES + files // 2
-    return REST_BYTES + REST_BYTES_PER_ENTRY * len(items) + files
+    return REST_BYTES + REST_BYTES_PER_ENTRY * len(items) + files // 2
 
 
 def check_budget(cfg, items, classes) -> int:
     """Before training: :class:`BudgetError` if ``cfg.max_bytes`` cannot hold the model (as small as
     it can be stored) and the rest of the archive; returns the rest's guess (:func:`rest_guess`)."""
-    least, model = rest_guess(items, classes, least=True), minimum_model_bytes(cfg)
-    if cfg.max_bytes < least + model:
+    rest, model = rest_guess(items, classes), minimum_model_bytes(cfg)
+    if cfg.max_bytes < rest + model:
         raise BudgetError(
             f"--max-bytes {cfg.max_bytes:,} is too small: the model ({model:,} bytes at the least) and the "
-            f"rest of the archive (index, documents, files kept as they are: {least:,} at the least) take "
-            f"{least + model:,} bytes before any image"
+            f"rest of the archive (index, documents, files kept as they are: {rest:,} at the least) take "
+            f"{rest + model:,} bytes before any image"
         )
-    return rest_guess(items, classes)
+    return rest
 
 
 def minimum_model_bytes(cfg) -> int:

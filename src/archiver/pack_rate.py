@@ -129,13 +129,26 @@ class TargetCoder:
                 if ok(nxt):
                     lo = nxt
                 elif nxt == GAIN_MIN:
-                    best = max(seen.values())
-                    return max(k for k, p in seen.items() if p >= best - SATURATED_DB)
+                    return self._ceiling(z, im, seen)
                 else:
                     hi, step = nxt, step * 2
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        return lo
+
+    def _ceiling(self, z, im, seen: dict[int, float]) -> int:
+        """The coarsest code within :data:`SATURATED_DB` of the best PSNR ``seen`` (bisection
+        between the coarsest saturated code seen and the next coarser one seen)."""
+        floor = max(seen.values()) - SATURATED_DB
+        lo = max(k for k, p in seen.items() if p >= floor)
+        coarser = [k for k in seen if k > lo]
+        if not coarser:
+            return lo
+        hi = min(coarser)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self._measure(z, mid, im)[1] >= floor else (lo, mid)
         return lo
 
 

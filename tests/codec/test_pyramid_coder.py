@@ -167,3 +167,19 @@ def test_same_latents_in_threads_and_another_process():
     env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code, here], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == expected
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**31), st.floats(0.3, 20))
+def test_ideal_bits_predict_the_coded_length(seed, spread):
+    """``--max-bytes`` fits on ideal code lengths: the range coder's output is within a few bytes."""
+    rng = np.random.default_rng(seed)
+    images = [random_grids(rng, 32, 24, spread) for _ in range(3)]
+    counter, coder = HistogramCounter(), PyramidCoder(SPEC, random_net(seed % 1000))
+    for grids in images:
+        coder.count(grids, counter)
+    tables = counter.tables()
+    predicted = counter.ideal_bits(tables) / 8
+    actual = len(PyramidCoder(SPEC, coder.net, tables).encode_many(images))
+    assert predicted <= actual + 1
+    assert actual <= predicted * 1.01 + 16

@@ -1,0 +1,198 @@
+"""``pack --target-psnr`` and ``pack --max-bytes`` (``--codec pyramid``): the promises end to end,
+their searches on known curves, their bad values, and per-image gains in the archive."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archiver.codec.gain import GAIN_MAX, GAIN_MIN, apply_gain, check_gain, gain_value
+from archiver.config import config_for_quality, parse_size, pyramid_quality_for
+from archiver.errors import CorruptArchiveError, InputError
+from archiver.pack_rate import BUDGET_AIM, BUDGET_SLACK, BudgetError, BudgetFit, TargetCoder
+from conftest import png_bytes, run_cli as run, write_images
+
+FAST = ("--codec", "pyramid", "--max-steps", "40", "--refine", "3", "--quiet")
+
+
+def _noise_image(folder: Path, seed: int = 7) -> None:
+    rng = np.random.default_rng(seed)
+    (folder / "noise.png").write_bytes(png_bytes(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)))
+
+
+@pytest.fixture(scope="module")
+def target_pack(tmp_path_factory):
+    base = tmp_path_factory.mktemp("target")
+    src = write_images(base / "src", 4, 48, 40)
+    _noise_image(src)
+    archive = base / "t.nca"
+    result = run("pack", src, "-o", archive, "--target-psnr", "30", *FAST)
+    return src, archive, result.output
+
+
+def _listing(archive: Path) -> dict[str, float]:
+    return {e["name"]: e["psnr"] for e in json.loads(run("list", archive, "--json").output) if e["kind"] == "image"}
+
+
+def test_every_image_reaches_the_target_or_is_reported(target_pack):
+    src, archive, output = target_pack
+    psnrs = _listing(archive)
+    info = json.loads(run("info", archive, "--json").output)
+    assert info["target_psnr"] == 30.0
+    smooth = {n: p for n, p in psnrs.items() if n != "noise.png"}
+    assert smooth and all(p >= 30.0 for p in smooth.values()), psnrs
+    if psnrs["noise.png"] < 30.0:  # uniform noise: beyond this codec's ceiling, said so
+        assert "noise.png" in output and "below the target" in output
+    assert info["min_psnr"] == pytest.approx(min(psnrs.values()), abs=0.01)
+
+
+def test_target_archive_decodes_as_measured(target_pack, tmp_path):
+    _, archive, _ = target_pack
+    run("verify", archive, "--decode")
+    info = json.loads(run("info", archive, "--json").output)
+    assert info["codec"]["version"] == 2  # images carry their own gains
+
+
+def test_target_gains_survive_append(target_pack, tmp_path):
+    _, archive, _ = target_pack
+    copy = tmp_path / "a.nca"
+    copy.write_bytes(archive.read_bytes())
+    before = _listing(copy)
+    more = write_images(tmp_path / "more", 1, 32, 32, seed=5)
+    run("append", copy, more, "--steps", "3", "--quiet")
+    run("verify", copy, "--decode")  # the old images still decode to the pixels pack measured
+    after = _listing(copy)
+    assert {n: after[n] for n in before} == before
+
+
+def test_strict_refuses_an_image_below_the_target(tmp_path):
+    src = write_images(tmp_path / "src", 1, 32, 32)
+    _noise_image(src)
+    out = tmp_path / "s.nca"
+    result = run("pack", src, "-o", out, "--target-psnr", "45", "--strict", *FAST, code=2)
+    assert "noise.png" in result.output and "45" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".s.nca*"))
+
+
+@pytest.mark.parametrize("budget", [9_000, 14_000, 30_000])
+def test_max_bytes_lands_just_under_the_budget(tmp_path, budget):
+    src = write_images(tmp_path / "src", 4, 48, 40)
+    (src / "notes.txt").write_text("kept as it is " * 50)
+    out = tmp_path / "b.nca"
+    run("pack", src, "-o", out, "--max-bytes", str(budget), *FAST)
+    size = out.stat().st_size
+    assert (1 - BUDGET_SLACK) * budget <= size <= budget, size
+    run("verify", out, "--decode")
+    assert not list(tmp_path.glob(".b.nca*"))  # no scratch archive, no resume folder
+
+
+def test_impossible_budget_fails_before_training(tmp_path):
+    src = write_images(tmp_path / "src", 2, 32, 32)
+    out = tmp_path / "b.nca"
+    started = time.monotonic()
+    result = run("pack", src, "-o", out, "--codec", "pyramid", "--max-bytes", "1k", "--time-limit", "10m", "--quiet", code=2)
+    assert time.monotonic() - started < 60  # a 10-minute training never started
+    assert "too small" in result.output and "1,000" in result.output
+    assert not out.exists()
+
+
+def test_budget_below_the_smallest_coded_archive_is_refused_after_training(tmp_path):
+    src = write_images(tmp_path / "src", 6, 64, 64)
+    out = tmp_path / "b.nca"
+    result = run("pack", src, "-o", out, "--max-bytes", "3000", *FAST, code=2)
+    assert "too small" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".b.nca*"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--target-psnr", "-1"), "--target-psnr"),
+        (("--target-psnr", "0"), "--target-psnr"),
+        (("--target-psnr", "61"), "at most 60"),
+        (("--target-psnr", "nan"), "--target-psnr"),
+        (("--max-bytes", "4Q"), "cannot read size"),
+        (("--max-bytes", "0"), "positive"),
+        (("--max-bytes", "lots"), "cannot read size"),
+        (("--target-psnr", "30", "--max-bytes", "1G"), "cannot be used together"),
+    ],
+)
+def test_bad_values_are_one_line_errors(tmp_path, args, message):
+    src = write_images(tmp_path / "src", 1, 16, 16)
+    out = tmp_path / "x.nca"
+    result = run("pack", src, "-o", out, "--codec", "pyramid", *args, "--quiet", code=2)
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_rate_options_need_the_pyramid_codec(tmp_path):
+    src = write_images(tmp_path / "src", 1, 16, 16)
+    result = run("pack", src, "-o", tmp_path / "x.nca", "--target-psnr", "30", "--quiet", code=2)
+    assert "--codec pyramid" in result.output
+
+
+def test_parse_size():
+    assert parse_size("123") == 123
+    assert parse_size("500M") == 500_000_000
+    assert parse_size("4G") == 4_000_000_000
+    assert parse_size("1.5GB") == 1_500_000_000
+    assert parse_size("4GiB") == 4 * 1024**3
+    for bad in ("", "G", "4Q", "-5", "1e3", "four"):
+        with pytest.raises(InputError):
+            parse_size(bad)
+
+
+def test_quality_follows_the_target_and_the_budget():
+    by_target = [pyramid_quality_for(target_psnr=d) for d in (26, 28, 30, 32, 34, 36, 38, 45)]
+    by_bpp = [pyramid_quality_for(bpp=b) for b in (0.3, 0.6, 0.9, 1.3, 1.9, 2.7, 5.0)]
+    assert by_target == sorted(by_target) and by_target[-1] == 8 and by_target[0] <= 2
+    assert by_bpp == sorted(by_bpp) and by_bpp[-1] == 8
+    assert config_for_quality(None, codec="pyramid", target_psnr=36).quality == pyramid_quality_for(target_psnr=36)
+    assert config_for_quality(None, codec="pyramid", max_bytes=10**6).auto_quality
+    assert config_for_quality(5, codec="pyramid", target_psnr=36).quality == 5  # given: kept
+
+
+def test_gain_codes():
+    assert gain_value(0) == 1.0 and gain_value(16) == 2.0 and gain_value(-16) == 0.5
+    assert gain_value(8) == np.float32(2**0.5)
+    latent = np.array([[[3, -2]]], np.int32)
+    assert apply_gain(latent, 0) is latent
+    assert apply_gain(latent, 16).tolist() == [[[6.0, -4.0]]]
+    for bad in (GAIN_MAX + 1, GAIN_MIN - 1, 1.5, True, "3", None):
+        with pytest.raises(CorruptArchiveError):
+            check_gain(bad)
+
+
+def _searcher(curve, target: float) -> TargetCoder:
+    coder = TargetCoder.__new__(TargetCoder)
+    coder.target, coder.decodes = target, 0
+    coder._measure = lambda z, k, im: (None, curve(k), 0)
+    return coder
+
+
+@pytest.mark.parametrize("start", [0, -30, 40])
+def test_target_search_finds_the_coarsest_code_that_holds(start):
+    coder = _searcher(lambda k: 40.0 - 0.4 * k, 30.0)  # 30 dB exactly at k = 25
+    assert coder._search(None, None, start) == 25
+    assert coder.decodes < 20
+
+
+def test_target_search_stops_at_the_ceiling():
+    # never reaches 50 dB; flat below k = -20: the coarsest code within 0.1 dB of the best
+    coder = _searcher(lambda k: min(35.0, 27.0 - 0.4 * k), 50.0)
+    assert coder._search(None, None, 0) == -20  # 34.9 dB and more from k = -19.75 down
+
+
+def test_budget_fit_lands_within_the_slack(tmp_path, monkeypatch):
+    fit = BudgetFit(tmp_path, None, None, None)
+    monkeypatch.setattr(fit, "coded", lambda log2_gain: (int(2_000_000 * 2.0**-log2_gain), None))
+    log2_gain = fit.fit(500_000, 20_000)
+    size = fit.coded(log2_gain)[0]
+    aim = (500_000 - 20_000) * BUDGET_AIM
+    assert (1 - BUDGET_SLACK) * aim <= size <= aim
+    with pytest.raises(BudgetError, match="too small"):
+        fit.fit(40_000, 20_000)  # 2e6 / 64 = 31,250 bytes at the coarsest gain
