@@ -338,6 +338,10 @@ def bench(
     source: Path = typer.Argument(..., help="Folder of images to compare on (walked recursively)."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for bench.json, bench.md and bench.png."),
     qualities: str = typer.Option("2,4,6", "--qualities", help="Archiver --quality levels, comma-separated."),
+    codec: str = typer.Option("autoencoder", "--codec", help="The archiver's codec: autoencoder or pyramid."),
+    target_psnr: str = typer.Option(
+        "", "--target-psnr", help="Archiver points by --target-psnr instead of --quality (dB, comma-separated; --codec pyramid)."
+    ),
     time_limit: str = typer.Option("8m", "--time-limit", help="Training budget per archiver point."),
     codecs: str = typer.Option("jpeg,webp,avif,jxl", "--codecs", help="Classic codecs, comma-separated."),
     limit: int = typer.Option(0, "--limit", min=0, help="Use only the first N images (0: all)."),
@@ -353,11 +357,15 @@ def bench(
             levels = tuple(int(q) for q in qualities.split(","))
         except ValueError:
             raise InputError(f"--qualities must be comma-separated integers, got {qualities!r}") from None
+        try:
+            targets = tuple(float(t) for t in target_psnr.split(",")) if target_psnr.strip() else ()
+        except ValueError:
+            raise InputError(f"--target-psnr must be comma-separated numbers of dB, got {target_psnr!r}") from None
         budget = parse_duration(time_limit)
         with _bars(quiet, budget) as bars:
             bench_folder(
                 source, output, qualities=levels, time_limit=budget, seed=seed, codecs=codecs.split(","),
-                limit=limit or None, progress=bars,
+                limit=limit or None, progress=bars, codec=codec, target_psnrs=targets,
             )  # fmt: skip
     out.print((output / f"{REPORT_STEM}.md").read_text(), markup=False, highlight=False)
     out.print(f"report: {output / (REPORT_STEM + '.md')}, {output / (REPORT_STEM + '.json')}, "

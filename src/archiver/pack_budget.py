@@ -156,7 +156,7 @@ def _code_at(out, cfg, spec, fit: BudgetFit, arrays: dict, images: dict, spool_d
         out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
         fit.coder.count(latent, counter)
         spool.put(i, latent)
-        emit(progress, "encode", n, len(images), {"psnr": out.psnrs[i]})
+        emit(progress, "measure", n, len(images), {"psnr": out.psnrs[i]})
     out.latents = spool.latent
     _export_entropy(out, cfg, fit.coder.with_tables(counter.tables()), reference)
 

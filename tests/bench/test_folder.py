@@ -50,11 +50,21 @@ def test_bench_folder_writes_the_report(folder, tmp_path):
     (["--qualities", "0"], "--qualities must be levels from 1 to 8, got 0"),
     (["--qualities", "x"], "--qualities must be comma-separated integers, got 'x'"),
     (["--codecs", "jpeg,bpg"], "--codecs: unknown codec 'bpg' (known: jpeg, webp, avif, jxl)"),
+    (["--target-psnr", "x"], "--target-psnr must be comma-separated numbers of dB, got 'x'"),
+    (["--target-psnr", "30"], "--target-psnr needs --codec pyramid (the only codec with per-image rates)"),
+    (["--target-psnr", "-3", "--codec", "pyramid"], "--target-psnr must be a PSNR in dB above 0 and at most 60, got -3"),
 ])  # fmt: skip
 def test_cli_bench_errors(folder, tmp_path, args, match):
     result = runner.invoke(app, ["bench", str(folder), "-o", str(tmp_path / "r"), *args])
     assert result.exit_code == 2 and result.stderr == f"error: {match}\n"
     assert not (tmp_path / "r").exists()
+
+
+def test_bench_points_by_target_psnr(folder, tmp_path):
+    result = bench_folder(folder, tmp_path / "r", time_limit=3, codecs=["jpeg"], codec="pyramid", target_psnrs=(30.0,))
+    ours = next(p for p in result["points"] if p["codec"] == "archiver")
+    assert ours["setting"] == "psnr>=30" and ours["codec_name"] == "pyramid"
+    assert "--target-psnr 30" in result["command"]
 
 
 def test_folder_without_images(tmp_path):

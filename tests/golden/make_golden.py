@@ -4,6 +4,8 @@
     python tests/golden/make_golden.py --codec pyramid  # another codec: v<N>-<codec>-mixed.nca
     python tests/golden/make_golden.py --codec pyramid --delta  # from the shipped base, stored as
                                                                # its difference: v<N>-<codec>-delta-mixed.nca
+    python tests/golden/make_golden.py --codec pyramid --delta --target 30  # per-image gains (pyramid
+                                                               # version 2): v<N>-<codec>-target-mixed.nca
 
 Old versions' files must stay as they are: tests/container/test_golden.py checks that they still open,
 list and decode to exactly the pixels measured when they were written. The tree grew with version 3
@@ -55,9 +57,11 @@ def main() -> None:
             # a step cap, so that the latents carry real symbols whatever the machine's speed; from
             # scratch and self-contained unless --delta (which needs a released base codec)
             delta = "--delta" in sys.argv
+            target = float(sys.argv[sys.argv.index("--target") + 1]) if "--target" in sys.argv else 0.0
             cfg = config_for_quality(8, time_limit=120, max_steps=200, seed=0, codec=codec, refine_steps=3,
-                                     warm_start=delta)  # fmt: skip
-            out = HERE / f"v{FORMAT_VERSION}-{codec}{'-delta' if delta else ''}-mixed.nca"
+                                     warm_start=delta, target_psnr=target)  # fmt: skip
+            kind = "-target" if target else "-delta" if delta else ""
+            out = HERE / f"v{FORMAT_VERSION}-{codec}{kind}-mixed.nca"
             pack(src, out, cfg, force=True)
             (out.with_suffix(".json")).write_text(json.dumps(list_entries(out), indent=1) + "\n")
             print(out, out.stat().st_size, "bytes")

@@ -73,8 +73,10 @@ def archiver_point(
         model_size = reader.config.get("model_size", "large")
         breakdown = byte_breakdown(reader, size)  # where the bytes went, by kind (info's other_breakdown)
         stored, whole = model_blob_bytes(reader)
+    setting = f"psnr>={cfg.target_psnr:g}" if getattr(cfg, "target_psnr", 0) else quality
     return {
-        "codec": "archiver", "setting": quality, "n_images": len(paths), "bytes": size, "pixels": pixels,
+        "codec": "archiver", "setting": setting, "n_images": len(paths), "bytes": size, "pixels": pixels,
+        "min_psnr": float(np.min(psnrs)),
         "bpp": 8.0 * size / pixels, "psnr": mean_psnr(psnrs),
         "ms_ssim": float(np.nanmean(msssims)) if not all(np.isnan(msssims)) else None,
         "model_bytes": None, "latent_bytes": report.latent_bytes,

@@ -74,14 +74,27 @@ def bench_folder(
     codecs: list[str] | None = None,
     limit: int | None = None,
     progress: ProgressCallback | None = None,
+    codec: str = "autoencoder",
+    target_psnrs: tuple[float, ...] = (),
 ) -> dict:
     """Compare the archiver with the classic codecs on the images under ``source``; write
-    ``bench.{json,md,png}`` into ``out_dir`` and return the result (points and BD-rates)."""
-    from ..config import QUALITY_LAMBDAS
+    ``bench.{json,md,png}`` into ``out_dir`` and return the result (points and BD-rates). The
+    archiver's points: one pack per ``--quality`` level, or with ``target_psnrs`` (``--codec
+    pyramid``) one pack per ``--target-psnr`` instead."""
+    from ..config import QUALITY_LAMBDAS, check_rate_options, config_for_quality
 
     bad = [q for q in qualities if q not in QUALITY_LAMBDAS]
-    if bad or not qualities:
+    if (bad or not qualities) and not target_psnrs:
         raise InputError(f"--qualities must be levels from 1 to 8, got {','.join(map(str, qualities)) or 'none'}")
+    for target in target_psnrs:
+        check_rate_options(codec, target, 0)
+        if not target > 0:
+            raise InputError(f"--target-psnr must be a PSNR in dB above 0, got {target:g}")
+    configs = (
+        [(f"t{t:g}", config_for_quality(None, codec=codec, target_psnr=t, time_limit=time_limit, seed=seed)) for t in target_psnrs]
+        if target_psnrs
+        else [(f"q{q}", config_for_quality(q, codec=codec, time_limit=time_limit, seed=seed)) for q in qualities]
+    )  # fmt: skip
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, got {time_limit} s")
     _check_extra()
@@ -101,14 +114,16 @@ def bench_folder(
         classic = sweep(paths, codecs=codecs)
         emit(progress, "classic", 1, 1)
         points = list(classic["points"])
-        for n, q in enumerate(qualities):
-            emit(progress, "archiver", n, len(qualities))
-            points.append(archiver_point(paths, images, Path(tmp), q, time_limit, seed, progress=progress))
-        emit(progress, "archiver", len(qualities), len(qualities))
+        for n, (name, cfg) in enumerate(configs):
+            emit(progress, "archiver", n, len(configs))
+            points.append(archiver_point(paths, images, Path(tmp), cfg.quality, time_limit, seed, cfg, name, progress))
+        emit(progress, "archiver", len(configs), len(configs))
     result = {
         "title": f"folder `{source.name}`", "regime": "folder", "source": str(source), "seed": seed,
-        "command": f"archiver bench {source} -o {out_dir} --qualities {','.join(map(str, qualities))} "
-                   f"--time-limit {time_limit:.0f}",
+        "command": f"archiver bench {source} -o {out_dir} --codec {codec} "
+                   + (f"--target-psnr {','.join(f'{t:g}' for t in target_psnrs)} " if target_psnrs
+                      else f"--qualities {','.join(map(str, qualities))} ")
+                   + f"--time-limit {time_limit:.0f}",
         "date": started.isoformat(timespec="seconds"), "commit": f"archiver {__version__}", "machine": machine(),
         "n_images": len(paths), "pixels": points[-1]["pixels"], "points": points,
         "skipped": classic["skipped"], "errors": classic["errors"],

@@ -63,8 +63,11 @@ def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch
         return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
 
     scaled = synth if gain == 1.0 else PackedSynthesis(synth.spec, synth.synthesis, synth.steps * gain).eval()
+    # The step size is in units of the quantization step: divided by the gain, a latent moves as far
+    # in units of the trained steps at every gain. At 1/8 of the steps with the trained step size the
+    # refinement hardly moved, and PSNR fell below that of coarser codes (dataset crops, target 32 dB).
     y = refine_latent(scaled, padded, z / gain, rate, lmbda * gain ** -GAIN_LAMBDA_EXPONENT, refine_steps, valid,
-                      lr=PYRAMID_REFINE_LR, tile=tile, halo=halo, stride=codec.spec.stride)  # fmt: skip
+                      lr=PYRAMID_REFINE_LR / gain, tile=tile, halo=halo, stride=codec.spec.stride)  # fmt: skip
     return y * gain
 
 
