@@ -52,7 +52,9 @@ def _pack(folder: Path, out: Path, **options) -> tuple[dict, dict]:
     started = time.monotonic()
     report = pack(folder, out, cfg, force=True)
     info = archive_info(out)
-    return {"seconds": round(time.monotonic() - started, 1), "quality": cfg.quality, "training": report.training}, info
+    # the quality pack used (chosen from the budget when not given)
+    quality = info["config"]["quality"]
+    return {"seconds": round(time.monotonic() - started, 1), "quality": quality, "training": report.training}, info
 
 
 def run_target(folder: Path, work: Path, targets: list[float], time_limit: float) -> list[dict]:

@@ -13,10 +13,14 @@ import pytest
 from archiver.codec.gain import GAIN_MAX, GAIN_MIN, apply_gain, check_gain, gain_value
 from archiver.config import config_for_quality, parse_size, pyramid_quality_for
 from archiver.errors import CorruptArchiveError, InputError
+from archiver.inspect import list_entries
 from archiver.pack_rate import BUDGET_AIM, BUDGET_SLACK, BudgetError, BudgetFit, TargetCoder
 from conftest import png_bytes, run_cli as run, write_images
 
 FAST = ("--codec", "pyramid", "--max-steps", "40", "--refine", "3", "--quiet")
+#: dB: within reach of every smooth test image after 40 steps of fine-tuning (their ceiling is
+#: 23–27 dB: sharp discs on gradients), far out of reach of uniform noise (about 10 dB)
+TARGET = 22.0
 
 
 def _noise_image(folder: Path, seed: int = 7) -> None:
@@ -30,23 +34,24 @@ def target_pack(tmp_path_factory):
     src = write_images(base / "src", 4, 48, 40)
     _noise_image(src)
     archive = base / "t.nca"
-    result = run("pack", src, "-o", archive, "--target-psnr", "30", *FAST)
+    result = run("pack", src, "-o", archive, "--target-psnr", str(TARGET), *FAST)
     return src, archive, result.output
 
 
 def _listing(archive: Path) -> dict[str, float]:
-    return {e["name"]: e["psnr"] for e in json.loads(run("list", archive, "--json").output) if e["kind"] == "image"}
+    return {e["name"]: e["psnr"] for e in list_entries(archive) if e["kind"] == "image"}
 
 
 def test_every_image_reaches_the_target_or_is_reported(target_pack):
     src, archive, output = target_pack
     psnrs = _listing(archive)
     info = json.loads(run("info", archive, "--json").output)
-    assert info["target_psnr"] == 30.0
+    assert info["target_psnr"] == TARGET
     smooth = {n: p for n, p in psnrs.items() if n != "noise.png"}
-    assert smooth and all(p >= 30.0 for p in smooth.values()), psnrs
-    if psnrs["noise.png"] < 30.0:  # uniform noise: beyond this codec's ceiling, said so
-        assert "noise.png" in output and "below the target" in output
+    assert smooth and all(p >= TARGET for p in smooth.values()), psnrs
+    assert max(smooth.values()) < TARGET + 3  # coded for the target, not far above it
+    assert psnrs["noise.png"] < TARGET  # uniform noise: beyond this codec's ceiling, and said so
+    assert "noise.png" in output and "below the target" in output
     assert info["min_psnr"] == pytest.approx(min(psnrs.values()), abs=0.01)
 
 
@@ -62,7 +67,9 @@ def test_target_gains_survive_append(target_pack, tmp_path):
     copy = tmp_path / "a.nca"
     copy.write_bytes(archive.read_bytes())
     before = _listing(copy)
-    more = write_images(tmp_path / "more", 1, 32, 32, seed=5)
+    more = tmp_path / "more"
+    more.mkdir()
+    write_images(more / "extra", 1, 32, 32, seed=5)  # added as extra/0.png
     run("append", copy, more, "--steps", "3", "--quiet")
     run("verify", copy, "--decode")  # the old images still decode to the pixels pack measured
     after = _listing(copy)
@@ -70,15 +77,16 @@ def test_target_gains_survive_append(target_pack, tmp_path):
 
 
 def test_strict_refuses_an_image_below_the_target(tmp_path):
-    src = write_images(tmp_path / "src", 1, 32, 32)
+    src = tmp_path / "src"
+    src.mkdir()
     _noise_image(src)
     out = tmp_path / "s.nca"
-    result = run("pack", src, "-o", out, "--target-psnr", "45", "--strict", *FAST, code=2)
-    assert "noise.png" in result.output and "45" in result.output
+    result = run("pack", src, "-o", out, "--target-psnr", "30", "--strict", *FAST, code=2)
+    assert "noise.png: reaches only" in result.output and "below --target-psnr 30" in result.output
     assert not out.exists() and not list(tmp_path.glob(".s.nca*"))
 
 
-@pytest.mark.parametrize("budget", [9_000, 14_000, 30_000])
+@pytest.mark.parametrize("budget", [9_000, 11_000, 14_000])
 def test_max_bytes_lands_just_under_the_budget(tmp_path, budget):
     src = write_images(tmp_path / "src", 4, 48, 40)
     (src / "notes.txt").write_text("kept as it is " * 50)
