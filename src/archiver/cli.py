@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterator, List, Optional
 import typer
 
 from .config import TrainConfig
+from .cli_report import fmt_bytes, print_other_entries, print_pack_report
 from .errors import ArchiverError, InputError
 
 if TYPE_CHECKING:
@@ -126,21 +127,6 @@ def _bars(quiet: bool, time_limit: float = 0.0) -> Iterator[_Bars]:
         bars.close()
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _print_other_entries(report) -> None:
-    """The summary's last lines: what was not coded, and why each file was stored as is."""
-    out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
-    for name, reason in report.stored_as_is:
-        out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)
-
-
 def _optional_duration(text: str) -> float:
     """Seconds in ``text``, with ``0`` meaning "the default" (0.0)."""
     from .config import parse_duration
@@ -223,52 +209,7 @@ def pack(
             )  # fmt: skip
     if report is None:  # a torchrun rank other than 0: rank 0 reports
         return
-    t = report.training
-    out.print(
-        f"[bold]{report.archive}[/]: {_fmt_bytes(report.archive_bytes)} from {_fmt_bytes(report.input_bytes)} "
-        f"(ratio {report.ratio:.1f}:1) in {report.seconds:.0f} s"
-    )
-    if report.images:
-        out.print(
-            f"  {report.images} images coded, {report.pixels / 1e6:.2f} Mpx, {report.bpp:.3f} bpp with the model, "
-            f"mean PSNR {report.mean_psnr:.2f} dB; trained {t['steps']} steps in {t['train_seconds']:.0f} s "
-            f"(stopped: {t['stop_reason']}"
-            + (f"; warm start: {t['warm_start']['name']}" if t.get("warm_start") else "") + ")"
-        )
-    if "denoiser" in t:
-        d = t["denoiser"]
-        verdict = "kept" if d["kept"] else "not kept (it did not pay for its bytes)"
-        out.print(f"  denoiser: {verdict}: {d['gain_db']:+.3f} dB for {d['bytes']} bytes")
-    _print_rate(t)
-    r = t.get("refine")
-    if r and r["max_steps"] and r["mean_steps"] < r["max_steps"]:
-        out.print(f"  refinement: {r['mean_steps']:.1f} of {r['max_steps']} steps per image on average, "
-                  f"to stay within {r['budget_seconds']:.0f} s (--refine-time)")  # fmt: skip
-    if "gan" in t:
-        g = t["gan"]
-        if g["start_step"] is None:
-            out.print("  gan: the adversarial phase never started (training ended first)")
-        elif g["fell_back_at"] is not None:
-            out.print(f"  gan: held-back PSNR fell more than the margin at step {g['fell_back_at']}: "
-                      "went back to the last good checkpoint and ended the adversarial phase")  # fmt: skip
-        else:
-            out.print(f"  gan: adversarial from step {g['start_step']} ({g['disc_steps']} discriminator steps)")
-    _print_other_entries(report)
-
-
-def _print_rate(t: dict) -> None:
-    """What ``--target-psnr`` / ``--max-bytes`` did."""
-    if "target" in t:
-        g = t["target"]
-        out.print(f"  target {g['psnr']:g} dB: lowest image {g['min_psnr']:.2f} dB, gain codes {g['gain_codes']['min']}"
-                  f"…{g['gain_codes']['max']}")  # fmt: skip
-        for miss in g["unreached"][:10]:
-            out.print(f"    below the target: {miss['path']}: {miss['psnr']:.2f} dB (the codec's best)", markup=False, highlight=False)
-        if len(g["unreached"]) > 10:
-            out.print(f"    … and {len(g['unreached']) - 10} more below the target")
-    if "budget" in t:
-        b = t["budget"]
-        out.print(f"  budget {b['max_bytes']:,} bytes: steps × 2^{b['log2_gain']:+.3f}, fitted in {b['trials']} trials")
+    print_pack_report(out, report)
 
 
 @app.command()
@@ -287,7 +228,7 @@ def append(
     with _user_errors(), _bars(quiet, 0.0) as bars:
         report = do_append(archive, source, steps=steps, strict=strict, progress=bars)
     out.print(
-        f"[bold]{report.archive}[/]: {_fmt_bytes(report.archive_bytes_before)} → {_fmt_bytes(report.archive_bytes)} "
+        f"[bold]{report.archive}[/]: {fmt_bytes(report.archive_bytes_before)} → {fmt_bytes(report.archive_bytes)} "
         f"in {report.seconds:.0f} s"
     )
     if report.images:
@@ -297,7 +238,7 @@ def append(
             f"mean PSNR {report.mean_psnr:.2f} dB; the archive's own images: {report.archive_latent_bpp:.3f} bpp, "
             f"{report.archive_mean_psnr:.2f} dB (a repack would train on the new images too)"
         )
-    _print_other_entries(report)
+    print_other_entries(out, report)
 
 
 @app.command()

@@ -97,14 +97,14 @@ class TargetCoder:
         z = refine_continuous(self.codec, self.synth, padded, z, valid, self.cfg.train.lmbda, steps,
                               self.tile, self.halo, gain=float(gain_value(k)))  # fmt: skip
         self.refine.done(pixels, steps, time.monotonic() - started)
-        if steps > 0:
-            k = self._search(z, im, k)
+        if steps > 0:  # refined: the code that holds is near the one found, a quarter octave first
+            k = self._search(z, im, k, GAIN_STEPS_PER_OCTAVE // 4)
         latent, psnr, crc = self._measure(z, k, im)
         return TargetResult(latent, k, psnr, crc, psnr >= self.target)
 
-    def _search(self, z, im, start: int) -> int:
+    def _search(self, z, im, start: int, step: int = GAIN_STEPS_PER_OCTAVE) -> int:
         """The largest code whose quantization of ``z`` reaches the target, by steps doubling from
-        ``start`` (one octave first) then bisection; if none does, the coarsest within
+        ``start`` (``step`` codes first) then bisection; if none does, the coarsest within
         :data:`SATURATED_DB` of the best PSNR seen (finer codes cost bits for nothing)."""
         seen: dict[int, float] = {}
 
@@ -113,7 +113,6 @@ class TargetCoder:
                 seen[k] = self._measure(z, k, im)[1]
             return seen[k] >= self.target
 
-        step = GAIN_STEPS_PER_OCTAVE // 4 if start else GAIN_STEPS_PER_OCTAVE  # after refinement: close
         if ok(start):
             lo, hi = start, None
             while hi is None:

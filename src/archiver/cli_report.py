@@ -1,0 +1,73 @@
+"""What the CLI prints after ``pack`` and ``append`` (a rich console is passed in: the library
+never prints)."""
+
+from __future__ import annotations
+
+__all__ = ["fmt_bytes", "print_other_entries", "print_pack_report"]
+
+
+def fmt_bytes(n: float) -> str:
+    """``n`` bytes for people: B, KiB, MiB or GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def print_other_entries(out, report) -> None:
+    """The summary's last lines: what was not coded, and why each file was stored as is."""
+    out.print(f"  {report.files} files stored as is, {report.folders} folders, {report.symlinks} symlinks")
+    for name, reason in report.stored_as_is:
+        out.print(f"    as is: {name}: {reason}", markup=False, highlight=False)
+
+
+def print_pack_report(out, report) -> None:
+    """The summary of a finished pack: sizes, training, the options that did something, what was
+    stored as is."""
+    t = report.training
+    out.print(
+        f"[bold]{report.archive}[/]: {fmt_bytes(report.archive_bytes)} from {fmt_bytes(report.input_bytes)} "
+        f"(ratio {report.ratio:.1f}:1) in {report.seconds:.0f} s"
+    )
+    if report.images:
+        out.print(
+            f"  {report.images} images coded, {report.pixels / 1e6:.2f} Mpx, {report.bpp:.3f} bpp with the model, "
+            f"mean PSNR {report.mean_psnr:.2f} dB; trained {t['steps']} steps in {t['train_seconds']:.0f} s "
+            f"(stopped: {t['stop_reason']}"
+            + (f"; warm start: {t['warm_start']['name']}" if t.get("warm_start") else "") + ")"
+        )
+    if "denoiser" in t:
+        d = t["denoiser"]
+        verdict = "kept" if d["kept"] else "not kept (it did not pay for its bytes)"
+        out.print(f"  denoiser: {verdict}: {d['gain_db']:+.3f} dB for {d['bytes']} bytes")
+    _print_rate(out, t)
+    r = t.get("refine")
+    if r and r["max_steps"] and r["mean_steps"] < r["max_steps"]:
+        out.print(f"  refinement: {r['mean_steps']:.1f} of {r['max_steps']} steps per image on average, "
+                  f"to stay within {r['budget_seconds']:.0f} s (--refine-time)")  # fmt: skip
+    if "gan" in t:
+        g = t["gan"]
+        if g["start_step"] is None:
+            out.print("  gan: the adversarial phase never started (training ended first)")
+        elif g["fell_back_at"] is not None:
+            out.print(f"  gan: held-back PSNR fell more than the margin at step {g['fell_back_at']}: "
+                      "went back to the last good checkpoint and ended the adversarial phase")  # fmt: skip
+        else:
+            out.print(f"  gan: adversarial from step {g['start_step']} ({g['disc_steps']} discriminator steps)")
+    print_other_entries(out, report)
+
+
+def _print_rate(out, t: dict) -> None:
+    """What ``--target-psnr`` / ``--max-bytes`` did."""
+    if "target" in t:
+        g = t["target"]
+        out.print(f"  target {g['psnr']:g} dB: lowest image {g['min_psnr']:.2f} dB, gain codes {g['gain_codes']['min']}"
+                  f"…{g['gain_codes']['max']}")  # fmt: skip
+        for miss in g["unreached"][:10]:
+            out.print(f"    below the target: {miss['path']}: {miss['psnr']:.2f} dB (the codec's best)", markup=False, highlight=False)
+        if len(g["unreached"]) > 10:
+            out.print(f"    … and {len(g['unreached']) - 10} more below the target")
+    if "budget" in t:
+        b = t["budget"]
+        out.print(f"  budget {b['max_bytes']:,} bytes: steps × 2^{b['log2_gain']:+.3f}, fitted in {b['trials']} trials")
