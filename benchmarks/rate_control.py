@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         paths = build_regime(args.regime, args.src, folder, limit=args.limit, split=args.split)
         from PIL import Image
 
-        pixels = sum(Image.open(p).width * Image.open(p).height for p in paths)
+        pixels = 0
+        for path in paths:
+            with Image.open(path) as im:
+                pixels += im.width * im.height
         work = Path(tmp) / "out"
         work.mkdir()
         if args.mode == "target":

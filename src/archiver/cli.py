@@ -193,13 +193,11 @@ def pack(
     from .pack import pack as do_pack
 
     with _user_errors():
-        if target_psnr is not None and not target_psnr > 0:
-            raise InputError(f"--target-psnr must be a PSNR in dB above 0, got {target_psnr:g}")
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
             refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start, codec=codec,
-            self_contained=self_contained, target_psnr=target_psnr or 0.0,
+            self_contained=self_contained, target_psnr=target_psnr,
             max_bytes=parse_size(max_bytes) if max_bytes is not None else 0,
         )  # fmt: skip
         with _bars(quiet, cfg.train.time_limit) as bars:

@@ -84,9 +84,9 @@ def describe(reader) -> CodecDescription:
     return desc
 
 
-def _no_gain(reader, latent, gain: int):
+def _no_gain(latent, gain: int):
     if gain:
-        raise CorruptArchiveError(f"{reader.path}: an image has a quantization gain, which its codec does not have")
+        raise CorruptArchiveError("the image has a quantization gain, which its codec does not have")
     return latent
 
 
@@ -122,7 +122,7 @@ class AutoencoderReadSide:
 
     def synthesis_input(self, latent, gain: int = 0):
         """The latent itself (this codec has no per-image gains)."""
-        return _no_gain(self.reader, latent, gain)
+        return _no_gain(latent, gain)
 
     def coder(self):
         from .codec.entropy import LatentCoder
@@ -182,7 +182,7 @@ class PyramidReadSide:
     def synthesis_input(self, latent, gain: int = 0):
         """``latent`` scaled by its gain (version 2; :func:`archiver.codec.gain.apply_gain`)."""
         if self.desc.version < 2:
-            return _no_gain(self.reader, latent, gain)
+            return _no_gain(latent, gain)
         from .codec.gain import apply_gain
 
         return apply_gain(latent, gain)

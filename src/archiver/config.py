@@ -258,12 +258,13 @@ def config_for_quality(
     appendable: bool = False,
     codec: str = "autoencoder",
     self_contained: bool = False,
-    target_psnr: float = 0.0,
+    target_psnr: float | None = None,
     max_bytes: int = 0,
     **train_overrides: Any,
 ) -> PackConfig:
-    """The default :class:`PackConfig` for a ``--quality`` level (with ``target_psnr`` or
-    ``max_bytes``, for ``--target-psnr`` / ``--max-bytes``: see :func:`check_rate_options`)."""
+    """The default :class:`PackConfig` for a ``--quality`` level (with ``target_psnr`` (None: not
+    asked) or ``max_bytes`` (0: not asked), for ``--target-psnr`` / ``--max-bytes``: see
+    :func:`check_rate_options`)."""
     check_rate_options(codec, target_psnr, max_bytes)
     auto = quality is None
     if auto:
@@ -287,7 +288,7 @@ def config_for_quality(
     model = MODEL_PRESETS.get(model_size, ModelConfig())
     return PackConfig(
         quality=quality, train=train, model=model, model_size=model_size, appendable=appendable, codec=codec,
-        self_contained=self_contained, target_psnr=float(target_psnr), max_bytes=int(max_bytes),
+        self_contained=self_contained, target_psnr=float(target_psnr or 0.0), max_bytes=int(max_bytes),
         auto_quality=auto,
     )
 
@@ -329,15 +330,16 @@ def pyramid_quality_for(target_psnr: float = 0.0, bpp: float = 0.0) -> int:
 MAX_TARGET_PSNR = 60.0
 
 
-def check_rate_options(codec: str, target_psnr: float, max_bytes: int) -> None:
-    """Refuse impossible ``--target-psnr`` / ``--max-bytes`` values (:class:`InputError`)."""
+def check_rate_options(codec: str, target_psnr: float | None, max_bytes: int) -> None:
+    """Refuse impossible ``--target-psnr`` (None: not asked) / ``--max-bytes`` (0: not asked)
+    values (:class:`InputError`)."""
+    if target_psnr is not None and not (math.isfinite(target_psnr) and 0 < target_psnr <= MAX_TARGET_PSNR):
+        raise InputError(f"--target-psnr must be a PSNR in dB above 0 and at most {MAX_TARGET_PSNR:g}, got {target_psnr:g}")
     if target_psnr and max_bytes:
         raise InputError("--target-psnr and --max-bytes cannot be used together: choose a quality floor or a size")
     if (target_psnr or max_bytes) and codec != "pyramid":
         flag = "--target-psnr" if target_psnr else "--max-bytes"
         raise InputError(f"{flag} needs --codec pyramid (the only codec with per-image rates)")
-    if not (math.isfinite(target_psnr) and 0 <= target_psnr <= MAX_TARGET_PSNR):
-        raise InputError(f"--target-psnr must be a PSNR in dB above 0 and at most {MAX_TARGET_PSNR:g}, got {target_psnr:g}")
     if max_bytes < 0:
         raise InputError(f"--max-bytes must be positive, got {max_bytes}")
 

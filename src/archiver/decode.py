@@ -84,7 +84,7 @@ class ArchiveDecoder:
             try:
                 latents.append(self._side.synthesis_input(latent, record.gain))
             except CorruptArchiveError as exc:
-                raise CorruptArchiveError(f"entry {entry.name!r}: {exc}") from None
+                raise CorruptArchiveError(f"{self.reader.path}: entry {entry.name!r}: {exc}") from None
             records.append(record)
         return records, np.stack(latents)
 

@@ -11,9 +11,7 @@ moves it into place: an archive over the budget never appears at the output path
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -93,8 +91,10 @@ def minimum_model_bytes(cfg) -> int:
 def code_for_budget(out, cfg, spec, codec, base, reference, images: dict, spool_dir: Path, progress, rest: int) -> None:
     """Fill ``out`` (:class:`archiver.pack.CodedImages`) for ``cfg.max_bytes``, with ``out.refit``;
     ``rest``: the guess of the archive's other bytes (:func:`check_budget`)."""
+    import torch
+
     from .codec.pyramid_coder import PackedPyramidCoder
-    from .model.pyramid_infer import encode_continuous, refine_continuous
+    from .model.pyramid_infer import encode_continuous, padded_image, refine_within
     from .model.pyramid_train import context_net, int8_synthesis
     from .model.refine import RefineBudget
     from .codecs import pyramid_tiling
@@ -110,36 +110,32 @@ def code_for_budget(out, cfg, spec, codec, base, reference, images: dict, spool_
         (_, z), _ = encode_continuous(codec, source.full().rgb, cfg.quality)
         fit.put(i, z)
         emit(progress, "encode", n, len(images))
-    log2_gain = fit.fit(cfg.max_bytes, rest)
+    log2_gain = fit.fit(cfg.max_bytes, rest)[0]
     synth = int8_synthesis(codec, decoder_arrays(cfg, codec, reference)[0])
     pixels = sum(s.width * s.height for s in images.values())
     refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2, pixels)
     for n, (i, source) in enumerate(images.items(), 1):
-        im = source.full()
-        (padded, z), valid = encode_continuous(codec, im.rgb, cfg.quality)
-        steps, started = refine.steps_for(im.width * im.height), time.monotonic()
-        fit.put(i, refine_continuous(codec, synth, padded, z, valid, cfg.train.lmbda, steps, tile, halo, gain=2.0**log2_gain))
-        refine.done(im.width * im.height, steps, time.monotonic() - started)
+        padded, valid = padded_image(codec, source.full().rgb)
+        z = torch.from_numpy(fit.z(i))  # the encoder's latent, kept by the first pass
+        fit.put(i, refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo, 2.0**log2_gain)[0])
         emit(progress, "refine", n, len(images))
     out.training["refine"] = refine.summary()
 
     def refit(rest: int) -> None:
-        gain = 2.0 ** fit.fit(cfg.max_bytes, rest)
-        arrays = _export_decoder(out, cfg, spec, codec, base, reference, gain)
-        _code_at(out, cfg, spec, fit, arrays, images, spool_dir, gain, reference, progress)
-        out.predicted_bytes = fit.coded(math.log2(gain))[0]
-        out.training["budget"] = {"max_bytes": cfg.max_bytes, "log2_gain": round(math.log2(gain), 5),
+        log2_gain, out.predicted_bytes, coder = fit.fit(cfg.max_bytes, rest)
+        arrays = _export_decoder(out, cfg, spec, codec, base, reference, 2.0**log2_gain)
+        _code_at(out, cfg, spec, fit, arrays, images, spool_dir, 2.0**log2_gain, coder, reference, progress)
+        out.training["budget"] = {"max_bytes": cfg.max_bytes, "log2_gain": round(log2_gain, 5),
                                   "rest": rest, "trials": len(fit.trials)}  # fmt: skip
 
     refit(rest)
     out.refit = refit
 
 
-def _code_at(out, cfg, spec, fit: BudgetFit, arrays: dict, images: dict, spool_dir: Path, gain: float, reference,
-             progress) -> None:  # fmt: skip
+def _code_at(out, cfg, spec, fit: BudgetFit, arrays: dict, images: dict, spool_dir: Path, gain: float, coder,
+             reference, progress) -> None:  # fmt: skip
     """Quantize every kept latent at ``gain`` (already in ``arrays``' steps), measure it through the
-    runtime, spool and count it; the entropy model with the collection's tables into ``out``."""
-    from .codec.pyramid_coder import HistogramCounter
+    runtime and spool it; ``coder`` (with the tables the fit counted at that gain) into ``out``."""
     from .codec.spool import LatentSpool
     from .collection.images import measure_decoded
     from .codecs import pyramid_tiling
@@ -149,16 +145,15 @@ def _code_at(out, cfg, spec, fit: BudgetFit, arrays: dict, images: dict, spool_d
 
     tile, halo = pyramid_tiling(spec.stride)
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
-    spool, counter = LatentSpool(spool_dir), HistogramCounter()
+    spool = LatentSpool(spool_dir)
     for n, (i, source) in enumerate(images.items(), 1):
         im = source.full()
         latent = fit.quantized(i, gain)
         out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
-        fit.coder.count(latent, counter)
         spool.put(i, latent)
         emit(progress, "measure", n, len(images), {"psnr": out.psnrs[i]})
     out.latents = spool.latent
-    _export_entropy(out, cfg, fit.coder.with_tables(counter.tables()), reference)
+    _export_entropy(out, cfg, coder, reference)
 
 
 def write_within_budget(write: Callable[[Path], int], coded, max_bytes: int, output: Path) -> int:

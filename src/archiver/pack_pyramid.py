@@ -11,7 +11,6 @@ Trained from a released base, an archive stores both models as their difference 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +128,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     spool it and count it; returns the coder with the collection's tables."""
     from .codec.pyramid_coder import HistogramCounter, PackedPyramidCoder
     from .codec.spool import LatentSpool
-    from .model.pyramid_infer import infer_packed
+    from .model.pyramid_infer import encode_continuous, quantize_continuous, refine_within
     from .model.pyramid_train import context_net, int8_synthesis
     from .model.refine import RefineBudget
     from .pack_rate import TargetCoder
@@ -153,9 +152,8 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
             if not r.reached:
                 unreached.append((source, r.psnr))
         else:
-            steps, started = refine.steps_for(im.width * im.height), time.monotonic()
-            latent = infer_packed(codec, synth, im.rgb, cfg.quality, cfg.train.lmbda, steps, tile, halo)
-            refine.done(im.width * im.height, steps, time.monotonic() - started)
+            (padded, z), valid = encode_continuous(codec, im.rgb, cfg.quality)
+            latent = quantize_continuous(refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo)[0])
             out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
         coder.count(latent, counter)
         spool.put(i, latent)

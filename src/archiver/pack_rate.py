@@ -28,7 +28,6 @@ the archive is over N or more than :data:`BUDGET_SLACK` under it.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -88,19 +87,22 @@ class TargetCoder:
 
     def code(self, im) -> TargetResult:
         """The latent and gain code of one decoded image (:class:`~archiver.collection.images.SourceImage`)."""
-        from .model.pyramid_infer import encode_continuous, refine_continuous
+        from .model.pyramid_infer import encode_continuous
 
         (padded, z), valid = encode_continuous(self.codec, im.rgb, self.cfg.quality)
         k = self._search(z, im, 0)
-        pixels = im.width * im.height
-        steps, started = self.refine.steps_for(pixels), time.monotonic()
-        z = refine_continuous(self.codec, self.synth, padded, z, valid, self.cfg.train.lmbda, steps,
-                              self.tile, self.halo, gain=float(gain_value(k)))  # fmt: skip
-        self.refine.done(pixels, steps, time.monotonic() - started)
+        z, steps = self.refined(padded, z, valid, k, self.refine)
         if steps > 0:  # refined: the code that holds is near the one found, a quarter octave first
             k = self._search(z, im, k, GAIN_STEPS_PER_OCTAVE // 4)
         latent, psnr, crc = self._measure(z, k, im)
         return TargetResult(latent, k, psnr, crc, psnr >= self.target)
+
+    def refined(self, padded, z, valid, k: int, budget):
+        """(``z`` refined at gain code ``k`` for the steps ``budget`` gives it, those steps)."""
+        from .model.pyramid_infer import refine_within
+
+        return refine_within(budget, self.codec, self.synth, padded, z, valid, self.cfg.train.lmbda, self.tile,
+                             self.halo, float(gain_value(k)))  # fmt: skip
 
     def _search(self, z, im, start: int, step: int = GAIN_STEPS_PER_OCTAVE) -> int:
         """The largest code whose quantization of ``z`` reaches the target, by steps doubling from
@@ -163,10 +165,16 @@ def uniform_baseline(target: TargetCoder, images: dict, gains: dict[int, int], r
     its tables' bytes (``table_bytes(coder)``), its code and lowest PSNR."""
     from .codec.pyramid_coder import HistogramCounter
 
+    from .model.pyramid_infer import encode_continuous
+    from .model.refine import RefineBudget
+
     k = min((gains[i] for i in reached), default=0)
+    pixels = sum(s.width * s.height for s in images.values())
     for _ in range(BASELINE_REFINES):
-        budget = _budget(target, images)
-        zs = {i: _refined(target, source.full(), k, budget) for i, source in images.items()}
+        budget, zs = RefineBudget(target.refine.max_steps, target.refine.seconds, pixels), {}
+        for i, source in images.items():
+            (padded, z), valid = encode_continuous(target.codec, source.full().rgb, target.cfg.quality)
+            zs[i] = target.refined(padded, z, valid, k, budget)[0]
         floor, last = -math.inf, -math.inf
         while True:
             measured = {i: target._measure(zs[i], k, images[i].full()) for i in images}
@@ -187,24 +195,6 @@ def uniform_baseline(target: TargetCoder, images: dict, gains: dict[int, int], r
 
 #: Refinement passes of :func:`uniform_baseline` at most (each as long as the pack's refinement).
 BASELINE_REFINES = 3
-
-
-def _budget(target: TargetCoder, images: dict):
-    from .model.refine import RefineBudget
-
-    return RefineBudget(target.refine.max_steps, target.refine.seconds, sum(s.width * s.height for s in images.values()))
-
-
-def _refined(target: TargetCoder, im, k: int, budget):
-    """``im``'s continuous latent refined at gain code ``k`` (steps from ``budget``)."""
-    from .model.pyramid_infer import encode_continuous, refine_continuous
-
-    (padded, z), valid = encode_continuous(target.codec, im.rgb, target.cfg.quality)
-    steps, started = budget.steps_for(im.width * im.height), time.monotonic()
-    z = refine_continuous(target.codec, target.synth, padded, z, valid, target.cfg.train.lmbda, steps,
-                          target.tile, target.halo, gain=float(gain_value(k)))  # fmt: skip
-    budget.done(im.width * im.height, steps, time.monotonic() - started)
-    return z
 
 
 class BudgetFit:
@@ -251,9 +241,10 @@ class BudgetFit:
         self.trials.append({"log2_gain": round(log2_gain, 5), "bytes": int(total)})
         return total, coder
 
-    def fit(self, budget: int, rest: int) -> float:
+    def fit(self, budget: int, rest: int) -> tuple[float, int, object]:
         """The finest ``log2 g`` whose variable bytes fit in (``budget`` − ``rest``) ·
-        :data:`BUDGET_AIM`, to within a quarter of :data:`BUDGET_SLACK` below it or 1/1000 octave;
+        :data:`BUDGET_AIM`, to within a quarter of :data:`BUDGET_SLACK` below it or 1/1000 octave,
+        with its variable bytes and its coder (the collection's tables at that gain);
         :class:`BudgetError` if even the coarsest gain does not fit. ``rest``: the archive's bytes
         besides the variable ones.
 
@@ -263,25 +254,26 @@ class BudgetFit:
         the whole collection once."""
         lo, hi = LOG2_GAIN_RANGE  # lo: finest (most bytes), hi: coarsest
         aim = (budget - rest) * BUDGET_AIM
-        smallest, _ = self.coded(hi)
+        smallest, coder = self.coded(hi)
         if smallest > aim:
             need = int(smallest / BUDGET_AIM) + rest
             raise BudgetError(
                 f"--max-bytes {budget:,} is too small for this collection: its smallest archive is about "
                 f"{need:,} bytes (model and latents at the coarsest quantization {smallest:,}, the rest {rest:,})"
             )
-        largest, _ = self.coded(lo)
+        best = (hi, smallest, coder)  # the finest fitting gain tried so far
+        largest, coder = self.coded(lo)
         if largest <= aim:
-            return lo
+            return lo, largest, coder
         f_lo, f_hi = math.log(largest / aim), math.log(smallest / aim)  # > 0 (too big), <= 0 (fits)
-        kept = 0  # which side the last trial kept: -1 lo, +1 hi
+        kept = 0  # which side the last trial replaced: -1 lo, +1 hi
         while hi - lo > 1e-3:
             mid = hi - f_hi * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else (lo + hi) / 2
             mid = min(max(mid, lo + 1e-4), hi - 1e-4)
-            size, _ = self.coded(mid)
+            size, coder = self.coded(mid)
             f_mid = math.log(size / aim)
             if size <= aim:
-                hi, f_hi = mid, f_mid
+                hi, f_hi, best = mid, f_mid, (mid, size, coder)
                 if size >= aim * (1 - BUDGET_SLACK / 4):
                     break
                 if kept == 1:
@@ -292,4 +284,4 @@ class BudgetFit:
                 if kept == -1:
                     f_hi /= 2
                 kept = -1
-        return hi
+        return best

@@ -57,7 +57,7 @@ def main() -> None:
             # a step cap, so that the latents carry real symbols whatever the machine's speed; from
             # scratch and self-contained unless --delta (which needs a released base codec)
             delta = "--delta" in sys.argv
-            target = float(sys.argv[sys.argv.index("--target") + 1]) if "--target" in sys.argv else 0.0
+            target = float(sys.argv[sys.argv.index("--target") + 1]) if "--target" in sys.argv else None
             cfg = config_for_quality(8, time_limit=120, max_steps=200, seed=0, codec=codec, refine_steps=3,
                                      warm_start=delta, target_psnr=target)  # fmt: skip
             kind = "-target" if target else "-delta" if delta else ""

@@ -81,15 +81,11 @@ def bench_folder(
     ``bench.{json,md,png}`` into ``out_dir`` and return the result (points and BD-rates). The
     archiver's points: one pack per ``--quality`` level, or with ``target_psnrs`` (``--codec
     pyramid``) one pack per ``--target-psnr`` instead."""
-    from ..config import QUALITY_LAMBDAS, check_rate_options, config_for_quality
+    from ..config import QUALITY_LAMBDAS, config_for_quality
 
     bad = [q for q in qualities if q not in QUALITY_LAMBDAS]
     if (bad or not qualities) and not target_psnrs:
         raise InputError(f"--qualities must be levels from 1 to 8, got {','.join(map(str, qualities)) or 'none'}")
-    for target in target_psnrs:
-        check_rate_options(codec, target, 0)
-        if not target > 0:
-            raise InputError(f"--target-psnr must be a PSNR in dB above 0, got {target:g}")
     configs = (
         [(f"t{t:g}", config_for_quality(None, codec=codec, target_psnr=t, time_limit=time_limit, seed=seed)) for t in target_psnrs]
         if target_psnrs

@@ -9,6 +9,8 @@ again (:mod:`archiver.codec.gain`).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -20,7 +22,10 @@ from .pyramid import PyramidCodec, laplace_bits
 from .pyramid_train import PYRAMID_REFINE_LR, PackedSynthesis, pack_torch, unpack_torch
 from .refine import refine_latent
 
-__all__ = ["infer_packed", "encode_continuous", "refine_continuous", "quantize_continuous", "GAIN_LAMBDA_EXPONENT"]
+__all__ = [
+    "infer_packed", "padded_image", "encode_continuous", "refine_continuous", "refine_within", "quantize_continuous",
+    "GAIN_LAMBDA_EXPONENT",
+]  # fmt: skip
 
 #: How the refinement's λ follows a quantization gain g: λ·g^−2.5. The variable-rate base learned
 #: steps 1.28× finer per ``--quality`` level for λ 1.87× larger (pyramid-b1, level 0: 2.54 at
@@ -28,7 +33,9 @@ __all__ = ["infer_packed", "encode_continuous", "refine_continuous", "quantize_c
 GAIN_LAMBDA_EXPONENT = 2.5
 
 
-def _padded(codec: PyramidCodec, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+def padded_image(codec: PyramidCodec, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The image (1, 3, H', W') in [0, 1], padded to the stride by replicating its edges, and its
+    (height, width)."""
     x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
     height, width = x.shape[-2:]
     s = codec.spec.stride
@@ -39,7 +46,7 @@ def _padded(codec: PyramidCodec, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[i
 def encode_continuous(codec: PyramidCodec, rgb: np.ndarray, quality: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """(padded image (1, 3, H', W') in [0, 1], its continuous latent from the encoder) and the image's
     (height, width)."""
-    padded, valid = _padded(codec, rgb)
+    padded, valid = padded_image(codec, rgb)
     steps = codec.steps(quality).detach()
     with torch.no_grad():
         grids = codec.encoder(padded)
@@ -69,6 +76,19 @@ def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch
     y = refine_latent(scaled, padded, z / gain, rate, lmbda * gain ** -GAIN_LAMBDA_EXPONENT, refine_steps, valid,
                       lr=PYRAMID_REFINE_LR / gain, tile=tile, halo=halo, stride=codec.spec.stride)  # fmt: skip
     return y * gain
+
+
+def refine_within(budget, codec: PyramidCodec, synth: PackedSynthesis, padded: torch.Tensor, z: torch.Tensor,
+                  valid: tuple[int, int], lmbda: float, tile: int, halo: int,
+                  gain: float = 1.0) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """:func:`refine_continuous` for as many steps as ``budget`` (a
+    :class:`~archiver.model.refine.RefineBudget`) gives this image, its time recorded there;
+    returns the latent and the steps it got."""
+    pixels = valid[0] * valid[1]
+    steps, started = budget.steps_for(pixels), time.monotonic()
+    z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, tile, halo, gain)
+    budget.done(pixels, steps, time.monotonic() - started)
+    return z, steps
 
 
 def quantize_continuous(z: torch.Tensor | np.ndarray, gain: float = 1.0) -> np.ndarray:
