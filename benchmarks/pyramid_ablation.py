@@ -27,9 +27,13 @@ VARIANTS: dict[str, list[str]] = {
     "full pyramid, full-size grid from the start": [],
     "full pyramid, coarse levels first (the default)": ["--coarse-first", "0.5"],
     "no full-size grid (1/2 … 1/32 only)": ["--coarse-first", "1.0"],
+    "only the 1/16 grid (like the autoencoder's stride 16)": ["--zero-levels", "0,1,2,3,5"],
+    "1/8 + 1/16 grids only": ["--zero-levels", "0,1,2,5"],
     "coarse levels first, no context (level only)": ["--coarse-first", "0.5", "--no-context"],
-    "pyramid-4 (1/1 … 1/8), coarse levels first": ["--coarse-first", "0.5", "--spec", json.dumps({"channels": [1, 1, 1, 1]})],
+    "only the 1/16 grid, no context": ["--zero-levels", "0,1,2,3,5", "--no-context"],
+    "coarse levels first, synthesis 16-8": ["--coarse-first", "0.5", "--spec", json.dumps({"hidden": [16, 8]})],
     "coarse levels first, synthesis 48-32": ["--coarse-first", "0.5", "--spec", json.dumps({"hidden": [48, 32]})],
+    "coarse levels first, first synthesis layer 3×3": ["--coarse-first", "0.5", "--first-kernel", "3"],
 }
 
 
@@ -46,6 +50,7 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated variant numbers (0-based)")
     args = ap.parse_args()
     started = dt.datetime.now(dt.timezone.utc)
+    commit = git_commit()  # at the start: the code the probes run is what is checked out now
     rows = []
     chosen = [int(k) for k in args.only.split(",")] if args.only else range(len(VARIANTS))
     for k, (name, extra) in enumerate(VARIANTS.items()):
@@ -57,7 +62,7 @@ def main() -> int:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()
         rows.append({"variant": name, **json.loads(out[-1])})
     result = {"command": "python benchmarks/pyramid_ablation.py " + " ".join(sys.argv[1:]), "date": started.isoformat(timespec="seconds"),
-              "commit": git_commit(), "machine": machine(), "rows": rows}  # fmt: skip
+              "commit": commit, "machine": machine(), "rows": rows}  # fmt: skip
     out_dir = REPO / "benchmarks" / "results"
     (out_dir / "pyramid-ablation.json").write_text(json.dumps(result, indent=1))
     lines = [
@@ -67,11 +72,11 @@ def main() -> int:
         f"{result['machine']['cores']} cores, torch {result['machine']['torch']}",
         f"- {args.seconds:.0f} s of training from scratch per variant, λ = {args.lmbda}, dataset regime heldout split "
         "(400 crops 128²), crops of 64² × 8; PSNR and the context model's estimated bpp on all 400 crops", "",
-        "| variant | steps | PSNR (dB) | est. latent bpp | synthesis + context weights | synthesis MAC/px |",
-        "|---|---|---|---|---|---|",
+        "| variant | steps | PSNR (dB) | est. latent bpp | loss λ·255²·MSE + bpp (lower is better) | synthesis + context weights | synthesis MAC/px |",
+        "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['steps']} | {r['psnr']:.2f} | {r['latent_bpp']:.3f} | {r['decoder_params']} | {r['macs_per_px']:.0f} |")
+        lines.append(f"| {r['variant']} | {r['steps']} | {r['psnr']:.2f} | {r['latent_bpp']:.3f} | {r['loss']:.3f} | {r['decoder_params']} | {r['macs_per_px']:.0f} |")
     (out_dir / "pyramid-ablation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--save", default=None)
     ap.add_argument("--coarse-first", type=float, default=0.0, help="fraction of the time with level 0 held at zero")
     ap.add_argument("--no-context", action="store_true", help="ablation: the context MLP sees only the level")
+    ap.add_argument("--first-kernel", type=int, default=1, help="ablation: kernel of the synthesis' first layer (3: spatial patterns from one latent)")
+    ap.add_argument("--zero-levels", default="", help="ablation: comma-separated levels held at zero throughout (training and evaluation)")
     ap.add_argument("--init-steps", default=None, help="comma-separated initial quantization steps per level")
     ap.add_argument("--load", default=None)
     ap.add_argument("--refine", type=int, default=0, help="latent refinement steps on the first 32 images")
@@ -97,6 +99,11 @@ def main() -> None:
         build_regime(args.regime, None, folder, split=args.split, limit=args.limit)
     images = load(folder)
     spec = PyramidSpec.from_dict(json.loads(args.spec))
+    if args.first_kernel != 1:  # probe only: the stored spec has no such field
+        from dataclasses import replace
+
+        plan = PyramidSpec.synthesis_plan
+        PyramidSpec.synthesis_plan = lambda self: [replace(plan(self)[0], kernel=args.first_kernel)] + plan(self)[1:]
     codec = PyramidCodec(spec)
     if args.no_context:  # keep the level one-hot, zero every decoded-neighbour feature
         from archiver.model.pyramid import ContextModel
@@ -109,6 +116,10 @@ def main() -> None:
             return f
 
         ContextModel.features = levels_only
+    if args.zero_levels:  # a pyramid without these grids: they stay all zeros and cost next to no bits
+        zero = {int(v) for v in args.zero_levels.split(",")}
+        encode = codec.encoder.forward
+        codec.encoder.forward = lambda x: [g * 0.0 if i in zero else g for i, g in enumerate(encode(x))]
     if args.init_steps:
         with torch.no_grad():
             codec.log_steps[:] = torch.log(torch.tensor([float(v) for v in args.init_steps.split(",")]))
@@ -147,7 +158,9 @@ def main() -> None:
         after = refine_eval(codec, sub, 4, args.lmbda, args.refine)
         print(json.dumps({"refine_steps": args.refine, "before": before, "after": after}))
     params = sum(p.numel() for n, p in codec.named_parameters() if not n.startswith("encoder"))
-    print(json.dumps({"steps": step, "psnr": psnr, "latent_bpp": bpp, "decoder_params": params,
+    # The training objective at this λ (PSNR on 8-bit output): lower is better, whatever the rate.
+    loss = args.lmbda * 255**2 * 10 ** (-psnr / 10) + bpp
+    print(json.dumps({"steps": step, "psnr": psnr, "latent_bpp": bpp, "loss": loss, "decoder_params": params,
                       "macs_per_px": spec.macs_per_pixel(), "lmbda": args.lmbda}))
 
 
