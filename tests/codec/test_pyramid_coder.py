@@ -183,3 +183,34 @@ def test_ideal_bits_predict_the_coded_length(seed, spread):
     actual = len(PyramidCoder(SPEC, coder.net, tables).encode_many(images))
     assert predicted <= actual + 1
     assert actual <= predicted * 1.01 + 16
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 3), st.integers(1, 3), st.floats(0.5, 200))
+def test_anchors_share_their_parents_network_run(seed, hb, wb, spread):
+    """Phase 0 runs the network once per parent (the decoding shortcut): the same (mean, bucket) as
+    one run per anchor, at every level, including large values that reach the clips."""
+    from archiver.codec.pyramid_coder import _phase_positions, phase_features
+
+    rng = np.random.default_rng(seed)
+    h, w = hb * SPEC.stride, wb * SPEC.stride
+    grids = random_grids(rng, h, w, spread)
+    coder = PyramidCoder(SPEC, random_net(seed))
+    for level in range(SPEC.levels - 1):
+        rows, cols = _phase_positions(h >> level, w >> level, 0)
+        fast = coder._params(grids, level, 0, rows, cols)
+        plain = coder.net.run(0, level, phase_features(SPEC, grids, level, 0, rows, cols))
+        for a, b in zip(fast, plain):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_phase_positions_are_the_checkerboard_in_raster_order():
+    from archiver.codec.pyramid_coder import _phase_positions, anchor_mask
+
+    for h in (1, 2, 3, 8):
+        for w in (1, 2, 5, 6):
+            for phase in (0, 1):
+                rows, cols = _phase_positions(h, w, phase)
+                want = np.nonzero(anchor_mask(h, w) == (phase == 0))
+                np.testing.assert_array_equal(rows, want[0])
+                np.testing.assert_array_equal(cols, want[1])

@@ -237,8 +237,10 @@ class HistogramCounter:
         self.lows: dict[int, int] = {}
 
     def add(self, bucket: np.ndarray, residual: np.ndarray) -> None:
-        for k in np.unique(bucket):
-            r = residual[bucket == k]
+        order, runs = bucket_runs(bucket)
+        ordered = residual[order]
+        for k, start, stop in runs:
+            r = ordered[start:stop]
             lo, hi = int(r.min()), int(r.max())
             k = int(k)
             if k in self.hist:
@@ -271,8 +273,26 @@ class HistogramCounter:
 
 
 def _phase_positions(h: int, w: int, phase: int) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.nonzero(anchor_mask(h, w) == (phase == 0))
-    return rows, cols
+    """(rows, cols) of a phase's positions in raster order: row i holds columns ≡ i + phase (mod 2)."""
+    if w % 2:
+        rows, cols = np.nonzero(anchor_mask(h, w) == (phase == 0))
+        return rows, cols
+    first = (np.arange(h) + phase) % 2  # without the mask: every row has w / 2 of them
+    return np.repeat(np.arange(h), w // 2), (first[:, None] + 2 * np.arange(w // 2)[None, :]).ravel()
+
+
+def bucket_runs(bucket: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The coding order of a phase: ``order`` (positions sorted by bucket, raster order within one)
+    and ``(bucket, start, stop)`` of each used bucket's run in it, ascending.
+
+    Buckets are below 32, so a stable sort of them as uint8 is a radix sort (linear time), and the
+    runs come from their counts instead of a mask per bucket.
+    """
+    small = bucket.astype(np.uint8)
+    order = np.argsort(small, kind="stable")
+    counts = np.bincount(small, minlength=BUCKETS)
+    ends = np.cumsum(counts)
+    return order, [(k, int(ends[k] - counts[k]), int(ends[k])) for k in np.flatnonzero(counts)]
 
 
 class PyramidCoder:
@@ -305,8 +325,27 @@ class PyramidCoder:
                 rows, cols = _phase_positions(h, w, phase)
                 if rows.size == 0:
                     continue
-                mean, bucket = self.net.run(phase, level, phase_features(self.spec, grids, level, phase, rows, cols))
+                mean, bucket = self._params(grids, level, phase, rows, cols)
                 yield level, rows, cols, mean, bucket
+
+    def _params(self, grids: list[np.ndarray | None], level: int, phase: int, rows: np.ndarray, cols: np.ndarray):
+        """(mean, bucket) of the positions (rows, cols) of ``level`` in ``phase`` (raster order).
+
+        An anchor's features are its parent's five values only, and below the coarsest level every
+        parent has exactly two anchor children, ``(2p, 2q)`` and ``(2p + 1, 2q + 1)`` (each level is
+        an even number of positions a side; other sizes take the plain path). So phase 0 runs the network once per parent and gives
+        both children its result: the same integers as one run per anchor (the arithmetic is exact),
+        at half the cost. Phase 1 also reads the position's own neighbours and runs per position.
+        """
+        h, w = grids[level].shape  # type: ignore[union-attr]
+        parent = grids[level + 1] if level + 1 < len(grids) else None
+        if phase == 1 or parent is None or parent.shape != (h // 2, w // 2) or h % 2 or w % 2:
+            return self.net.run(phase, level, phase_features(self.spec, grids, level, phase, rows, cols))
+        ph, pw = parent.shape
+        prow, pcol = np.divmod(np.arange(ph * pw), pw)
+        mean, bucket = self.net.run(phase, level, phase_features(self.spec, grids, level, phase, 2 * prow, 2 * pcol))
+        at = (rows // 2) * pw + cols // 2
+        return mean[at], bucket[at]
 
     def count(self, grids: list[np.ndarray], counter: HistogramCounter) -> None:
         """Add the residuals of one image to ``counter``."""
@@ -328,10 +367,10 @@ class PyramidCoder:
         t = self.tables
         for level, rows, cols, mean, bucket in self.steps(grids):
             residual = grids[level][rows, cols].astype(np.int64) - mean
-            order = np.argsort(bucket, kind="stable")
-            b, r = bucket[order], residual[order]
-            for k in np.unique(b):
-                sel = r[b == k] - int(t.lows[k])
+            order, runs = bucket_runs(bucket)
+            r = residual[order]
+            for k, start, stop in runs:
+                sel = r[start:stop] - int(t.lows[k])
                 if (sel < 0).any() or (sel >= t.lengths[k]).any():
                     raise ValueError(f"level {level}: residual outside table {int(k)}")
                 if t.lengths[k] > 1:  # a one-symbol table costs no bits
@@ -357,17 +396,16 @@ class PyramidCoder:
             for phase in (0, 1):
                 rows, cols = _phase_positions(h, w, phase)
                 if rows.size:
-                    mean, bucket = self.net.run(phase, level, phase_features(self.spec, grids, level, phase, rows, cols))
+                    mean, bucket = self._params(grids, level, phase, rows, cols)
                     grid[rows, cols] = self._decode_phase(decoder, mean, bucket)
         return [g.astype(np.int32) for g in grids]  # type: ignore[union-attr]
 
     def _decode_phase(self, decoder, mean: np.ndarray, bucket: np.ndarray) -> np.ndarray:
         """Values of one phase's positions: bucket by bucket, each in raster order."""
-        order = np.argsort(bucket, kind="stable")
+        order, runs = bucket_runs(bucket)
         values = np.empty(bucket.size, dtype=np.int64)
-        b = bucket[order]
-        for k in np.unique(b):
-            idx = order[b == k]
+        for k, start, stop in runs:
+            idx = order[start:stop]
             try:
                 if self.tables.lengths[k] == 1:  # a one-symbol table costs no bits
                     sym = np.zeros(idx.size, dtype=np.int64)
