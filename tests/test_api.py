@@ -141,3 +141,26 @@ def test_damaged_record_names_the_entry_and_others_still_read(packed, tmp_path, 
         got = dict(arc.images(on_error=lambda name, exc: failed.append(name)))
         assert sorted(failed) == sorted(lost & set(arc.image_names()))
         assert sorted(got) == sorted(set(arc.image_names()) - lost)
+
+
+def test_blas_is_single_threaded_while_decoding_and_restored_after():
+    """images() and read() keep numpy's BLAS on one thread (its busy-waiting starved the decoding
+    pipeline) and give the process its setting back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    golden = Path(__file__).parent / "golden" / "v3-pyramid-mixed.nca"
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        if not before or max(before) < 2:
+            pytest.skip("numpy's BLAS is single-threaded here")
+        seen = []
+        with archiver.open(golden) as arc:
+            for _name, _pixels in arc.images():
+                seen.append(blas_threads())
+            names = arc.image_names()
+            arc.read(names[0])
+        assert seen and all(max(t) == 1 for t in seen)
+        assert blas_threads() == before
