@@ -61,10 +61,10 @@ def _session(model: Model, providers: list[str], threads: int | None):
     if threads:
         options.intra_op_num_threads = int(threads)
     options.log_severity_level = 3
-    # No busy-waiting between runs: decoding overlaps the runtime with entropy decoding and file
-    # writing in other threads, and spinning workers took their cores (album, pyramid codec, 2 cores:
-    # images() 8.7 s with spinning, 6.9 s without).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Workers keep ONNX Runtime's default (spinning between runs): with numpy's BLAS held at one
+    # thread while decoding (archiver.decode) turning it off gained nothing (album, pyramid codec:
+    # extract 6.3-6.6 s either way), and a session made that way hangs when a forked child (a
+    # DataLoader worker) drops its parent's copy.
     return ort.InferenceSession(fold_dequantize(model_bytes(model)), options, providers=providers)
 
 
