@@ -164,3 +164,20 @@ def test_blas_is_single_threaded_while_decoding_and_restored_after():
             arc.read(names[0])
         assert seen and all(max(t) == 1 for t in seen)
         assert blas_threads() == before
+
+
+@pytest.mark.parametrize("spin, expected", [(True, None), (False, "0")])
+def test_runtime_spinning_follows_the_handle(spin, expected):
+    """archiver.open keeps ONNX Runtime's default (fork-safe) spinning; extract's handle (spin=False)
+    stops the workers from busy-waiting beside its entropy and writer threads."""
+    from archiver.api import Archive
+
+    golden = Path(__file__).parent / "golden" / "v3-pyramid-mixed.nca"
+    with Archive(golden, "cpu", spin=spin) as arc:
+        arc.decoder._ensure()
+        options = arc.decoder._decoder.session.get_session_options()
+        try:
+            value = options.get_session_config_entry("session.intra_op.allow_spinning")
+        except Exception:  # onnxruntime raises when the entry was never set
+            value = None
+        assert value == expected

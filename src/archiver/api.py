@@ -75,7 +75,7 @@ class Archive:
     """An open archive (see :func:`open` and the module documentation)."""
 
     def __init__(self, path: str | os.PathLike, provider: str = "auto", threads: int | None = None, *,
-                 allow_damaged: bool = False, damaged_hint: str = API_DAMAGED_HINT) -> None:  # fmt: skip
+                 allow_damaged: bool = False, damaged_hint: str = API_DAMAGED_HINT, spin: bool = True) -> None:  # fmt: skip
         self.path = Path(path)
         try:
             self.reader = ArchiveReader(self.path, allow_damaged=allow_damaged)
@@ -85,7 +85,7 @@ class Archive:
                 raise
             raise CorruptArchiveError(f"{self.path}: file checksum mismatch: the archive is damaged ({damaged_hint})") from None
         try:
-            self.decoder = ArchiveDecoder(self.reader, provider, threads)
+            self.decoder = ArchiveDecoder(self.reader, provider, threads, spin)
         except BaseException:
             self.reader.close()
             raise

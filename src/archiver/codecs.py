@@ -7,7 +7,7 @@ format version 3 on); archives without it use ``autoencoder`` version 1, describ
 
 - ``desc``: the :class:`CodecDescription` it was made from; ``stride``: pixels per latent position; ``min_size``: smallest side an image was coded at;
 - ``coder()``: an object with ``decode(bitstream, h, w) -> (C, h, w) int32 latent`` (and ``encode``);
-- ``runtime(provider, threads)``: an :class:`archiver.runtime.session.OnnxDecoder` that turns a batch of
+- ``runtime(provider, threads, spin=True)``: an :class:`archiver.runtime.session.OnnxDecoder` that turns a batch of
   latents into pixels, tiling large ones;
 - ``check_decodable()``: raises before any output is written if decoding needs something this
   archiver does not have (a base codec, :mod:`archiver.codec.bases`);
@@ -129,10 +129,10 @@ class AutoencoderReadSide:
 
         return LatentCoder(self.reader.tables())
 
-    def runtime(self, provider: str, threads: int | None):
+    def runtime(self, provider: str, threads: int | None, spin: bool = True):
         attach_weights, OnnxDecoder = _runtime_imports()
         model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
-        return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo)
+        return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo, spin)
 
 
 #: The pyramid's runtime tiles: pixels per tile side, and pixels of context around a tile (bilinear
@@ -192,10 +192,10 @@ class PyramidReadSide:
 
         return PackedPyramidCoder.from_arrays(self.spec, self.model_arrays("entropy"))
 
-    def runtime(self, provider: str, threads: int | None):
+    def runtime(self, provider: str, threads: int | None, spin: bool = True):
         attach_weights, OnnxDecoder = _runtime_imports()
         model = attach_weights(self.reader.onnx_graph(), self.model_arrays("decoder"))
-        return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo)
+        return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo, spin)
 
 
 def read_side(reader):

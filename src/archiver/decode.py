@@ -72,10 +72,12 @@ class ArchiveDecoder:
     """Decodes image entries through ONNX Runtime (no torch); the network is built on first use (the
     reader entropy-decodes the latents with the codec's coder)."""
 
-    def __init__(self, reader: ArchiveReader, provider: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, reader: ArchiveReader, provider: str = "auto", threads: int | None = None,
+                 spin: bool = True) -> None:  # fmt: skip
         self.reader = reader
         self.provider = provider
         self.threads = threads
+        self.spin = spin  # runtime workers busy-wait between runs (runtime.session._session)
         self._decoder = None
         self._denoiser = None
         self._side = reader.codec  # the codec's read side (archiver.codecs): stride, tiles, runtime
@@ -90,7 +92,7 @@ class ArchiveDecoder:
                 self._build()
 
     def _build(self) -> None:
-        decoder = self._side.runtime(self.provider, self.threads)
+        decoder = self._side.runtime(self.provider, self.threads, self.spin)
         if self.reader.has_denoiser:
             from .runtime.proto import attach_weights
             from .runtime.session import OnnxDenoiser

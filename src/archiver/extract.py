@@ -139,7 +139,8 @@ def extract(
         raise InputError(f"{output} exists and is not a folder")
     report = ExtractReport(output)
     # Images and files are read through archiver.open's handle: one decoding path for both.
-    with Archive(archive, provider, threads, allow_damaged=keep_going, damaged_hint=CLI_DAMAGED_HINT) as handle:
+    # spin=False: the runtime's workers would busy-wait on the cores the entropy and writer threads use.
+    with Archive(archive, provider, threads, allow_damaged=keep_going, damaged_hint=CLI_DAMAGED_HINT, spin=False) as handle:
         reader = handle.reader
         links_at = {e.path for e in reader.entries if e.kind is EntryKind.SYMLINK}
         for e in reader.entries:

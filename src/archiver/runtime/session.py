@@ -53,18 +53,23 @@ def resolve_providers(name: str = "auto") -> list[str]:
     return [full] + (["CPUExecutionProvider"] if full != "CPUExecutionProvider" else [])
 
 
-def _session(model: Model, providers: list[str], threads: int | None):
-    """An ONNX Runtime session for ``model`` with its constant int8 weights folded to float32."""
+def _session(model: Model, providers: list[str], threads: int | None, spin: bool = True):
+    """An ONNX Runtime session for ``model`` with its constant int8 weights folded to float32.
+
+    ``spin=False`` stops the intra-op workers from busy-waiting between runs (for a process that
+    overlaps runs with other threads' work and never forks: ``extract``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
     options.log_severity_level = 3
-    # Workers keep ONNX Runtime's default (spinning between runs): with numpy's BLAS held at one
-    # thread while decoding (archiver.decode) turning it off gained nothing (album, pyramid codec:
-    # extract 6.3-6.6 s either way), and a session made that way hangs when a forked child (a
-    # DataLoader worker) drops its parent's copy.
+    if not spin:
+        # Spinning workers took the cores of extract's entropy and PNG threads (album, pyramid
+        # codec, benchmarks/api_speed.py: 2.59-2.64 Mpx/s without, 1.96-2.03 with). Not the
+        # default: such a session hangs when a forked child (a DataLoader worker) drops its
+        # parent's copy.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(fold_dequantize(model_bytes(model)), options, providers=providers)
 
 
@@ -73,10 +78,10 @@ class OnnxDecoder:
 
     def __init__(
         self, model: Model, provider: str = "auto", threads: int | None = None,
-        stride: int = STRIDE, tile: int = TILE, halo: int = HALO,
+        stride: int = STRIDE, tile: int = TILE, halo: int = HALO, spin: bool = True,
     ) -> None:  # fmt: skip
         self.providers = resolve_providers(provider)
-        self.session = _session(model, self.providers, threads)
+        self.session = _session(model, self.providers, threads, spin)
         #: pixels per latent position; latent positions per tile side and of context around a tile
         self.stride, self.tile, self.halo = stride, tile, halo
 
