@@ -72,7 +72,11 @@ CLI_DAMAGED_HINT = "extract --keep-going salvages the intact entries"
 
 
 class Archive:
-    """An open archive (see :func:`open` and the module documentation)."""
+    """An open archive (see :func:`open` and the module documentation).
+
+    ``spin=False`` (``extract``) stops ONNX Runtime's workers from busy-waiting between runs, for a
+    process whose other threads need the cores and that does not fork while the handle is open.
+    """
 
     def __init__(self, path: str | os.PathLike, provider: str = "auto", threads: int | None = None, *,
                  allow_damaged: bool = False, damaged_hint: str = API_DAMAGED_HINT, spin: bool = True) -> None:  # fmt: skip
