@@ -333,9 +333,10 @@ class PyramidCoder:
 
         An anchor's features are its parent's five values only, and below the coarsest level every
         parent has exactly two anchor children, ``(2p, 2q)`` and ``(2p + 1, 2q + 1)`` (each level is
-        an even number of positions a side; other sizes take the plain path). So phase 0 runs the network once per parent and gives
-        both children its result: the same integers as one run per anchor (the arithmetic is exact),
-        at half the cost. Phase 1 also reads the position's own neighbours and runs per position.
+        an even number of positions a side; other sizes take the plain path). So phase 0 runs the
+        network once per parent and gives both children its result: the same integers as one run
+        per anchor (the arithmetic is exact), at half the cost. Phase 1 also reads the position's
+        own neighbours and runs per position.
         """
         h, w = grids[level].shape  # type: ignore[union-attr]
         parent = grids[level + 1] if level + 1 < len(grids) else None
