@@ -2,6 +2,7 @@
 
     python benchmarks/rd.py --regime dataset|album|tiny [--qualities 2,4,6] [--time-limit 10m]
                             [--split heldout] [--no-warm-start] [--model-size auto] [--codec pyramid]
+                            [--self-contained]
 
 Warm-started packs start from weights trained on the ``train`` half of the dev photos, so their
 benchmarks use ``--split heldout`` (images cut from the other half only).
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="source photos of the regime: all, or the half the warm-start weights were not trained on "
                          "(heldout)")  # fmt: skip
     ap.add_argument("--no-warm-start", action="store_true", help="pack from random weights (the ablation)")
+    ap.add_argument("--self-contained", action="store_true",
+                    help="store the whole model even when packing from a base codec (pack --self-contained)")
     ap.add_argument("--model-size", default="auto", help="decoder size for every point (default: auto)")
     ap.add_argument("--codec", default="autoencoder", help="archiver image codec: autoencoder or pyramid")
     ap.add_argument("--reuse-classic", type=Path, default=None,
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"archiver --quality {q}, training budget {budget:.0f} s", file=sys.stderr, flush=True)
             cfg = config_for_quality(
                 q, time_limit=budget, seed=args.seed, model_size=args.model_size, warm_start=not args.no_warm_start,
-                codec=args.codec,
+                codec=args.codec, self_contained=args.self_contained,
             )
             points.append(archiver_point(paths, src, Path(tmp), q, budget, args.seed, cfg=cfg))
     result = {

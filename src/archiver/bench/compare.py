@@ -87,7 +87,7 @@ def archiver_point(
         / max(t["train_seconds"], 1e-9),
         "crop": crop, "time_limit": cfg.train.time_limit, "archive": str(archive),
         "input_bytes": report.input_bytes, "images": report.images, "model_size": model_size,
-        "warm_start": (t.get("warm_start") or {}).get("name"),
+        "warm_start": (t.get("warm_start") or {}).get("name"), "self_contained": bool(getattr(cfg, "self_contained", False)),
         "entropy_model": t.get("entropy_model"),
         "codec_name": getattr(cfg, "codec", "autoencoder"), "byte_breakdown": breakdown,
         # the weight blobs as stored (a difference from a base codec, or whole) and stored whole
@@ -148,7 +148,7 @@ def markdown(result: dict) -> str:
     for p in sorted(result["points"], key=lambda p: (p["codec"] != "archiver", p["codec"], p["bpp"])):
         note = ""
         if p["codec"] == "archiver":
-            warm = f" (warm start: {p['warm_start']})" if p.get("warm_start") else ""
+            warm = f" (warm start: {p['warm_start']}{', whole model stored' if p.get('self_contained') else ''})" if p.get("warm_start") else ""
             em = p.get("entropy_model")
             if em and "candidates" in em:  # latent bytes the context tables saved against one table per channel
                 plain, best = em["candidates"]["S1K1"], em["candidates"][em["chosen"]]
