@@ -1,6 +1,6 @@
 """``pack`` with ``--codec pyramid``: train the latent-pyramid codec, code every image, fit the tables.
 
-The steps mirror the autoencoder's (:func:`archiver.pack._code_images`): train (:func:`_train`,
+The steps mirror the autoencoder's (:mod:`archiver.pack_autoencoder`): train (:func:`_train`,
 from the shipped base codec when there is one, :mod:`archiver.model.pyramid_base`), export the int8
 synthesis (:func:`_export_decoder`), infer and refine each image's latent, measure it through the
 ONNX runtime extract uses, spool and count it (:func:`_code_each`), then export the fixed-point
