@@ -23,7 +23,7 @@ __all__ = ["ModelReading"]
 class ModelReading:
     """Mixin of :class:`~archiver.container.reader.ArchiveReader`: it provides ``path``, ``_file``
     (the open HDF5 file), ``_index`` (version 3, else None), ``_members`` (blocks that hold entries),
-    ``config``, ``training`` and ``format_version``."""
+    ``config``, ``training``, ``format_version`` and ``codec_attr()``."""
 
     def _has_model(self, name: str) -> bool:
         return name in self._index.model if self._index is not None else f"model/{name}" in self._file
@@ -83,6 +83,8 @@ class ModelReading:
         """An ONNX graph without weights (``/model/decoder_onnx`` or ``/model/denoiser_onnx``); for
         archives written before the decoder's was stored, it is rebuilt from ``config.model``."""
         if name == "decoder_onnx" and not self._has_model("decoder_onnx"):
+            if self.codec_attr() is not None:  # a named codec stores its graph or names where it is
+                raise CorruptArchiveError(f"{self.path}: /model/decoder_onnx is missing")
             from ..config import PackConfig
             from ..runtime.graph import build_graph, graph_only
 
