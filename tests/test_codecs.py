@@ -50,6 +50,11 @@ def test_pyramid_description_gives_its_read_side():
         json.dumps({"name": "pyramid"}),
         json.dumps({"name": "pyramid", "version": 9, "spec": {}}),
         json.dumps({"name": "jpeg", "version": 1, "spec": {}}),
+        # version 3 takes its graph from the base it names; versions 1–2 cannot
+        json.dumps({"name": "pyramid", "version": 3, "spec": {}, "base": {"id": "pyramid-b1", "sha256": "ab"}}),
+        json.dumps({"name": "pyramid", "version": 3, "spec": {}}),
+        json.dumps({"name": "pyramid", "version": 2, "spec": {}, "base": {"id": "b", "sha256": "ab", "graph": "cd"}}),
+        json.dumps({"name": "pyramid", "version": 1, "spec": {}, "base": "not an object"}),
     ],
 )
 def test_bad_codec_descriptions_are_refused(raw):

@@ -90,3 +90,45 @@ def test_append_to_a_delta_archive_keeps_base_and_delta(base_and_archives, tmp_p
     assert info["codec"]["base"] == {"id": "pyramid-t1", "sha256": base_and_archives["digest"]}
     assert info["images"] == json.loads(run("info", base_and_archives["delta"], "--json").output)["images"] + 1
     run("verify", archive, "--decode")
+
+
+def test_graph_from_the_base_is_named_not_stored(base_and_archives, tmp_path):
+    """A base that ships its graph: the archive is codec version 3, stores no graph, decodes
+    bit-exactly, appends, and without the graph file fails with one clear line."""
+    from archiver.runtime.graph import graph_only
+    from archiver.runtime.pyramid_graph import build_pyramid_graph
+
+    from archiver.append import append
+
+    mp, weights = base_and_archives["mp"], base_and_archives["root"] / "weights"
+    graph = graph_only(build_pyramid_graph(PyramidSpec()))
+    (weights / "pyramid-t1.graph.onnx").write_bytes(graph)
+    mp.setitem(bases.BASE_GRAPHS, "pyramid-t1", hashlib.sha256(graph).hexdigest())
+    src = base_and_archives["root"] / "src"
+    archive = tmp_path / "named.nca"
+    try:
+        run("pack", src, "-o", archive, "--codec", "pyramid", "--max-steps", "30", "--refine", "2", "--quiet")
+        info = json.loads(run("info", archive, "--json").output)
+        delta = json.loads(run("info", base_and_archives["delta"], "--json").output)
+        assert info["codec"]["version"] == 3
+        assert info["codec"]["base"]["graph"] == hashlib.sha256(graph).hexdigest()
+        assert info["model_bytes"] < delta["model_bytes"] - 500  # the graph (zstd) is not in the archive
+        run("verify", archive, "--decode")
+        run("extract", archive, "-o", tmp_path / "out", "--quiet")
+        more = tmp_path / "more"
+        more.mkdir()
+        import numpy as np
+        from PIL import Image
+
+        Image.fromarray(np.full((40, 56, 3), 90, np.uint8)).save(more / "flat.png")
+        append(archive, more, steps=3)
+        assert json.loads(run("info", archive, "--json").output)["codec"]["base"]["graph"] == info["codec"]["base"]["graph"]
+        run("verify", archive, "--decode")
+        (weights / "pyramid-t1.graph.onnx").unlink()
+        out = tmp_path / "out2"
+        result = run("extract", archive, "-o", out, "--quiet", code=2)
+        assert "graph of base codec pyramid-t1" in result.output and str(archive) in result.output
+        assert not out.exists() or not any(out.rglob("*.png")), "no partial output"
+    finally:
+        mp.delitem(bases.BASE_GRAPHS, "pyramid-t1", raising=False)
+        (weights / "pyramid-t1.graph.onnx").unlink(missing_ok=True)

@@ -46,9 +46,10 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
     spec = side.spec
     stored_decoder, stored_entropy = reader.model_arrays("decoder"), reader.model_arrays("entropy")
     decoder = side.model_arrays("decoder")
-    graph = reader.onnx_graph()
+    graph = side.graph()
     writer.write_model(*pack_arrays(stored_decoder, cfg.zstd_level))
-    writer.write_onnx(graph, OPSET, cfg.zstd_level)
+    if "graph" not in side.desc.base:  # else the base ships it (codec version 3)
+        writer.write_onnx(graph, OPSET, cfg.zstd_level)
     writer.set_json("codec", side.desc.to_dict())
     counting = side.coder()  # the archive's context network (and its old tables, replaced below)
     net = counting.inner.net

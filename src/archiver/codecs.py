@@ -14,7 +14,9 @@ format version 3 on); archives without it use ``autoencoder`` version 1, describ
 - ``model_arrays(name)``: the weights of ``/model/<name>`` as the model has them (a pyramid archive
   may store them as their difference from a base codec);
 - ``synthesis_input(latent, gain)``: what the runtime is given for an image's integer latent and its
-  record's gain code (``pyramid`` version 2, :mod:`archiver.codec.gain`; other codecs have none).
+  record's gain code (``pyramid`` version 2, :mod:`archiver.codec.gain`; other codecs have none);
+- ``graph()``: the decoder's ONNX graph without weights (``/model/decoder_onnx``, or for ``pyramid``
+  version 3 the graph its base codec ships, :func:`archiver.codec.bases.base_graph`).
 
 The train side of each codec lives in :mod:`archiver.model` (``training`` for ``autoencoder``,
 ``pyramid_train`` for ``pyramid``) and is reached from :mod:`archiver.pack`.
@@ -35,8 +37,11 @@ __all__ = [
 
 #: Codec names and the versions of each this archiver reads.
 #: ``pyramid`` 2 is 1 plus per-image quantization gains (``pack --target-psnr``); a pack writes 1
-#: when every gain is 0, so that archivers reading only version 1 read it.
-CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1, 2)}
+#: when every gain is 0, so that archivers reading only version 1 read it. ``pyramid`` 3 is 2 whose
+#: graph is not stored but named by its base (``base.graph``: the SHA-256 of the base's graph file).
+CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1, 2, 3)}
+#: First ``pyramid`` version whose graph may come from its base instead of the archive.
+GRAPH_FROM_BASE_SINCE = 3
 #: First format version whose archives may carry a ``codec`` document.
 CODEC_ATTR_SINCE = 3
 
@@ -49,7 +54,8 @@ class CodecDescription(_Serializable):
     version: int = 1
     spec: dict[str, Any] = field(default_factory=dict)
     #: ``{"id", "sha256"}`` of the base codec the model is stored as a difference from
-    #: (:mod:`archiver.codec.bases`); empty: the archive stores its whole model.
+    #: (:mod:`archiver.codec.bases`), plus ``"graph"`` (the SHA-256 of the base's graph) in
+    #: ``pyramid`` version 3; empty: the archive stores its whole model.
     base: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,10 +78,17 @@ def describe(reader) -> CodecDescription:
     try:
         data = json.loads(raw)
         base = data.get("base", {})
-        base = {"id": str(base["id"]), "sha256": str(base["sha256"])} if base else {}
+        keys = ("id", "sha256", "graph") if "graph" in base else ("id", "sha256")
+        base = {k: str(base[k]) for k in keys} if base else {}
         desc = CodecDescription(str(data["name"]), int(data["version"]), dict(data["spec"]), base)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptArchiveError(f"{reader.path}: the codec document is not a codec description ({exc})") from None
+    from_base = desc.name == "pyramid" and desc.version >= GRAPH_FROM_BASE_SINCE
+    if from_base != ("graph" in desc.base):
+        raise CorruptArchiveError(
+            f"{reader.path}: codec {desc.name!r} version {desc.version} "
+            + ("must name its base's graph" if from_base else "cannot take its graph from a base")
+        )
     if desc.version not in CODECS.get(desc.name, ()):
         raise CorruptArchiveError(
             f"{reader.path}: codec {desc.name!r} version {desc.version} is not one this archiver reads "
@@ -129,9 +142,13 @@ class AutoencoderReadSide:
 
         return LatentCoder(self.reader.tables())
 
+    def graph(self) -> bytes:
+        """The decoder's ONNX graph (stored, or rebuilt from ``config.model`` for the oldest archives)."""
+        return self.reader.onnx_graph()
+
     def runtime(self, provider: str, threads: int | None, spin: bool = True):
         attach_weights, OnnxDecoder = _runtime_imports()
-        model = attach_weights(self.reader.onnx_graph(), self.reader.model_arrays())
+        model = attach_weights(self.graph(), self.reader.model_arrays())
         return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo, spin)
 
 
@@ -178,6 +195,18 @@ class PyramidReadSide:
         """Raise :class:`MissingBaseError` now if the archive's base codec is not shipped here."""
         if self.desc.base:
             self.model_arrays("decoder")
+            self.graph()
+
+    def graph(self) -> bytes:
+        """The synthesis graph: stored in the archive, or (version 3) the one its base ships."""
+        if "graph" not in self.desc.base:
+            return self.reader.onnx_graph()
+        from .codec.bases import base_graph
+
+        try:
+            return base_graph(self.desc.base["id"], self.desc.base["graph"])
+        except MissingBaseError as exc:
+            raise MissingBaseError(f"{self.reader.path}: {exc}") from None
 
     def synthesis_input(self, latent, gain: int = 0):
         """``latent`` scaled by its gain (version 2; :func:`archiver.codec.gain.apply_gain`)."""
@@ -194,7 +223,7 @@ class PyramidReadSide:
 
     def runtime(self, provider: str, threads: int | None, spin: bool = True):
         attach_weights, OnnxDecoder = _runtime_imports()
-        model = attach_weights(self.reader.onnx_graph(), self.model_arrays("decoder"))
+        model = attach_weights(self.graph(), self.model_arrays("decoder"))
         return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo, spin)
 
 

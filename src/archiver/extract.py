@@ -142,11 +142,7 @@ def extract(
     # spin=False: the runtime's workers would busy-wait on the cores the entropy and writer threads use.
     with Archive(archive, provider, threads, allow_damaged=keep_going, damaged_hint=CLI_DAMAGED_HINT, spin=False) as handle:
         reader = handle.reader
-        links_at = {e.path for e in reader.entries if e.kind is EntryKind.SYMLINK}
-        for e in reader.entries:
-            parts = e.path.split(b"/")
-            if any(b"/".join(parts[:k]) in links_at for k in range(1, len(parts))):
-                raise CorruptArchiveError(f"{archive}: entry {e.display!r} lies inside a symlink entry")
+        _refuse_entries_under_links(reader.entries, archive)
         selected = select_entries(reader.entries, patterns or [])
         targets = [(e, _target_for(output, e, fmt)) for e in selected]
         if not force:
@@ -156,36 +152,85 @@ def extract(
         if any(e.kind is EntryKind.IMAGE for e in selected):
             reader.codec.check_decodable()  # e.g. a base codec not shipped here: fail before writing
         output.mkdir(parents=True, exist_ok=True)
+        run = _Extraction(handle, report, fmt, keep_going, progress, len(targets))
+        links, images = run.folders_and_files(targets)
+        run.images(images, batch_size)
+        # Links last, so that no file of this extraction is written through a link it created.
+        run.links(links)
+        # Folder times last and deepest first: writing into a folder changes its mtime.
+        for entry, target in sorted(targets, key=lambda t: -len(t[0].path)):
+            if entry.kind is EntryKind.DIRECTORY:
+                os.chmod(target, (entry.perm & 0o7777) | 0o700)
+                os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
+    return report
+
+
+def _refuse_entries_under_links(entries: list[Entry], archive: Path) -> None:
+    """An entry whose path runs through a symlink entry would be written wherever the link points."""
+    links_at = {e.path for e in entries if e.kind is EntryKind.SYMLINK}
+    for e in entries:
+        parts = e.path.split(b"/")
+        if any(b"/".join(parts[:k]) in links_at for k in range(1, len(parts))):
+            raise CorruptArchiveError(f"{archive}: entry {e.display!r} lies inside a symlink entry")
+
+
+@dataclass
+class _Extraction:
+    """The steps of one extraction after its checks: folders and plain files, then the images
+    (decoded in batches, written by two threads), then the links; failures recorded with
+    ``keep_going``, raised otherwise."""
+
+    handle: Archive
+    report: ExtractReport
+    fmt: str | None
+    keep_going: bool
+    progress: ProgressCallback | None
+    total: int
+    done: int = 0
+
+    def _advance(self) -> None:
+        self.done += 1
+        emit(self.progress, "extract", self.done, self.total)
+
+    def _failed(self, entry: Entry, exc: ArchiverError) -> None:
+        if not self.keep_going:
+            raise exc
+        self.report.failed.append((entry.display, str(exc)))
+
+    def folders_and_files(self, targets: list[tuple[Entry, Path]]):
+        """Make the folders and write the plain files; returns (links, images) to do later, with
+        their targets."""
         links: list[tuple[Entry, Path]] = []
-        images: list[Entry] = []
-        where: dict[int, Path] = {}
-        done = 0
+        images: list[tuple[Entry, Path]] = []
         for entry, target in targets:
             if entry.kind is EntryKind.DIRECTORY:
                 target.mkdir(parents=True, exist_ok=True)
-                report.folders += 1
+                self.report.folders += 1
             elif entry.kind is EntryKind.SYMLINK:
                 links.append((entry, target))
             elif entry.kind is EntryKind.IMAGE:
-                images.append(entry)
-                where[id(entry)] = target
+                images.append((entry, target))
                 continue
             else:
                 try:
-                    _place(target, entry, handle.file_writer(entry))
+                    _place(target, entry, self.handle.file_writer(entry))
                 except ArchiverError as exc:
-                    if not keep_going:
-                        raise
-                    report.failed.append((entry.display, str(exc)))
+                    self._failed(entry, exc)
                     continue
-                report.files += 1
-                report.written.append(target)
-            done += 1
-            emit(progress, "extract", done, len(targets))
+                self.report.files += 1
+                self.report.written.append(target)
+            self._advance()
+        return links, images
+
+    def images(self, images: list[tuple[Entry, Path]], batch_size: int) -> None:
+        """Decode the images ``batch_size`` at a time and write them on two threads, at most a few
+        decoded images waiting in memory."""
+        where = {id(entry): target for entry, target in images}
+        fmt, report = self.fmt, self.report
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="write") as writers:
             pending: deque[Future] = deque()
-            on_error = (lambda e, exc: report.failed.append((e.display, str(exc)))) if keep_going else None
-            for entry, image, record in handle.decoded(images, batch_size, on_error=on_error):
+            on_error = (lambda e, exc: report.failed.append((e.display, str(exc)))) if self.keep_going else None
+            for entry, image, record in self.handle.decoded([e for e, _ in images], batch_size, on_error=on_error):
                 target = where[id(entry)]
                 save = lambda h, im=image, e=entry, r=record: save_image(im, h, fmt or e.format, r.info, r.blobs)  # noqa: E731
                 pending.append(writers.submit(_place, target, entry, save))
@@ -193,28 +238,21 @@ def extract(
                 while len(pending) > 4:  # bounded: at most a few decoded images wait in memory
                     pending.popleft().result()
                 report.images += 1
-                done += 1
-                emit(progress, "extract", done, len(targets))
+                self._advance()
             for future in pending:
                 future.result()
-        # Links last, so that no file of this extraction is written through a link it created.
+
+    def links(self, links: list[tuple[Entry, Path]]) -> None:
+        """Make the symbolic links (replacing what is at their place), with their own times."""
         for entry, target in links:
             try:
-                link = reader.read_record(entry)
+                link = self.handle.reader.read_record(entry)
             except ArchiverError as exc:
-                if not keep_going:
-                    raise
-                report.failed.append((entry.display, str(exc)))
+                self._failed(entry, exc)
                 continue
             if target.is_symlink() or target.exists():
                 target.unlink()
             target.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(link, os.fsencode(target))
             os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
-            report.symlinks += 1
-        # Folder times last and deepest first: writing into a folder changes its mtime.
-        for entry, target in sorted(targets, key=lambda t: -len(t[0].path)):
-            if entry.kind is EntryKind.DIRECTORY:
-                os.chmod(target, (entry.perm & 0o7777) | 0o700)
-                os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
-    return report
+            self.report.symlinks += 1

@@ -213,7 +213,7 @@ def verify(
         if has_images:
             try:
                 reader.model_arrays()
-                reader.onnx_graph()
+                reader.codec.graph()  # stored, or the one the archive's base ships
                 reader.codec.coder()  # the codec's entropy model, validated
                 if reader.has_denoiser:
                     reader.model_arrays("denoiser")

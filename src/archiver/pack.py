@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from .collection.images import NOT_AN_IMAGE, SourceImage, load_image, measure_decoded
+from .collection.images import NOT_AN_IMAGE, SourceImage, load_image
 from .collection import pool
-from .collection.pool import PairPool, training_set
 from .collection.scan import ScanItem, check_output_outside, scan_tree
 from .config import PackConfig, resolve_budget_quality, resolve_model_size
 from .container.format import EntryKind
@@ -143,116 +142,23 @@ def _code_images(
     lpips_weights: str | None = None,
     budget_rest: int = 0,
 ) -> CodedImages | None:
-    """Train the codec on ``images``, code each one and measure it as extract will decode it.
+    """Train the codec on ``images``, code each one and measure it as extract will decode it
+    (:mod:`archiver.pack_autoencoder`, :mod:`archiver.pack_pyramid`).
 
     Returns None on torchrun ranks other than 0 (they code their share of the images first).
     """
-    inference, int8, training_mod = _import_training()
-    import torch
-
-    from .codec.entropy import LatentCoder
-    from .codec.spool import LatentSpool
-    from .codec.context import fit_context_tables
-    from .codec.weights import pack_arrays
     from .model.checkpoint import Checkpointer
-    from .model.distributed import all_gather, barrier
-    from .model.refine import RefineBudget
-    from .runtime.graph import attach_weights, build_graph, graph_only
-    from .runtime.session import OnnxDecoder
+    from .pack_autoencoder import code_images_autoencoder
 
-    image_ids = list(images)
-    out = CodedImages()
     checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every, resume)
     if not resume and os.environ.get("RANK", "0") == "0":
         checkpointer.remove()
+    spool_dir = checkpoint_dir(output) / "spool"
     if cfg.codec == "pyramid":
         from .pack_pyramid import code_images_pyramid
 
-        return code_images_pyramid(cfg, images, checkpointer, checkpoint_dir(output) / "spool", progress, budget_rest)
-    torch.manual_seed(cfg.train.seed)
-    result = training_mod.train_codec(
-        training_set([images[i] for i in image_ids], cfg.train.seed), cfg,
-        progress=lambda p: emit(progress, "train", p.step, 0, p), checkpointer=checkpointer,
-        lpips_weights=lpips_weights,
-    )  # fmt: skip
-    out.training = result.summary()
-    out.training["device"] = str(training_mod.resolve_device(cfg.train.device))
-    if cfg.int8_weights:
-        arrays = int8.quantize_weights(result.model.decoder)
-    else:
-        arrays = int8.float_decoder_arrays(result.model.decoder)
-    out.model_blob = pack_arrays(arrays, cfg.zstd_level)
-    if cfg.appendable:  # for append: new images start from the encoder's latent (int8, like the decoder)
-        out.encoder_blob = pack_arrays(int8.quantize_weights(result.model.encoder), cfg.zstd_level)
-    out.onnx_graph = graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
-    decoder = inference.int8_decoder(cfg.model, arrays)  # torch, for latent refinement
-    # Quality is measured through the same runtime extract uses (ONNX Runtime, CPU), so the stored
-    # PSNR and pixel CRC are exactly what extract produces on a CPU.
-    runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu")
-    # One image at a time: its latent goes to the spool on disk and into the table counts, so memory
-    # never holds the collection's pixels or latents (bounded whatever the collection's size). Under
-    # torchrun every rank codes its share of the images into the shared spool; rank 0 finishes.
-    rank, world = result.rank, result.world
-    spool_dir = checkpoint_dir(output) / "spool"
-    if rank == 0:
-        spool = LatentSpool(spool_dir)
-    barrier(world)
-    if rank != 0:
-        spool = LatentSpool(spool_dir, create=False)
-    pairs = PairPool([images[i].height * images[i].width for i in image_ids], cfg.train.seed)
-    mine = image_ids[rank::world]
-    refine = RefineBudget(
-        cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2,
-        sum(images[i].width * images[i].height for i in mine),
-    )  # fmt: skip
-    for n, i in enumerate(mine, 1):
-        im = images[i].full()
-        steps, started = refine.steps_for(im.width * im.height), time.monotonic()
-        latent = inference.infer_latent(
-            result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, steps, min_size=result.crop
-        )
-        refine.done(im.width * im.height, steps, time.monotonic() - started)
-        pixels = runtime.decode(latent, im.height, im.width)
-        if cfg.train.denoiser and world == 1:
-            pairs.add(pixels, im.rgb)
-        out.psnrs[i], out.crcs[i] = measure_decoded(pixels, im)
-        spool.put(i, latent)
-        emit(progress, "encode", n, len(mine), {"psnr": out.psnrs[i]})
-    out.training["refine"] = refine.summary()  # rank 0's share under torchrun
-    if world > 1:
-        for psnrs, crcs in all_gather(world, (out.psnrs, out.crcs)):
-            out.psnrs.update(psnrs)
-            out.crcs.update(crcs)
-        barrier(world)  # every latent is in the spool
-        if rank != 0:
-            return None
-        spool.adopt(image_ids)
-        if cfg.train.denoiser:
-            for i in image_ids:
-                im = images[i].full()
-                pairs.add(runtime.decode(spool.latent(i), im.height, im.width), im.rgb)
-    out.bitstreams, out.latents = spool, spool.latent
-    # The entropy model is chosen from the collection's own latents: contexts only where they save
-    # more bytes than their tables cost (see archiver.codec.context).
-    out.tables, out.training["entropy_model"] = fit_context_tables(lambda: (spool.latent(i) for i in image_ids))
-    spool.encode_all(LatentCoder(out.tables))
-    if cfg.train.denoiser:
-        from .postfilter import fit_postfilter
-
-        def decoded():  # every image again, as extract will decode it, for the denoiser's verdict
-            for i in image_ids:
-                im = images[i].full()
-                yield runtime.decode(spool.latent(i), im.height, im.width), im
-
-        emit(progress, "denoise", 0, 1)
-        coded = len(out.model_blob[0]) + sum(spool.lengths.values())
-        out.postfilter = fit_postfilter(cfg, pairs.pairs, decoded, [out.psnrs[i] for i in image_ids], coded)
-        out.training["denoiser"] = out.postfilter.summary()
-        if out.postfilter.kept:
-            out.psnrs.update(zip(image_ids, out.postfilter.psnrs))
-            out.crcs.update(zip(image_ids, out.postfilter.crcs))
-        emit(progress, "denoise", 1, 1)
-    return out
+        return code_images_pyramid(cfg, images, checkpointer, spool_dir, progress, budget_rest)
+    return code_images_autoencoder(cfg, images, checkpointer, spool_dir, progress, lpips_weights)
 
 
 def pack(
@@ -283,21 +189,8 @@ def pack(
     return None. ``lpips_weights`` is the folder of LPIPS weights ``--perceptual lpips`` needs.
     """
     started = time.monotonic()
-    _import_training()  # fail before any work when torch is missing
-    if cfg.codec == "pyramid":
-        from .pack_pyramid import check_pyramid_options
-
-        check_pyramid_options(cfg)
-    if cfg.train.perceptual == "lpips":
-        from .model.perceptual import load_lpips
-
-        load_lpips(lpips_weights)  # fail before any work when the weights are missing or wrong
     source, output = Path(source), Path(output)
-    check_output_outside(source, output)
-    if output.exists() and not force:
-        raise OutputExistsError(f"{output} already exists (use --force to overwrite)")
-    if not output.parent.is_dir():
-        raise InputError(f"{output.parent}: output folder does not exist")
+    _check_before_work(cfg, source, output, force, lpips_weights)
     items = scan_tree(source)
     classes = _classify(items, progress, strict)
     images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
@@ -340,6 +233,25 @@ def pack(
     if images:
         shutil.rmtree(checkpoint_dir(output), ignore_errors=True)  # the archive is complete
     return report
+
+
+def _check_before_work(cfg: PackConfig, source: Path, output: Path, force: bool, lpips_weights) -> None:
+    """What can fail before any scanning or training: torch missing, options the codec refuses, LPIPS
+    weights missing or wrong, an output inside the source, one that exists, or no folder for it."""
+    _import_training()
+    if cfg.codec == "pyramid":
+        from .pack_pyramid import check_pyramid_options
+
+        check_pyramid_options(cfg)
+    if cfg.train.perceptual == "lpips":
+        from .model.perceptual import load_lpips
+
+        load_lpips(lpips_weights)
+    check_output_outside(source, output)
+    if output.exists() and not force:
+        raise OutputExistsError(f"{output} already exists (use --force to overwrite)")
+    if not output.parent.is_dir():
+        raise InputError(f"{output.parent}: output folder does not exist")
 
 
 def _check_target(coded: CodedImages, strict: bool) -> None:

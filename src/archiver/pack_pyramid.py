@@ -1,6 +1,6 @@
 """``pack`` with ``--codec pyramid``: train the latent-pyramid codec, code every image, fit the tables.
 
-The steps mirror the autoencoder's (:func:`archiver.pack._code_images`): train (:func:`_train`,
+The steps mirror the autoencoder's (:mod:`archiver.pack_autoencoder`): train (:func:`_train`,
 from the shipped base codec when there is one, :mod:`archiver.model.pyramid_base`), export the int8
 synthesis (:func:`_export_decoder`), infer and refine each image's latent, measure it through the
 ONNX runtime extract uses, spool and count it (:func:`_code_each`), then export the fixed-point
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .codecs import CodecDescription, pyramid_tiling
+from .codecs import GRAPH_FROM_BASE_SINCE, CodecDescription, pyramid_tiling
 from .collection.images import SourceImage, measure_decoded
 from .collection.pool import training_set
 from .config import PackConfig
@@ -110,15 +110,22 @@ def entropy_blob(cfg: PackConfig, coder, reference: dict | None) -> tuple:
 def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | None, gain: float = 1.0) -> dict:
     """The int8 synthesis (with the base's scales when stored as a difference; steps times ``gain``),
     its graph and the codec description into ``out``; returns the synthesis arrays (whole)."""
+    from .codec.bases import shipped_graph
     from .model.training import resolve_device
     from .runtime.graph import graph_only
     from .runtime.pyramid_graph import build_pyramid_graph
 
     out.training["device"] = str(resolve_device(cfg.train.device))
     arrays, out.model_blob = decoder_arrays(cfg, codec, reference, gain)
-    out.onnx_graph = graph_only(build_pyramid_graph(spec))
-    based_on = {"id": base.id, "sha256": base.sha256} if reference else {}
-    out.codec = CodecDescription("pyramid", 1, spec.to_dict(), based_on)
+    shipped = shipped_graph(base.id) if reference else None
+    if shipped is not None:  # the base's own graph: named, not stored (codec version 3)
+        out.onnx_graph = shipped[0]
+        based_on = {"id": base.id, "sha256": base.sha256, "graph": shipped[1]}
+    else:
+        out.onnx_graph = graph_only(build_pyramid_graph(spec))
+        based_on = {"id": base.id, "sha256": base.sha256} if reference else {}
+    version = GRAPH_FROM_BASE_SINCE if shipped is not None else 1
+    out.codec = CodecDescription("pyramid", version, spec.to_dict(), based_on)
     return arrays
 
 
@@ -168,12 +175,13 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
 
 
 def _target_summary(out, cfg: PackConfig, target, unreached: list) -> None:
-    """``--target-psnr``: the codec becomes version 2 (per-image gains) when any image has one;
+    """``--target-psnr``: the codec becomes version 2 (per-image gains) when any image has one
+    (version 3, graph from the base, already allows them);
     the training summary says what the search did and which images stayed below the target."""
     import dataclasses
 
     if any(out.gains.values()):
-        out.codec = dataclasses.replace(out.codec, version=2)
+        out.codec = dataclasses.replace(out.codec, version=max(2, out.codec.version))
     gains = list(out.gains.values())
     out.training["target"] = {
         "psnr": cfg.target_psnr,

@@ -105,7 +105,8 @@ def _write_archive(path: Path, cfg: PackConfig, items: list[ScanItem], classes: 
             writer.write_model(*coded.model_blob)
             if coded.encoder_blob is not None:
                 writer.write_model(*coded.encoder_blob, name="encoder")
-            writer.write_onnx(coded.onnx_graph, OPSET, cfg.zstd_level)
+            if coded.codec is None or "graph" not in coded.codec.base:  # else the base ships it
+                writer.write_onnx(coded.onnx_graph, OPSET, cfg.zstd_level)
             if coded.codec is not None:  # a codec with its own entropy model (archiver.codecs)
                 writer.write_entropy(*coded.entropy_blob, coded.coder)  # type: ignore[misc]
                 writer.set_json("codec", coded.codec.to_dict())

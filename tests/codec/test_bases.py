@@ -26,6 +26,11 @@ PINNED = {
     "pyramid-b1": "bf1e38b7fffd3f763ec50ac9f8d875b21a21d2cce7a3deeb37e10ad5dee343c9",
 }
 
+#: The released base graphs (``<id>.graph.onnx``), pinned the same way.
+PINNED_GRAPHS = {
+    "pyramid-b1": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
+}
+
 FORMAT = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
 
 
@@ -37,6 +42,28 @@ def test_released_bases_are_pinned_and_documented():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, base_id
         assert base_id in spec and digest in spec, f"{base_id} is not listed in docs/FORMAT.md"
         assert base_file(base_id, digest) == path
+
+
+def test_released_base_graphs_are_pinned_documented_and_the_specs_graph():
+    from archiver.codec.bases import BASE_GRAPHS, base_graph, load_base, shipped_graph
+    from archiver.runtime.graph import graph_only
+    from archiver.runtime.pyramid_graph import build_pyramid_graph
+
+    assert BASE_GRAPHS == PINNED_GRAPHS and set(BASE_GRAPHS) <= set(BASES)
+    spec_text = FORMAT.read_text()
+    for base_id, digest in BASE_GRAPHS.items():
+        data = base_graph(base_id, digest)
+        assert hashlib.sha256(data).hexdigest() == digest and digest in spec_text
+        assert shipped_graph(base_id) == (data, digest)
+        # the same network as the one pack builds for the base's spec (names, shapes, operators)
+        meta, _ = load_base(bases.WEIGHTS_DIR / f"{base_id}.npz")
+        import onnx
+
+        built = onnx.load_from_string(graph_only(build_pyramid_graph(PyramidSpec.from_dict(meta["spec"]))))
+        shipped = onnx.load_from_string(data)
+        assert built.graph == shipped.graph and built.opset_import == shipped.opset_import
+    with pytest.raises(MissingBaseError, match=r"graph of base codec pyramid-b1 \(sha256 (ef){32}\)"):
+        base_graph("pyramid-b1", "ef" * 32)
 
 
 def test_unknown_base_names_id_and_hash():

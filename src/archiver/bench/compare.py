@@ -73,6 +73,7 @@ def archiver_point(
         model_size = reader.config.get("model_size", "large")
         breakdown = byte_breakdown(reader, size)  # where the bytes went, by kind (info's other_breakdown)
         stored, whole = model_blob_bytes(reader)
+        graph_from_base = base_graph_bytes(reader)
     setting = f"psnr>={cfg.target_psnr:g}" if getattr(cfg, "target_psnr", 0) else quality
     return {
         "codec": "archiver", "setting": setting, "n_images": len(paths), "bytes": size, "pixels": pixels,
@@ -92,6 +93,8 @@ def archiver_point(
         "codec_name": getattr(cfg, "codec", "autoencoder"), "byte_breakdown": breakdown,
         # the weight blobs as stored (a difference from a base codec, or whole) and stored whole
         "model_blob_bytes": stored, "model_blob_bytes_whole": whole,
+        # the graph a self-contained archive would store, where this one takes it from its base
+        "graph_from_base_bytes": graph_from_base,
     }  # fmt: skip
 
 
@@ -108,6 +111,17 @@ def model_blob_bytes(reader) -> tuple[int, int]:
     if not side.desc.base:
         return stored, stored
     return stored, sum(len(pack_arrays(side.model_arrays(name), level)[0]) for name in names)
+
+
+def base_graph_bytes(reader) -> int:
+    """Bytes ``/model/decoder_onnx`` would take (zstd, the archive's level) in an archive that takes
+    its graph from its base instead (``pyramid`` version 3); 0 when the archive stores its graph."""
+    side = reader.codec
+    if "graph" not in side.desc.base:
+        return 0
+    import zstandard
+
+    return len(zstandard.ZstdCompressor(level=int(reader.config.get("zstd_level", 19))).compress(side.graph()))
 
 
 def bd_table(points: list[dict]) -> dict:

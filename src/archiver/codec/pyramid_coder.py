@@ -1,26 +1,12 @@
-"""Integer entropy coding of the ``pyramid`` codec's latent grids: a fixed-point context network picks
-each symbol's mean and table; the tables are counted from the collection's own residuals.
+"""Integer entropy coding of the ``pyramid`` codec's latent grids: the fixed-point context network
+(:mod:`archiver.codec.pyramid_net`) gives each symbol its mean and table; the tables are counted from
+the collection's own residuals.
 
 Coding order: levels from the coarsest (L-1) to full size (0); within a level, phase 0 (anchors,
-``(i + j)`` even) then phase 1 (the others). For every position of a phase:
-
-1. Features (integers, in this order): the parent's value (level l+1 at ``(i // 2, j // 2)``) and its
-   four neighbours up, down, left, right (0 outside the grid; all five 0 at the coarsest level);
-   in phase 1 the position's four neighbours up, down, left, right of its own level (all anchors,
-   already decoded; 0 outside); then a one-hot of the level (L values). Every latent value enters
-   clipped to ``[-FEATURE_CLIP, FEATURE_CLIP]``.
-2. The phase's network, integer arithmetic (all values are integers; every product and sum stays
-   below 2**53, so float64 BLAS computes them exactly, in any order, on every machine)::
-
-       h1 = clip(W1 · x + B1, 0, ACT_MAX)                 # 8 fractional bits
-       h2 = clip(floor((W2 · h1 + B2 · 2**8) / 2**8), 0, ACT_MAX)
-       o  = floor((W3 · h2 + B3 · 2**8) / 2**8)           # o[0]: mean, o[1]: ln scale, 8 fractional bits
-
-   Wk, Bk are the stored int32 weights (the float weights times 2**8, rounded).
-3. ``mean = clip(floor((o[0] + 128) / 256), -SYMBOL_CLIP, SYMBOL_CLIP)``;
-   ``bucket = clip(floor((o[1] - SCALE_LOW) / SCALE_STEP), 0, BUCKETS - 1)``.
-4. The symbol coded is the residual ``y - mean`` with table ``bucket``. Within a phase the positions
-   are coded bucket by bucket (ascending), each bucket's positions in raster order.
+``(i + j)`` even) then phase 1 (the others). For every position of a phase the network turns the
+integers already decoded around it into a mean and a bucket (:mod:`archiver.codec.pyramid_net`,
+steps 1–3); the symbol coded is the residual ``y - mean`` with table ``bucket``. Within a phase the
+positions are coded bucket by bucket (ascending), each bucket's positions in raster order.
 
 Tables: for each bucket, the residuals' range ``[low, low + length)`` and quantized counts (one byte
 each, :func:`archiver.codec.context.quantize_counts`), normalized to ``2**PRECISION`` by integer
@@ -37,148 +23,18 @@ import constriction
 
 from ..errors import CorruptArchiveError
 from .context import dequantize_counts, normalize_counts, quantize_counts
-from .pyramid_plan import NEIGHBOURS, PyramidSpec, context_features_count, pack_grids, unpack_grids
+from .pyramid_net import (
+    BUCKETS, FEATURE_CLIP, FRACTION_BITS, SCALE_LOW, SCALE_STEP, SYMBOL_CLIP, ContextNet, anchor_mask, phase_features,
+)  # fmt: skip
+from .pyramid_plan import PyramidSpec, pack_grids, unpack_grids
 from .tables import MAX_SYMBOLS, PRECISION
 
+# The network's names stay importable from here (the coder's public surface since format version 3).
 __all__ = [
     "FRACTION_BITS", "BUCKETS", "SCALE_LOW", "SCALE_STEP", "SYMBOL_CLIP", "FEATURE_CLIP",
-    "ContextNet", "ResidualTables", "PyramidCoder", "phase_features", "anchor_mask",
+    "ContextNet", "ResidualTables", "HistogramCounter", "PyramidCoder", "PackedPyramidCoder", "phase_features",
+    "anchor_mask", "bucket_runs",
 ]  # fmt: skip
-
-#: Fractional bits of the context network's weights and activations.
-FRACTION_BITS = 8
-_ONE = 1 << FRACTION_BITS
-#: Activations are clipped to this (2**24 - 1): with |W| < 2**20 and at most 64 inputs every sum
-#: stays below 2**50, inside float64's exact integers.
-ACT_MAX = (1 << 24) - 1
-#: Largest weight magnitude (fixed point): the float weight 4096.
-WEIGHT_MAX = (1 << 20) - 1
-#: Number of scale buckets (tables); bucket k holds ln(scale) in [SCALE_LOW + k·SCALE_STEP, …) in
-#: fixed point with 8 fractional bits: ln scale from −3 (scale 0.05: a near-certain symbol) in steps of
-#: 0.25 up to 5 (scale 148), beyond which every bucket is the last one.
-BUCKETS = 32
-SCALE_LOW = -3 * _ONE
-SCALE_STEP = _ONE // 4
-#: Latent values are clipped to ±SYMBOL_CLIP before coding (pack) and means to the same range.
-SYMBOL_CLIP = 4095
-#: Latent values enter the features clipped to ±FEATURE_CLIP.
-FEATURE_CLIP = 1023
-
-
-def anchor_mask(h: int, w: int) -> np.ndarray:
-    """Checkerboard of anchors: True where ``(i + j)`` is even."""
-    return (np.add.outer(np.arange(h), np.arange(w)) % 2) == 0
-
-
-def _padded(g: np.ndarray) -> np.ndarray:
-    """``g`` clipped to ±FEATURE_CLIP, as float64, with a border of one zero on every side (so that
-    a neighbour outside the grid reads 0)."""
-    out = np.zeros((g.shape[0] + 2, g.shape[1] + 2), dtype=np.float64)
-    np.clip(g, -FEATURE_CLIP, FEATURE_CLIP, out=out[1:-1, 1:-1], casting="unsafe")
-    return out
-
-
-def phase_features(spec: PyramidSpec, grids: list[np.ndarray | None], level: int, phase: int,
-                   rows: np.ndarray, cols: np.ndarray) -> np.ndarray:  # fmt: skip
-    """(F, n) float64 integer features of the positions (rows, cols) of ``level`` in ``phase``, without
-    the level's one-hot (:meth:`ContextNet.run` adds its column to the bias: the same integers).
-
-    ``grids[level + 1]`` must be complete; in phase 1 ``grids[level]``'s anchors must be decoded.
-    Gathered from one zero-bordered copy of each grid (no shifted copies: decoding speed).
-    """
-    feats = np.zeros((5 + (4 if phase == 1 else 0), rows.size), dtype=np.float64)
-    if level + 1 < len(grids):
-        parent = _padded(grids[level + 1])  # type: ignore[arg-type]
-        wp = parent.shape[1]
-        at = (rows // 2 + 1) * wp + (cols // 2 + 1)  # flat indices: np.take is faster than 2-D indexing
-        flat = parent.ravel()
-        np.take(flat, at, out=feats[0])
-        for k, (dy, dx) in enumerate(NEIGHBOURS, 1):
-            np.take(flat, at + (dy * wp + dx), out=feats[k])
-    if phase == 1:
-        own = _padded(grids[level])  # type: ignore[arg-type]
-        wo = own.shape[1]
-        at = (rows + 1) * wo + (cols + 1)
-        flat = own.ravel()
-        for k, (dy, dx) in enumerate(NEIGHBOURS, 5):
-            np.take(flat, at + (dy * wo + dx), out=feats[k])
-    return feats
-
-
-@dataclass(frozen=True)
-class ContextNet:
-    """Fixed-point weights of the two phase networks: ``layers[phase] = [(W1, B1), (W2, B2), (W3, B3)]``,
-    each W (out, in) and B (out,) int32 in units of 2**-8."""
-
-    layers: tuple[tuple[tuple[np.ndarray, np.ndarray], ...], ...]
-
-    @classmethod
-    def from_float(cls, phases: list[list[tuple[np.ndarray, np.ndarray]]]) -> "ContextNet":
-        """Round float (weight, bias) pairs to fixed point."""
-        def q(a):
-            return np.clip(np.round(np.asarray(a, np.float64) * _ONE), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int32)
-
-        return cls(tuple(tuple((q(w), q(b)) for w, b in layers) for layers in phases))
-
-    def validate(self, spec: PyramidSpec) -> None:
-        """Raise :class:`CorruptArchiveError` unless shapes and magnitudes are what ``spec`` needs."""
-        if len(self.layers) != 2:
-            raise CorruptArchiveError("pyramid context network: expected two phases")
-        for phase, layers in enumerate(self.layers):
-            cin = context_features_count(spec, phase)
-            widths = [spec.context_hidden, spec.context_hidden, 2]
-            if len(layers) != 3:
-                raise CorruptArchiveError("pyramid context network: expected three layers per phase")
-            for (w, b), cout in zip(layers, widths):
-                if w.shape != (cout, cin) or b.shape != (cout,):
-                    raise CorruptArchiveError(f"pyramid context network: layer shape {w.shape}, expected {(cout, cin)}")
-                if np.abs(w).max(initial=0) > WEIGHT_MAX or np.abs(b).max(initial=0) > WEIGHT_MAX:
-                    raise CorruptArchiveError("pyramid context network: weight out of range")
-                cin = cout
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Named int32 arrays for the container (``p<phase>.l<layer>.w`` / ``.b``)."""
-        out = {}
-        for p, layers in enumerate(self.layers):
-            for k, (w, b) in enumerate(layers):
-                out[f"p{p}.l{k}.w"], out[f"p{p}.l{k}.b"] = w.astype(np.int32), b.astype(np.int32)
-        return out
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ContextNet":
-        """Inverse of :meth:`to_arrays` (missing arrays are a :class:`CorruptArchiveError`)."""
-        try:
-            return cls(tuple(
-                tuple((np.asarray(arrays[f"p{p}.l{k}.w"], np.int32), np.asarray(arrays[f"p{p}.l{k}.b"], np.int32))
-                      for k in range(3))
-                for p in range(2)
-            ))  # fmt: skip
-        except KeyError as exc:
-            raise CorruptArchiveError(f"pyramid context network: array {exc} missing") from None
-
-    def run(self, phase: int, level: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, bucket), int64 each, for positions of ``level`` with the (F − L, n) integer features
-        ``x`` (float64 holding integers; one column per position, the layout BLAS is fast at for
-        millions of positions; in-place steps). The level's one-hot input is folded into the first
-        bias: W·onehot is the level's column of W."""
-        (w1, b1), (w2, b2), (w3, b3) = [(w.astype(np.float64), b.astype(np.float64)) for w, b in self.layers[phase]]
-        f = x.shape[0]
-        h = w1[:, :f] @ x
-        h += (b1 + w1[:, f + level])[:, None]
-        np.clip(h, 0, ACT_MAX, out=h)
-        h = self._shift(w2 @ h, b2)
-        np.clip(h, 0, ACT_MAX, out=h)
-        o = self._shift(w3 @ h, b3)
-        mean = np.clip(np.floor((o[0] + _ONE // 2) / _ONE), -SYMBOL_CLIP, SYMBOL_CLIP)
-        bucket = np.clip(np.floor((o[1] - SCALE_LOW) / SCALE_STEP), 0, BUCKETS - 1)
-        return mean.astype(np.int64), bucket.astype(np.int64)
-
-    @staticmethod
-    def _shift(acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """``floor((acc + bias · 2**8) / 2**8)`` in place (dividing by a power of two is exact)."""
-        acc += (bias * _ONE)[:, None]
-        acc *= 1.0 / _ONE
-        return np.floor(acc, out=acc)
 
 
 @dataclass(frozen=True)

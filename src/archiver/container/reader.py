@@ -7,7 +7,6 @@ a group once (a small cache serves its other members) and hands out each member'
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -20,12 +19,9 @@ import hdf5plugin  # noqa: F401  (registers the zstd filter with HDF5)
 import numpy as np
 import zstandard
 
-from ..codec.context import ContextTables
 from ..codec.gain import check_gain
 from ..codec.entropy import LatentCoder
 from ..codec.geometry import latent_grid
-from ..codec.tables import PRECISION, FrequencyTables
-from ..codec.weights import unpack_arrays
 from ..errors import CorruptArchiveError, FormatVersionError, NotAnArchiveError
 from .digest import COLUMNS, check_file_digest, index_digest
 from .entries import Entry
@@ -33,6 +29,7 @@ from .format import FORMAT_VERSION, IMAGE_FORMATS, MAGIC, SUPPORTED_VERSIONS, En
 from .columns import Cursor
 from .index import Block, Index, decode_index
 from .probe import probe_damaged
+from .reader_model import ModelReading
 from .records import MAX_EXTRAS_BYTES, ImageRecord, decode_image_record, encode_image_record
 
 __all__ = ["ArchiveReader"]
@@ -44,7 +41,7 @@ MAX_SIDE = 1 << 16
 GROUP_CACHE = 4
 
 
-class ArchiveReader:
+class ArchiveReader(ModelReading):
     """Open archive. Use as a context manager. Entries are read eagerly (metadata only, not records).
 
     A damaged archive (whole-file digest mismatch) is refused unless ``allow_damaged``; then, with
@@ -344,117 +341,10 @@ class ArchiveReader:
             raise CorruptArchiveError(f"{self.path}: checksum mismatch in entry {entry.name!r}")
         return data
 
-    def _has_model(self, name: str) -> bool:
-        return name in self._index.model if self._index is not None else f"model/{name}" in self._file
-
-    def _model_blob(self, name: str) -> tuple[bytes, dict]:
-        """The bytes of model blob ``name`` (``/model/<name>``, or in version 3 its block of
-        ``/data``) and its attributes (manifest, sha256, opset), the SHA-256 checked."""
-        try:
-            if self._index is not None:
-                attrs = self._index.model[name]
-                b = self._index.blocks[int(attrs["block"])]
-                if int(attrs["block"]) in self._members or b.is_group:
-                    raise CorruptArchiveError(f"{self.path}: model blob {name!r} points at an entry's block")
-                blob = bytes(self._file["data"][b.offset : b.offset + b.length].tobytes())
-            else:
-                ds = self._file[f"model/{name}"]
-                blob, attrs = ds[()].tobytes(), dict(ds.attrs)
-            digest = read_text(attrs["sha256"])
-        except (KeyError, ValueError, OSError, TypeError, IndexError) as exc:
-            raise CorruptArchiveError(f"{self.path}: /model/{name} is damaged or missing ({exc})") from None
-        if hashlib.sha256(blob).hexdigest() != digest:
-            what = f"the {name} weights" if "onnx" not in name else f"/model/{name}"
-            raise CorruptArchiveError(f"{self.path}: checksum mismatch in {what}")
-        return blob, attrs
-
-    def model_arrays(self, name: str = "decoder") -> dict[str, np.ndarray]:
-        """The int8 arrays of model blob ``name`` (decoder, denoiser or encoder), after checking its SHA-256."""
-        blob, attrs = self._model_blob(name)
-        try:
-            manifest = attrs["manifest"] if self._index is not None else json.loads(attrs["manifest"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CorruptArchiveError(f"{self.path}: /model/{name} is damaged or missing ({exc})") from None
-        return unpack_arrays(blob, manifest)
-
-    @property
-    def has_denoiser(self) -> bool:
-        """True if a post-filter was kept; the training summary and the datasets must agree."""
-        kept = bool(self.training.get("denoiser", {}).get("kept", False))
-        if kept != (self._has_model("denoiser") and self._has_model("denoiser_onnx")):
-            raise CorruptArchiveError(f"{self.path}: the denoiser datasets disagree with the training summary")
-        return kept
-
-    @property
-    def min_size(self) -> int:
-        """Training crop side in pixels (``training.crop``): smaller images were coded padded up to it."""
-        return int(self.training.get("crop", 0))
-
-    @property
-    def has_encoder(self) -> bool:
-        """True if the archive was packed ``appendable``; the config and the dataset must agree."""
-        kept = bool(self.config.get("appendable", False))
-        if kept != self._has_model("encoder"):
-            raise CorruptArchiveError(f"{self.path}: the encoder dataset disagrees with the config (appendable={kept})")
-        return kept
-
-    def onnx_graph(self, name: str = "decoder_onnx") -> bytes:
-        """An ONNX graph without weights (``/model/decoder_onnx`` or ``/model/denoiser_onnx``); for
-        archives written before the decoder's was stored, it is rebuilt from ``config.model``."""
-        if name == "decoder_onnx" and not self._has_model("decoder_onnx"):
-            from ..config import PackConfig
-            from ..runtime.graph import build_graph, graph_only
-
-            cfg = PackConfig.from_dict(self.config)
-            return graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
-        blob, _ = self._model_blob(name)
-        try:
-            return zstandard.ZstdDecompressor().decompress(blob, max_output_size=1 << 26)
-        except zstandard.ZstdError as exc:
-            raise CorruptArchiveError(f"{self.path}: the decoder's ONNX graph does not decompress: {exc}") from None
-
-    def tables(self) -> ContextTables:
-        """The integer entropy tables (validated): context tables, or a version-1 archive's
-        per-channel tables as one context per channel."""
-        if self._index is not None:
-            if self._index.tables is None:
-                raise CorruptArchiveError(f"{self.path}: the archive holds no entropy tables")
-            self._index.tables.validate()
-            return self._index.tables
-        try:
-            group = self._file["model/prior"]
-            if int(group.attrs["precision"]) != PRECISION:
-                raise CorruptArchiveError(f"{self.path}: entropy tables have precision {group.attrs['precision']}")
-            model = read_text(group.attrs.get("model", "channel"))
-            if model == "channel":
-                channel = FrequencyTables(group["offsets"][()], group["freqs"][()], group["lengths"][()])
-                channel.validate()
-                tables = ContextTables.from_channel_tables(channel)
-            elif model == "context" and self.format_version >= 2:
-                tables = ContextTables.from_counts(
-                    group["offsets"][()], group["lengths"][()], group["modes"][()],
-                    group["spatial_thresholds"][()], group["channel_thresholds"][()], group["counts"][()],
-                )  # fmt: skip
-            else:
-                raise CorruptArchiveError(
-                    f"{self.path}: /model/prior has entropy model {model!r}, which format version "
-                    f"{self.format_version} does not define (this archiver reads 'channel' and 'context')"
-                )
-        except (KeyError, ValueError, OSError, IndexError) as exc:
-            raise CorruptArchiveError(f"{self.path}: /model/prior is damaged or missing ({exc})") from None
-        tables.validate()
-        return tables
-
     def data_offset(self) -> int:
         """File offset of the dataset that holds the records (``/entries/data`` before version 3,
         ``/data`` since): ``entry.offset`` counts from there."""
         return int(self._file["data" if self._index is not None else "entries/data"].id.get_offset())
-
-    def model_blocks(self) -> dict[str, int]:
-        """Version 3: the ``/data`` block of each model blob, by name (empty for older versions)."""
-        if self._index is None:
-            return {}
-        return {name: int(attrs["block"]) for name, attrs in self._index.model.items()}
 
     def stored_bytes(self, name: str) -> int:
         """Bytes stored for a dataset or for all datasets under a group (after HDF5 filters); in

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..codec.pyramid_coder import SYMBOL_CLIP
+from ..codec.pyramid_net import SYMBOL_CLIP
 
 from .prior import quantize_ste
 from .pyramid import PyramidCodec, laplace_bits

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..codec.bases import quantize_int8
-from ..codec.pyramid_coder import ContextNet
+from ..codec.pyramid_net import ContextNet
 from ..codec.pyramid_plan import PyramidSpec
 from ..config import PYRAMID_LAMBDAS, PackConfig
 from ..errors import InputError

@@ -150,141 +150,180 @@ def train_codec(
     ``lpips_weights`` is the folder of LPIPS weights for ``--perceptual lpips``.
     """
     tc = cfg.train
-    device = resolve_device(tc.device)
-    info = init_distributed(device)
-    if info.enabled and device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    torch.manual_seed(tc.seed)  # same initial weights on every rank
-    rng = np.random.default_rng([tc.seed, info.rank])  # different crops on every rank
-    model = Autoencoder(cfg.model).to(device)
-    prior = ChannelPrior(cfg.model.latent_channels).to(device)
-    warm = find_warm_start(cfg.model) if tc.warm_start else None
-    if warm is not None:
-        warm.load_into(model, prior)
-    perceptual = make_perceptual(tc.perceptual, lpips_weights)
-    if perceptual is not None:
-        perceptual = perceptual.to(device)
-    rd = RateDistortion(model, prior, tc.lmbda, tc.rate_weight, perceptual, tc.perceptual_weight)
-    gan = AdversarialPhase(tc, last_layer_weight(model.decoder), device, info.enabled) if tc.gan else None
-    step_fn = nn.parallel.DistributedDataParallel(rd) if info.enabled else rd
-    params = list(rd.parameters())
-    optimizer = torch.optim.Adam(params, lr=tc.lr)
-    crop = _crop_size(images, tc.crop)
-    # Collections of small images train on small crops; the batch grows so that a step still sees
-    # batch × crop² pixels: 8 crops of 32×32 gave a loss so noisy that convergence was declared on
-    # noise (tiny regime: stopped at 18 dB held-back PSNR).
-    batch = tc.batch * max(1, (tc.crop // crop) ** 2)
-    sampler = CropSampler(images, crop, rng)
-    saver = checkpointer if info.rank == 0 else None  # rank 0 alone saves; every rank resumes from its file
-    heldout = CropSampler(images, crop, np.random.default_rng(tc.seed + 1)).batch(max(4, batch)).to(device)
-    detector = ConvergenceDetector(tc.check_every, tc.slope_tol, tc.psnr_tol)
-    drops_left = tc.lr_drops
-    lr = tc.lr
-    history: list[dict] = []
-    step, loss_value, stop_reason, heldout_value, elapsed0 = 0, math.nan, "max_steps", math.nan, 0.0
-    saved = checkpointer.load() if checkpointer else None
-    if saved is not None and saved.get("world", 1) != info.world:
-        raise InputError(
-            f"{checkpointer.folder}: checkpoint was made by {saved.get('world', 1)} training process(es), "
-            f"this run has {info.world}; resume with the same number of processes"
-        )
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        prior.load_state_dict(saved["prior"])
-        optimizer.load_state_dict(saved["optimizer"])
-        detector.restore(saved["detector"])
-        # Every rank continues its own crop sequence (checkpoints hold all ranks' generators).
-        rng.bit_generator.state, torch_rng = saved["rank_rngs"][info.rank]
-        torch.set_rng_state(torch_rng)
-        step, elapsed0, lr, drops_left = saved["step"], saved["elapsed"], saved["lr"], saved["drops_left"]
-        history, loss_value = saved["history"], saved["loss"]
-        if gan is not None:
-            gan.restore(saved["gan"])
-    start = time.monotonic() - elapsed0
-
-    def state(rank_rngs: list) -> dict:
-        return {
-            "world": info.world, "rank_rngs": rank_rngs,
-            "model": model.state_dict(), "prior": prior.state_dict(), "optimizer": optimizer.state_dict(),
-            "detector": detector.state(),
-            "step": step, "elapsed": time.monotonic() - start, "lr": lr, "drops_left": drops_left,
-            "history": history, "loss": loss_value, "gan": gan.state() if gan is not None else None,
-        }  # fmt: skip
-
-    def codec_state() -> dict:
-        return {"model": model.state_dict(), "prior": prior.state_dict()}
-
-    while step < tc.max_steps:
-        elapsed = time.monotonic() - start
-        x = sampler.batch(batch).to(device)
-        loss, mse, bpp, x_hat, rec = step_fn(x)
-        rd_loss = float(loss.item())  # convergence watches rate–distortion, not the adversarial game
-        if gan is not None and gan.active:
-            loss = loss + gan.generator_loss(x_hat, rec)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if gan is not None and gan.active:
-            gan.discriminator_step(x, x_hat)
-        step += 1
+    run = _Run(images, cfg, lpips_weights)
+    run.resume(checkpointer)
+    saver = checkpointer if run.info.rank == 0 else None  # rank 0 alone saves; every rank resumes from its file
+    while run.step < tc.max_steps:
+        elapsed = time.monotonic() - run.start
+        rd_loss, mse, bpp = run.train_step()
+        run.step += 1
         # Ranks agree on the mean loss and on stopping, so that all stop at the same step.
-        loss_value, out_of_time, save_now = agree(
-            info, rd_loss, elapsed >= tc.time_limit, device, saver is not None and saver.due()
+        run.loss_value, out_of_time, save_now = agree(
+            run.info, rd_loss, elapsed >= tc.time_limit, run.device, saver is not None and saver.due()
         )  # fmt: skip
         if out_of_time:
-            stop_reason = "time_limit"
+            run.stop_reason = "time_limit"
             break
-        detector.add_loss(loss_value)
-        if progress and (step % report_every == 0 or step == 1):
-            batch_psnr = 10 * math.log10(1.0 / max(float(mse.item()), 1e-10))
-            progress(TrainProgress(step, loss_value, batch_psnr, float(bpp.item()), elapsed, tc.time_limit - elapsed, lr))
-        if step % tc.check_every == 0:
-            heldout_value = _heldout_psnr(model, heldout)
-            check = detector.check(heldout_value)
-            history.append(
-                {"step": step, "loss": loss_value, "heldout_psnr": round(heldout_value, 4), "lr": lr, **asdict(check)}
-            )
-            if gan is not None and gan.active:
-                back = gan.guard(step, heldout_value, codec_state())
-                if back is not None:  # mode collapse: the last good codec, and no more GAN
-                    model.load_state_dict(back["model"])
-                    prior.load_state_dict(back["prior"])
-                    history[-1]["gan_fell_back"] = True
-                    detector.reset()
-                    continue
-            if gan is not None and gan.due(step, check.converged, elapsed / tc.time_limit):
-                gan.start(step, heldout_value, codec_state())
-                history[-1]["gan_started"] = True
-                detector.reset()
-            elif check.converged:
-                if drops_left == 0:
-                    stop_reason = "converged"
-                    break
-                drops_left -= 1
-                lr /= 10.0
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                detector.reset()
+        run.detector.add_loss(run.loss_value)
+        if progress and (run.step % report_every == 0 or run.step == 1):
+            batch_psnr = 10 * math.log10(1.0 / max(mse, 1e-10))
+            progress(TrainProgress(run.step, run.loss_value, batch_psnr, bpp, elapsed, tc.time_limit - elapsed, run.lr))
+        if run.step % tc.check_every == 0:
+            verdict = run.check(elapsed)
+            if verdict == "stop":
+                break
+            if verdict == "fell_back":  # the last good codec is back: this step saves nothing
+                continue
         if save_now:  # decided by rank 0, agreed by all: every rank hands over its random generators
-            rank_rngs = all_gather(info.world, (rng.bit_generator.state, torch.get_rng_state()))
+            rank_rngs = all_gather(run.info.world, (run.rng.bit_generator.state, torch.get_rng_state()))
             if saver is not None:
-                saver.save(state(rank_rngs))
-    if math.isnan(heldout_value) or stop_reason != "converged":
-        heldout_value = _heldout_psnr(model, heldout)
-    model.eval()
-    return TrainResult(
-        model=model.cpu(),
-        prior=prior.cpu(),
-        steps=step,
-        seconds=time.monotonic() - start,
-        stop_reason=stop_reason,
-        final_loss=loss_value,
-        heldout_psnr=heldout_value,
-        history=history,
-        crop=crop,
-        rank=info.rank,
-        world=info.world,
-        gan=gan.summary() if gan is not None else None,
-        warm_start=warm.summary() if warm is not None else None,
-    )
+                saver.save(run.state(rank_rngs))
+    return run.result()
+
+
+class _Run:
+    """One training run's networks, optimiser and mutable state (what a checkpoint holds), and its
+    named steps: :meth:`resume`, :meth:`train_step`, :meth:`check`, :meth:`result`."""
+
+    def __init__(self, images: list[np.ndarray], cfg: PackConfig, lpips_weights: str | None) -> None:
+        tc = self.tc = cfg.train
+        device = resolve_device(tc.device)
+        self.info = info = init_distributed(device)
+        if info.enabled and device.type == "cuda":
+            device = torch.device("cuda", info.local_rank)
+        self.device = device
+        torch.manual_seed(tc.seed)  # same initial weights on every rank
+        self.rng = np.random.default_rng([tc.seed, info.rank])  # different crops on every rank
+        self.model = Autoencoder(cfg.model).to(device)
+        self.prior = ChannelPrior(cfg.model.latent_channels).to(device)
+        self.warm = find_warm_start(cfg.model) if tc.warm_start else None
+        if self.warm is not None:
+            self.warm.load_into(self.model, self.prior)
+        perceptual = make_perceptual(tc.perceptual, lpips_weights)
+        if perceptual is not None:
+            perceptual = perceptual.to(device)
+        rd = RateDistortion(self.model, self.prior, tc.lmbda, tc.rate_weight, perceptual, tc.perceptual_weight)
+        self.gan = AdversarialPhase(tc, last_layer_weight(self.model.decoder), device, info.enabled) if tc.gan else None
+        self.step_fn = nn.parallel.DistributedDataParallel(rd) if info.enabled else rd
+        self.params = list(rd.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=tc.lr)
+        self.crop = _crop_size(images, tc.crop)
+        # Collections of small images train on small crops; the batch grows so that a step still sees
+        # batch × crop² pixels: 8 crops of 32×32 gave a loss so noisy that convergence was declared on
+        # noise (tiny regime: stopped at 18 dB held-back PSNR).
+        self.batch = tc.batch * max(1, (tc.crop // self.crop) ** 2)
+        self.sampler = CropSampler(images, self.crop, self.rng)
+        self.heldout = CropSampler(images, self.crop, np.random.default_rng(tc.seed + 1)).batch(max(4, self.batch)).to(device)
+        self.detector = ConvergenceDetector(tc.check_every, tc.slope_tol, tc.psnr_tol)
+        self.drops_left, self.lr = tc.lr_drops, tc.lr
+        self.history: list[dict] = []
+        self.step, self.loss_value, self.stop_reason, self.heldout_value = 0, math.nan, "max_steps", math.nan
+        self.start = time.monotonic()
+
+    def resume(self, checkpointer: Checkpointer | None) -> None:
+        """Continue from the checkpointer's saved state, if there is one (same number of processes)."""
+        saved = checkpointer.load() if checkpointer else None
+        elapsed0 = 0.0
+        if saved is not None and saved.get("world", 1) != self.info.world:
+            raise InputError(
+                f"{checkpointer.folder}: checkpoint was made by {saved.get('world', 1)} training process(es), "
+                f"this run has {self.info.world}; resume with the same number of processes"
+            )
+        if saved is not None:
+            self.model.load_state_dict(saved["model"])
+            self.prior.load_state_dict(saved["prior"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.detector.restore(saved["detector"])
+            # Every rank continues its own crop sequence (checkpoints hold all ranks' generators).
+            self.rng.bit_generator.state, torch_rng = saved["rank_rngs"][self.info.rank]
+            torch.set_rng_state(torch_rng)
+            self.step, elapsed0, self.lr, self.drops_left = saved["step"], saved["elapsed"], saved["lr"], saved["drops_left"]
+            self.history, self.loss_value = saved["history"], saved["loss"]
+            if self.gan is not None:
+                self.gan.restore(saved["gan"])
+        self.start = time.monotonic() - elapsed0
+
+    def state(self, rank_rngs: list) -> dict:
+        """Everything a checkpoint holds (``rank_rngs``: every rank's generators)."""
+        return {
+            "world": self.info.world, "rank_rngs": rank_rngs,
+            "model": self.model.state_dict(), "prior": self.prior.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "detector": self.detector.state(),
+            "step": self.step, "elapsed": time.monotonic() - self.start, "lr": self.lr, "drops_left": self.drops_left,
+            "history": self.history, "loss": self.loss_value, "gan": self.gan.state() if self.gan is not None else None,
+        }  # fmt: skip
+
+    def _codec_state(self) -> dict:
+        return {"model": self.model.state_dict(), "prior": self.prior.state_dict()}
+
+    def train_step(self) -> tuple[float, float, float]:
+        """One optimiser step on a fresh batch (and the discriminator's, in the adversarial phase):
+        (rate–distortion loss, batch MSE in [0, 1]², estimated bpp)."""
+        x = self.sampler.batch(self.batch).to(self.device)
+        loss, mse, bpp, x_hat, rec = self.step_fn(x)
+        rd_loss = float(loss.item())  # convergence watches rate–distortion, not the adversarial game
+        gan_on = self.gan is not None and self.gan.active
+        if gan_on:
+            loss = loss + self.gan.generator_loss(x_hat, rec)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        if gan_on:
+            self.gan.discriminator_step(x, x_hat)
+        return rd_loss, float(mse.item()), float(bpp.item())
+
+    def check(self, elapsed: float) -> str | None:
+        """Held-out PSNR, then the stop rules: "stop" when converged with no learning-rate drop left,
+        "fell_back" when the adversarial phase collapsed and the last good codec was restored; on
+        convergence otherwise the learning rate drops tenfold (or the adversarial phase starts)."""
+        gan = self.gan
+        self.heldout_value = _heldout_psnr(self.model, self.heldout)
+        check = self.detector.check(self.heldout_value)
+        self.history.append(
+            {"step": self.step, "loss": self.loss_value, "heldout_psnr": round(self.heldout_value, 4), "lr": self.lr,
+             **asdict(check)}
+        )  # fmt: skip
+        if gan is not None and gan.active:
+            back = gan.guard(self.step, self.heldout_value, self._codec_state())
+            if back is not None:  # mode collapse: the last good codec, and no more GAN
+                self.model.load_state_dict(back["model"])
+                self.prior.load_state_dict(back["prior"])
+                self.history[-1]["gan_fell_back"] = True
+                self.detector.reset()
+                return "fell_back"
+        if gan is not None and gan.due(self.step, check.converged, elapsed / self.tc.time_limit):
+            gan.start(self.step, self.heldout_value, self._codec_state())
+            self.history[-1]["gan_started"] = True
+            self.detector.reset()
+        elif check.converged:
+            if self.drops_left == 0:
+                self.stop_reason = "converged"
+                return "stop"
+            self.drops_left -= 1
+            self.lr /= 10.0
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
+            self.detector.reset()
+        return None
+
+    def result(self) -> TrainResult:
+        """The trained networks (on the CPU, in eval mode) and how training went."""
+        if math.isnan(self.heldout_value) or self.stop_reason != "converged":
+            self.heldout_value = _heldout_psnr(self.model, self.heldout)
+        self.model.eval()
+        return TrainResult(
+            model=self.model.cpu(),
+            prior=self.prior.cpu(),
+            steps=self.step,
+            seconds=time.monotonic() - self.start,
+            stop_reason=self.stop_reason,
+            final_loss=self.loss_value,
+            heldout_psnr=self.heldout_value,
+            history=self.history,
+            crop=self.crop,
+            rank=self.info.rank,
+            world=self.info.world,
+            gan=self.gan.summary() if self.gan is not None else None,
+            warm_start=self.warm.summary() if self.warm is not None else None,
+        )
