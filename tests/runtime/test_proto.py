@@ -73,7 +73,7 @@ def assert_same_as_onnx(graph: bytes, arrays) -> None:
 @pytest.mark.parametrize("archive", ARCHIVES, ids=lambda p: p.name)
 def test_golden_session_bytes_are_onnx_bytes(archive):
     with ArchiveReader(archive) as reader:
-        graph, arrays = reader.onnx_graph(), reader.codec.model_arrays("decoder")  # a delta archive: base + delta
+        graph, arrays = reader.codec.graph(), reader.codec.model_arrays("decoder")  # base + delta; graph stored or named
     assert_same_as_onnx(graph, arrays)
     folded = onnx.ModelProto()
     folded.ParseFromString(proto.fold_dequantize(proto.attach_weights(graph, arrays)))
@@ -140,7 +140,7 @@ def test_typed_data_tensors_read_as_onnx_reads_them():
 
 def test_malformed_graph_and_missing_weights_are_corrupt_archive_errors():
     with ArchiveReader(ARCHIVES[-1]) as reader:
-        graph, arrays = reader.onnx_graph(), reader.codec.model_arrays("decoder")  # a delta archive: base + delta
+        graph, arrays = reader.codec.graph(), reader.codec.model_arrays("decoder")  # base + delta; graph stored or named
     with pytest.raises(CorruptArchiveError, match="malformed"):
         proto.attach_weights(graph[: len(graph) // 2], arrays)
     with pytest.raises(CorruptArchiveError, match="malformed"):
@@ -154,7 +154,7 @@ def test_damaged_graph_bytes_raise_only_corrupt_archive_errors():
     """Flipped bytes in a stored graph either still parse (ONNX Runtime judges the graph) or raise
     CorruptArchiveError; never another exception or a hang."""
     with ArchiveReader(ARCHIVES[0]) as reader:
-        graph, arrays = reader.onnx_graph(), reader.codec.model_arrays("decoder")  # a delta archive: base + delta
+        graph, arrays = reader.codec.graph(), reader.codec.model_arrays("decoder")  # base + delta; graph stored or named
     rng = np.random.default_rng(0)
     for _ in range(300):
         damaged = bytearray(graph)
