@@ -1,6 +1,4 @@
-import json
 import zlib
-import math
 from pathlib import Path
 
 import h5py

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from .graph import OUTPUT, Builder
+from .graph import Builder
 from .proto import DENOISER_INPUT  #: uint8 [N, 3, H, W]
 
 __all__ = ["build_denoiser_graph", "DENOISER_INPUT"]
