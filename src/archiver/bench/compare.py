@@ -119,9 +119,9 @@ def base_graph_bytes(reader) -> int:
     side = reader.codec
     if "graph" not in side.desc.base:
         return 0
-    import zstandard
+    from archiver.container.writer import graph_blob
 
-    return len(zstandard.ZstdCompressor(level=int(reader.config.get("zstd_level", 19))).compress(side.graph()))
+    return len(graph_blob(side.graph(), int(reader.config.get("zstd_level", 19))))
 
 
 def bd_table(points: list[dict]) -> dict:

@@ -52,6 +52,11 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+def graph_blob(graph: bytes, level: int = 19) -> bytes:
+    """The bytes an ONNX graph takes in the archive: one zstd frame at the archive's level."""
+    return zstandard.ZstdCompressor(level=level).compress(graph)
+
+
 class ArchiveWriter:
     """Builds one archive. Use as a context manager; leaving it by an exception removes the temporary file.
 
@@ -108,7 +113,7 @@ class ArchiveWriter:
 
     def write_onnx(self, graph: bytes, opset: int, level: int = 19, name: str = "decoder_onnx") -> None:
         """Store an ONNX graph (without weights) as one zstd frame, a block of ``/data``."""
-        blob = zstandard.ZstdCompressor(level=level).compress(graph)
+        blob = graph_blob(graph, level)
         block = self._block(blob)
         self._index.model[name] = {"block": block, "opset": int(opset), "sha256": hashlib.sha256(blob).hexdigest()}
 
