@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "trace": traceback.format_exc(limit=3)})  # fmt: skip
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
-        "machine": machine(), "archive": str(args.archive.relative_to(REPO)), "seconds": args.seconds,
+        "machine": machine(), "archive": str(args.archive.resolve().relative_to(REPO)), "seconds": args.seconds,
         "inputs_tried": tried, "damage_detected": detected, "undetected": undetected, "crashes": crashes,
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

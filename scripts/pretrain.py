@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                          "work wants 1: two busy processes with 2 threads each on 2 cores ran 4.5x slower")
     ap.add_argument("--patience", type=int, default=3,
                     help="pyramid: checks without a better held-back PSNR that count as converged (0: off)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="pyramid: start from this base file (.npz) where shapes fit; a context network of "
+                         "another order starts from the base's phase-1 network and is first fitted alone")
+    ap.add_argument("--context-steps", type=int, default=3000,
+                    help="pyramid, with --init-from: steps of that first context-only fit")
     ap.add_argument("--export-only", action="store_true",
                     help="pyramid: write the base from the checkpoint in --state as it is (no training)")
     ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
@@ -166,9 +171,14 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     held, _ = training_pool(args.src, HELD_CROP, photos[-HOLD_BACK:])
     heldout = CropSampler(held, HELD_CROP, np.random.default_rng(20261202)).batch(HELD_COUNT)
     qualities = tuple(sorted(PYRAMID_LAMBDAS))
-    recipe = PyramidRecipe(qualities=qualities, coarse_steps=args.coarse_steps, flip=True, heldout=heldout,
-                           patience=args.patience)  # fmt: skip
+    start = None
+    if args.init_from is not None:  # also on resume: the recipe (learning rate) must be the same
+        start = initial_state(args.init_from, spec, pool, qualities, args.context_steps)
+    recipe = PyramidRecipe(qualities=qualities, coarse_steps=0 if args.init_from else args.coarse_steps, flip=True,
+                           heldout=heldout, patience=args.patience, start=start)  # fmt: skip
     fingerprint = f"pretrain-pyramid:{json.dumps(spec.to_dict(), sort_keys=True)}:{n_photos}:{args.coarse_steps}"
+    if args.init_from is not None:
+        fingerprint += f":{args.init_from.name}"
     checkpointer = Checkpointer(args.state, fingerprint, every=300.0, resume=True)
     started = dt.datetime.now(dt.timezone.utc)
 
@@ -200,6 +210,52 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     draw_curve(result.history, args.results / "pretrain-curve.png")
     print(f"wrote {path} ({size} bytes), {log}: {result.steps} steps, {result.seconds / 3600:.2f} h")
     return 0
+
+
+def initial_state(path: Path, spec, pool: list[np.ndarray], qualities: tuple[int, ...], steps: int) -> dict:
+    """A :class:`PyramidCodec` state for ``spec`` from the base file ``path``: every tensor whose name
+    and shape fit; a context network of another order takes the base's last phase network (same
+    inputs count) and is then fitted alone for ``steps`` Adam steps (lr 3e-3, 16 crops of 64 px, a
+    quality drawn per step) on the base encoder's rounded latents, so that joint training starts
+    from a context that knows its neighbours."""
+    import torch
+
+    from archiver.codec.bases import load_base
+    from archiver.model.pyramid import PyramidCodec, laplace_bits
+    from archiver.model.pyramid_train import PYRAMID_CROP
+    from archiver.model.training import CropSampler
+
+    codec = PyramidCodec(spec, qualities=len(qualities))
+    own = codec.state_dict()
+    _, arrays = load_base(path)
+    base = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    last = max((int(k.split(".")[2]) for k in base if k.startswith("context.mlps.")), default=0)
+    for name, value in base.items():
+        if name.startswith("context.mlps."):
+            parts = name.split(".")
+            if int(parts[2]) != last:
+                continue
+            name = ".".join(parts[:2] + ["0"] + parts[3:]) if spec.phases == 1 else name
+        if name in own and own[name].shape == value.shape:
+            own[name] = value
+    codec.load_state_dict(own)
+    if spec.phases == 1 and steps > 0:
+        sampler = CropSampler(pool, PYRAMID_CROP, np.random.default_rng(7))
+        opt = torch.optim.Adam(codec.context.parameters(), lr=3e-3)
+        for step in range(steps):
+            q = qualities[step % len(qualities)]
+            x = sampler.batch(16)
+            with torch.no_grad():
+                st = codec.steps(q)
+                grids = [torch.round(g / st[i]) for i, g in enumerate(codec.encoder(x))]
+            bits = sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(grids, codec.context(grids)))
+            bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
+            opt.zero_grad()
+            bpp.backward()
+            opt.step()
+            if step % 500 == 0:
+                print(f"context fit {step:5d}  q{q}  bpp {bpp.item():.3f}", flush=True)
+    return {k: v.detach().clone() for k, v in codec.state_dict().items()}
 
 
 def draw_curve(history: list[dict], path: Path) -> None:

@@ -62,6 +62,31 @@ def test_bad_codec_descriptions_are_refused(raw):
         describe(FakeReader(raw))
 
 
+WAVE = {"channels": [1, 1, 1, 1], "context": "wavefront", "context_tile": 16}
+
+
+def test_version_4_names_a_context_order_with_or_without_a_base_graph():
+    stored = read_side(FakeReader(CodecDescription("pyramid", 4, WAVE).to_json()))
+    named = read_side(FakeReader(CodecDescription("pyramid", 4, WAVE, {"id": "b", "sha256": "ab", "graph": "cd"}).to_json()))
+    assert stored.spec.context == named.spec.context == "wavefront" and stored.spec.phases == 1
+    assert stored.spec.context_tile == 16
+
+
+@pytest.mark.parametrize(
+    "desc",
+    [
+        CodecDescription("pyramid", 2, WAVE),  # the order needs version 4
+        CodecDescription("pyramid", 3, WAVE, {"id": "b", "sha256": "ab", "graph": "cd"}),
+        CodecDescription("pyramid", 4, {**WAVE, "context": "spiral"}),
+        CodecDescription("pyramid", 4, {**WAVE, "context_tile": 0}),
+        CodecDescription("pyramid", 4, {**WAVE, "context_tile": "big"}),
+    ],
+)
+def test_impossible_context_orders_are_refused(desc):
+    with pytest.raises(CorruptArchiveError):
+        read_side(FakeReader(desc.to_json()))
+
+
 def test_codec_attribute_needs_format_version_3():
     with pytest.raises(CorruptArchiveError):
         describe(FakeReader(CodecDescription("pyramid", 1, {}).to_json(), version=2))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from archiver.codec import bases
-from archiver.codec.pyramid_plan import PyramidSpec
+from archiver.codec.pyramid_plan import PYRAMID_PRESETS
 from archiver.model.pyramid import PyramidCodec
 from archiver.model.pyramid_base import save_pyramid_base
 from conftest import build_mixed_tree, run_cli as run
@@ -23,7 +23,7 @@ def base_and_archives(tmp_path_factory):
     root = tmp_path_factory.mktemp("based")
     weights = root / "weights"
     torch.manual_seed(0)
-    save_pyramid_base(weights / "pyramid-t1.npz", PyramidCodec(PyramidSpec()), {"test": True})
+    save_pyramid_base(weights / "pyramid-t1.npz", PyramidCodec(PYRAMID_PRESETS["default"]), {"test": True})
     digest = hashlib.sha256((weights / "pyramid-t1.npz").read_bytes()).hexdigest()
     mp = pytest.MonkeyPatch()
     mp.setattr(bases, "WEIGHTS_DIR", weights)
@@ -93,7 +93,7 @@ def test_append_to_a_delta_archive_keeps_base_and_delta(base_and_archives, tmp_p
 
 
 def test_graph_from_the_base_is_named_not_stored(base_and_archives, tmp_path):
-    """A base that ships its graph: the archive is codec version 3, stores no graph, decodes
+    """A base that ships its graph: the archive (wavefront context: codec version 4) stores no graph, decodes
     bit-exactly, appends, and without the graph file fails with one clear line."""
     from archiver.runtime.graph import graph_only
     from archiver.runtime.pyramid_graph import build_pyramid_graph
@@ -101,7 +101,7 @@ def test_graph_from_the_base_is_named_not_stored(base_and_archives, tmp_path):
     from archiver.append import append
 
     mp, weights = base_and_archives["mp"], base_and_archives["root"] / "weights"
-    graph = graph_only(build_pyramid_graph(PyramidSpec()))
+    graph = graph_only(build_pyramid_graph(PYRAMID_PRESETS["default"]))
     (weights / "pyramid-t1.graph.onnx").write_bytes(graph)
     mp.setitem(bases.BASE_GRAPHS, "pyramid-t1", hashlib.sha256(graph).hexdigest())
     src = base_and_archives["root"] / "src"
@@ -110,7 +110,7 @@ def test_graph_from_the_base_is_named_not_stored(base_and_archives, tmp_path):
         run("pack", src, "-o", archive, "--codec", "pyramid", "--max-steps", "30", "--refine", "2", "--quiet")
         info = json.loads(run("info", archive, "--json").output)
         delta = json.loads(run("info", base_and_archives["delta"], "--json").output)
-        assert info["codec"]["version"] == 3
+        assert info["codec"]["version"] == 4
         assert info["codec"]["base"]["graph"] == hashlib.sha256(graph).hexdigest()
         assert info["model_bytes"] < delta["model_bytes"] - 500  # the graph (zstd) is not in the archive
         run("verify", archive, "--decode")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import _Serializable
-from .errors import CorruptArchiveError, MissingBaseError, MissingDependencyError
+from .errors import CorruptArchiveError, InputError, MissingBaseError, MissingDependencyError
 
 __all__ = [
     "CodecDescription", "CODECS", "describe", "read_side", "AutoencoderReadSide", "PyramidReadSide", "pyramid_tiling",
@@ -39,9 +39,15 @@ __all__ = [
 #: ``pyramid`` 2 is 1 plus per-image quantization gains (``pack --target-psnr``); a pack writes 1
 #: when every gain is 0, so that archivers reading only version 1 read it. ``pyramid`` 3 is 2 whose
 #: graph is not stored but named by its base (``base.graph``: the SHA-256 of the base's graph file).
-CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1, 2, 3)}
+#: ``pyramid`` 4 is 2 whose spec may name a context order (``context``: ``wavefront``,
+#: :mod:`archiver.codec.pyramid_wave`); its graph is named by its base when ``base`` has ``graph``,
+#: else stored.
+CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1, 2, 3, 4)}
 #: First ``pyramid`` version whose graph may come from its base instead of the archive.
 GRAPH_FROM_BASE_SINCE = 3
+#: First ``pyramid`` version whose spec may name a context order other than ``checkerboard``; from
+#: it on the graph comes from the base exactly when the base names one.
+CONTEXT_ORDER_SINCE = 4
 #: First format version whose archives may carry a ``codec`` document.
 CODEC_ATTR_SINCE = 3
 
@@ -84,6 +90,8 @@ def describe(reader) -> CodecDescription:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptArchiveError(f"{reader.path}: the codec document is not a codec description ({exc})") from None
     from_base = desc.name == "pyramid" and desc.version >= GRAPH_FROM_BASE_SINCE
+    if desc.version >= CONTEXT_ORDER_SINCE:
+        from_base = "graph" in desc.base
     if from_base != ("graph" in desc.base):
         raise CorruptArchiveError(
             f"{reader.path}: codec {desc.name!r} version {desc.version} "
@@ -171,7 +179,14 @@ class PyramidReadSide:
         from .codec.pyramid_plan import PyramidSpec
 
         self.reader, self.desc = reader, desc
-        self.spec = PyramidSpec.from_dict(desc.spec)
+        try:
+            self.spec = PyramidSpec.from_dict(desc.spec)
+        except (ValueError, TypeError, InputError) as exc:
+            raise CorruptArchiveError(f"{reader.path}: the pyramid codec's spec is not one: {exc}") from None
+        if self.spec.context != "checkerboard" and desc.version < CONTEXT_ORDER_SINCE:
+            raise CorruptArchiveError(
+                f"{reader.path}: pyramid codec version {desc.version} cannot use the {self.spec.context} context order"
+            )
         self.stride, self.min_size = self.spec.stride, 0
         self.tile, self.halo = pyramid_tiling(self.stride)
         self._reference: dict | None = None

@@ -304,11 +304,11 @@ def resolve_budget_quality(cfg: PackConfig, pixels: int, rest: int) -> PackConfi
 
 
 #: Whole-archive bpp and mean PSNR (dB) of ``--codec pyramid`` per ``--quality`` on the dataset
-#: regime's heldout split (400 crops of 128², 8-minute packs from base pyramid-b1:
-#: benchmarks/results/rd-dataset-pyramid-b1-heldout{,-q2}.md); levels between are interpolated
+#: regime's heldout split (400 crops of 128², 8-minute packs from base pyramid-b2, wavefront context:
+#: benchmarks/results/rd-dataset-pyramid-b2-heldout.md); levels between are interpolated
 #: (PSNR linearly, bpp geometrically). ``--target-psnr`` and ``--max-bytes`` without ``--quality``
 #: fine-tune at the level nearest to what they ask (:func:`pyramid_quality_for`).
-PYRAMID_LEVEL_POINTS: dict[int, tuple[float, float]] = {2: (0.626, 27.73), 4: (1.332, 31.46), 8: (2.723, 37.78)}
+PYRAMID_LEVEL_POINTS: dict[int, tuple[float, float]] = {2: (0.413, 27.17), 4: (0.898, 31.36), 8: (2.147, 38.17)}
 
 
 def pyramid_quality_for(target_psnr: float = 0.0, bpp: float = 0.0) -> int:

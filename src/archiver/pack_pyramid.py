@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .codecs import GRAPH_FROM_BASE_SINCE, CodecDescription, pyramid_tiling
+from .codecs import CONTEXT_ORDER_SINCE, GRAPH_FROM_BASE_SINCE, CodecDescription, pyramid_tiling
 from .collection.images import SourceImage, measure_decoded
 from .collection.pool import training_set
 from .config import PackConfig
@@ -118,13 +118,15 @@ def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | N
     out.training["device"] = str(resolve_device(cfg.train.device))
     arrays, out.model_blob = decoder_arrays(cfg, codec, reference, gain)
     shipped = shipped_graph(base.id) if reference else None
-    if shipped is not None:  # the base's own graph: named, not stored (codec version 3)
+    if shipped is not None:  # the base's own graph: named, not stored (codec version 3 or 4)
         out.onnx_graph = shipped[0]
         based_on = {"id": base.id, "sha256": base.sha256, "graph": shipped[1]}
     else:
         out.onnx_graph = graph_only(build_pyramid_graph(spec))
         based_on = {"id": base.id, "sha256": base.sha256} if reference else {}
     version = GRAPH_FROM_BASE_SINCE if shipped is not None else 1
+    if spec.context != "checkerboard":  # version 4 allows gains and a named or stored graph
+        version = CONTEXT_ORDER_SINCE
     out.codec = CodecDescription("pyramid", version, spec.to_dict(), based_on)
     return arrays
 

@@ -24,11 +24,13 @@ from archiver.model.pyramid_train import context_net, synthesis_arrays
 #: changes (archives that name it must keep decoding); a new base gets a new id.
 PINNED = {
     "pyramid-b1": "bf1e38b7fffd3f763ec50ac9f8d875b21a21d2cce7a3deeb37e10ad5dee343c9",
+    "pyramid-b2": "3a980b82b2e0d05d498aa51a7cac9a607378d02c3be6d601dc123a45958535d1",
 }
 
 #: The released base graphs (``<id>.graph.onnx``), pinned the same way.
 PINNED_GRAPHS = {
     "pyramid-b1": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
+    "pyramid-b2": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
 }
 
 FORMAT = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
@@ -90,9 +92,9 @@ def _fine_tuned(spec: PyramidSpec, seed: int) -> tuple[PyramidCodec, PyramidCode
 
 
 @settings(max_examples=5, deadline=None)
-@given(seed=st.integers(0, 2**16))
-def test_delta_round_trip_is_the_fine_tuned_int8_model(seed, tmp_path_factory):
-    spec = PyramidSpec()
+@given(seed=st.integers(0, 2**16), order=st.sampled_from(["checkerboard", "wavefront"]))
+def test_delta_round_trip_is_the_fine_tuned_int8_model(seed, order, tmp_path_factory):
+    spec = PyramidSpec(context=order)
     base, tuned = _fine_tuned(spec, seed)
     path = tmp_path_factory.mktemp("base") / "pyramid-t1.npz"
     save_pyramid_base(path, base, {"test": True})
@@ -129,14 +131,17 @@ def test_find_pyramid_base_matches_the_spec_only(tmp_path):
     assert found is not None and found.id == "pyramid-t1"
     assert found.sha256 == hashlib.sha256((tmp_path / "pyramid-t1.npz").read_bytes()).hexdigest()
     assert find_pyramid_base(PyramidSpec(hidden=(16, 16)), tmp_path) is None
+    assert find_pyramid_base(PyramidSpec(context="wavefront"), tmp_path) is None  # another context order
 
 
-def test_shipped_pyramid_base_already_codes_an_unseen_image():
-    """The released base reconstructs a synthetic image far better than the random start it replaces,
-    at every quality, and spends more bits for more PSNR as the quality rises."""
+@pytest.mark.parametrize("order", ["checkerboard", "wavefront"])
+def test_shipped_pyramid_base_already_codes_an_unseen_image(order):
+    """Each released base (pyramid-b1: checkerboard, pyramid-b2: wavefront, the default) reconstructs
+    a synthetic image far better than the random start it replaces, at every quality, and spends
+    more bits for more PSNR as the quality rises."""
     from conftest import smooth_image
 
-    spec = PyramidSpec()
+    spec = PyramidSpec(context=order)
     base = find_pyramid_base(spec)
     assert base is not None and base.id in BASES and base.sha256 == BASES[base.id]
     x = torch.from_numpy(smooth_image(np.random.default_rng(5), 128, 96)).permute(2, 0, 1)[None].float() / 255

@@ -5,7 +5,8 @@
     python tests/golden/make_golden.py --codec pyramid --delta  # from the shipped base, stored as
                                                                # its difference: v<N>-<codec>-delta-mixed.nca
                                                                # (-delta-graph-: the base's graph named,
-                                                               # pyramid codec version 3)
+                                                               # pyramid codec version 3; with the
+                                                               # wavefront default, -wavefront-: version 4)
     python tests/golden/make_golden.py --codec pyramid --delta --target 30  # per-image gains (pyramid
                                                                # version 2): v<N>-<codec>-target-mixed.nca
 
@@ -63,10 +64,18 @@ def main() -> None:
             cfg = config_for_quality(8, time_limit=120, max_steps=200, seed=0, codec=codec, refine_steps=3,
                                      warm_start=delta, target_psnr=target)  # fmt: skip
             kind = "-target" if target else "-delta" if delta else ""
-            if delta:  # since pyramid codec version 3 a base that ships its graph is named, not stored
-                from archiver.codec.bases import shipped_graph
+            if codec == "pyramid":
+                from archiver.codec.pyramid_plan import PYRAMID_PRESETS
 
-                kind += "-graph" if shipped_graph("pyramid-b1") else ""
+                spec = PYRAMID_PRESETS["default"]
+                if delta:  # since pyramid codec version 3 a base that ships its graph is named, not stored
+                    from archiver.codec.bases import shipped_graph
+                    from archiver.model.pyramid_base import find_pyramid_base
+
+                    base = find_pyramid_base(spec)
+                    kind += "-graph" if base is not None and shipped_graph(base.id) else ""
+                if spec.context != "checkerboard":  # pyramid codec version 4: v<N>-pyramid-wavefront-…
+                    kind = f"-{spec.context}{kind}"
             out = HERE / f"v{FORMAT_VERSION}-{codec}{kind}-mixed.nca"
             pack(src, out, cfg, force=True)
             (out.with_suffix(".json")).write_text(json.dumps(list_entries(out), indent=1) + "\n")

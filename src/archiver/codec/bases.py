@@ -51,12 +51,16 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "model" / "weights"
 BASES: dict[str, str] = {
     # 2026-12-02: variable-rate pyramid base, 50,000 steps (1.28 CPU hours), see model/weights/README.md
     "pyramid-b1": "bf1e38b7fffd3f763ec50ac9f8d875b21a21d2cce7a3deeb37e10ad5dee343c9",
+    # 2026-12-03: pyramid-b1 with the wavefront context (codec version 4), see model/weights/README.md
+    "pyramid-b2": "3a980b82b2e0d05d498aa51a7cac9a607378d02c3be6d601dc123a45958535d1",
 }
 
 #: Every released base graph: id → SHA-256 of ``<id>.graph.onnx``. Never edit a released entry.
 BASE_GRAPHS: dict[str, str] = {
     # 2026-12-03: the graph of pyramid-b1's spec (graph_only(build_pyramid_graph(spec)), onnx 1.23.2)
     "pyramid-b1": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
+    # 2026-12-03: the same bytes as pyramid-b1's (the synthesis did not change)
+    "pyramid-b2": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
 }
 
 DELTA_SUFFIX = ".delta"
@@ -143,7 +147,7 @@ def pyramid_reference(path: Path) -> dict[str, dict[str, np.ndarray]]:
         else:
             decoder[name] = value
     phases = []
-    for p in (0, 1):
+    for p in sorted({int(k.split(".")[2]) for k in state if k.startswith("context.mlps.")}):
         linears = sorted({k.rsplit(".", 1)[0] for k in state if k.startswith(f"context.mlps.{p}.")},
                          key=lambda k: int(k.rsplit(".", 1)[1]))  # fmt: skip
         phases.append([(state[k + ".weight"].astype(np.float64), state[k + ".bias"].astype(np.float64)) for k in linears])

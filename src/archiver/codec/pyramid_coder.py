@@ -6,7 +6,9 @@ Coding order: levels from the coarsest (L-1) to full size (0); within a level, p
 ``(i + j)`` even) then phase 1 (the others). For every position of a phase the network turns the
 integers already decoded around it into a mean and a bucket (:mod:`archiver.codec.pyramid_net`,
 steps 1–3); the symbol coded is the residual ``y - mean`` with table ``bucket``. Within a phase the
-positions are coded bucket by bucket (ascending), each bucket's positions in raster order.
+positions are coded bucket by bucket (ascending), each bucket's positions in raster order. That is
+the ``checkerboard`` context order (pyramid codec versions 1–3); a spec with the ``wavefront`` order
+(version 4) codes a group's images together in the order of :mod:`archiver.codec.pyramid_wave`.
 
 Tables: for each bucket, the residuals' range ``[low, low + length)`` and quantized counts (one byte
 each, :func:`archiver.codec.context.quantize_counts`), normalized to ``2**PRECISION`` by integer
@@ -27,6 +29,7 @@ from .pyramid_net import (
     BUCKETS, FEATURE_CLIP, FRACTION_BITS, SCALE_LOW, SCALE_STEP, SYMBOL_CLIP, ContextNet, anchor_mask, phase_features,
 )  # fmt: skip
 from .pyramid_plan import PyramidSpec, pack_grids, unpack_grids
+from .pyramid_wave import decode_group, encode_group, level_residuals
 from .tables import MAX_SYMBOLS, PRECISION
 
 # The network's names stay importable from here (the coder's public surface since format version 3).
@@ -206,6 +209,10 @@ class PyramidCoder:
 
     def count(self, grids: list[np.ndarray], counter: HistogramCounter) -> None:
         """Add the residuals of one image to ``counter``."""
+        if self.spec.context == "wavefront":
+            for _level, _plan, residual, bucket in level_residuals(self, [grids]):
+                counter.add(bucket, residual)
+            return
         for level, rows, cols, mean, bucket in self.steps(grids):
             counter.add(bucket, grids[level][rows, cols].astype(np.int64) - mean)
 
@@ -214,24 +221,33 @@ class PyramidCoder:
         return self.encode_many([grids])
 
     def encode_many(self, images) -> bytes:
-        """One bitstream for several images' grids, coded one after the other (one coder flush)."""
+        """One bitstream for several images' grids (one coder flush): one after the other in the
+        checkerboard order, interleaved step by step in the wavefront order."""
         encoder = constriction.stream.queue.RangeEncoder()
+        if self.spec.context == "wavefront":
+            group = list(images)
+            if group:
+                encode_group(self, encoder, group)
+            return encoder.get_compressed().astype("<u4").tobytes()
         for grids in images:
             self._encode_into(encoder, grids)
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def _encode_into(self, encoder, grids: list[np.ndarray]) -> None:
-        t = self.tables
         for level, rows, cols, mean, bucket in self.steps(grids):
-            residual = grids[level][rows, cols].astype(np.int64) - mean
-            order, runs = bucket_runs(bucket)
-            r = residual[order]
-            for k, start, stop in runs:
-                sel = r[start:stop] - int(t.lows[k])
-                if (sel < 0).any() or (sel >= t.lengths[k]).any():
-                    raise ValueError(f"level {level}: residual outside table {int(k)}")
-                if t.lengths[k] > 1:  # a one-symbol table costs no bits
-                    encoder.encode(sel.astype(np.int32), self._model(int(k)))
+            self._encode_step(encoder, level, grids[level][rows, cols].astype(np.int64) - mean, bucket)
+
+    def _encode_step(self, encoder, level: int, residual: np.ndarray, bucket: np.ndarray) -> None:
+        """Code the residuals of one phase (or wavefront step): bucket by bucket, each in the order given."""
+        t = self.tables
+        order, runs = bucket_runs(bucket)
+        r = residual[order]
+        for k, start, stop in runs:
+            sel = r[start:stop] - int(t.lows[k])
+            if (sel < 0).any() or (sel >= t.lengths[k]).any():
+                raise ValueError(f"level {level}: residual outside table {int(k)}")
+            if t.lengths[k] > 1:  # a one-symbol table costs no bits
+                encoder.encode(sel.astype(np.int32), self._model(int(k)))
 
     def decode(self, data: bytes, height: int, width: int) -> list[np.ndarray]:
         """Grids of an image coded at ``height`` × ``width`` pixels (multiples of the spec's stride)."""
@@ -242,6 +258,8 @@ class PyramidCoder:
         if len(data) % 4:
             raise CorruptArchiveError(f"pyramid bitstream of {len(data)} bytes is not whole 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        if self.spec.context == "wavefront":
+            return decode_group(self, decoder, count, height, width)
         return [self._decode_from(decoder, height, width) for _ in range(count)]
 
     def _decode_from(self, decoder, height: int, width: int) -> list[np.ndarray]:

@@ -22,6 +22,7 @@ alike. The entropy coder (:mod:`archiver.codec.pyramid_coder`) calls it once per
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -110,8 +111,8 @@ class ContextNet:
 
     def validate(self, spec: PyramidSpec) -> None:
         """Raise :class:`CorruptArchiveError` unless shapes and magnitudes are what ``spec`` needs."""
-        if len(self.layers) != 2:
-            raise CorruptArchiveError("pyramid context network: expected two phases")
+        if len(self.layers) != spec.phases:
+            raise CorruptArchiveError(f"pyramid context network: expected {spec.phases} phase(s), found {len(self.layers)}")
         for phase, layers in enumerate(self.layers):
             cin = context_features_count(spec, phase)
             widths = [spec.context_hidden, spec.context_hidden, 2]
@@ -139,7 +140,7 @@ class ContextNet:
             return cls(tuple(
                 tuple((np.asarray(arrays[f"p{p}.l{k}.w"], np.int32), np.asarray(arrays[f"p{p}.l{k}.b"], np.int32))
                       for k in range(3))
-                for p in range(2)
+                for p in range(2 if "p1.l0.w" in arrays else 1)
             ))  # fmt: skip
         except KeyError as exc:
             raise CorruptArchiveError(f"pyramid context network: array {exc} missing") from None
@@ -149,10 +150,29 @@ class ContextNet:
         ``x`` (float64 holding integers; one column per position, the layout BLAS is fast at for
         millions of positions; in-place steps). The level's one-hot input is folded into the first
         bias: W·onehot is the level's column of W."""
-        (w1, b1), (w2, b2), (w3, b3) = [(w.astype(np.float64), b.astype(np.float64)) for w, b in self.layers[phase]]
-        f = x.shape[0]
-        h = w1[:, :f] @ x
-        h += (b1 + w1[:, f + level])[:, None]
+        return self.finish(phase, self.first_layer(phase, level, x))
+
+    @cached_property
+    def _float(self) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """The weights as float64 (exact: integers), converted once, not per wavefront step."""
+        return [[(w.astype(np.float64), b.astype(np.float64)) for w, b in layers] for layers in self.layers]
+
+    def first_layer(self, phase: int, level: int, x: np.ndarray, first: int = 0, features: int | None = None,
+                    bias: bool = True) -> np.ndarray:  # fmt: skip
+        """``W1 · x`` (plus ``B1`` and the level's one-hot column when ``bias``) before the clip, for
+        features ``x`` that are rows ``first …`` of the ``features`` (default: ``x``'s rows) that
+        precede the one-hot. Sums of such parts are the whole sum exactly (integers below 2**53),
+        so the wavefront coder adds the parent's part, computed once per level, to the neighbours'
+        part of each step."""
+        w1, b1 = self._float[phase][0]
+        h = w1[:, first : first + x.shape[0]] @ x
+        if bias:
+            h += (b1 + w1[:, (x.shape[0] if features is None else features) + level])[:, None]
+        return h
+
+    def finish(self, phase: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, bucket) from the first layer's sums ``h`` (clipped here, in place)."""
+        (w2, b2), (w3, b3) = self._float[phase][1:]
         np.clip(h, 0, ACT_MAX, out=h)
         h = self._shift(w2 @ h, b2)
         np.clip(h, 0, ACT_MAX, out=h)

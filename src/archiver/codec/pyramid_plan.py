@@ -17,6 +17,15 @@ __all__ = [
 
 #: Neighbour offsets (dy, dx) the context reads, in this order: up, down, left, right.
 NEIGHBOURS: tuple[tuple[int, int], ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))
+#: Own-level neighbours a ``wavefront`` context reads, in this order: left, up-left, up, up-right. All
+#: are decoded before (i, j) when a tile is coded in wavefronts ``t = 2i + j``.
+CAUSAL_NEIGHBOURS: tuple[tuple[int, int], ...] = ((0, -1), (-1, -1), (-1, 0), (-1, 1))
+#: Context orders a spec may name: ``checkerboard`` (two phases a level: anchors see only the
+#: coarser level) and ``wavefront`` (one phase; every latent also sees its four causal neighbours
+#: inside its tile). Measured on the pyramid-b1 latents of 64 heldout crops with context networks
+#: retrained for 100 s each: wavefront codes them in 30 % fewer bits at q4 (0.75 vs 1.10 bpp), 26 %
+#: at q8; a four-phase order saves 17 %, one reading only the two rows above 21 %.
+CONTEXT_ORDERS: tuple[str, ...] = ("checkerboard", "wavefront")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,11 @@ class PyramidSpec(_Serializable):
         encoder_width: feature channels of the encoder (pack time only; not stored weights).
         context_hidden: width of the context MLP's two hidden layers.
         leaky_slope: negative slope of the synthesis' LeakyReLUs.
+        context: the context order, one of :data:`CONTEXT_ORDERS` (absent in specs written before
+            ``wavefront`` existed: ``checkerboard``).
+        context_tile: side of the square tiles a ``wavefront`` level is cut into (positions of that
+            level); a latent reads no neighbour outside its tile, so tiles decode side by side and a
+            level takes at most ``3 · context_tile − 2`` sequential steps whatever the image size.
     """
 
     channels: tuple[int, ...] = (1, 1, 1, 1, 1, 1)
@@ -50,6 +64,25 @@ class PyramidSpec(_Serializable):
     encoder_width: int = 24
     context_hidden: int = 16
     leaky_slope: float = 0.2
+    context: str = "checkerboard"
+    context_tile: int = 64
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXT_ORDERS:
+            raise ValueError(f"unknown pyramid context order {self.context!r}; known: {', '.join(CONTEXT_ORDERS)}")
+        if not 1 <= int(self.context_tile) <= 4096:
+            raise ValueError(f"pyramid context_tile {self.context_tile} is outside 1 … 4096")
+
+    @property
+    def phases(self) -> int:
+        """Context networks (phases of a level): 2 for ``checkerboard``, 1 for ``wavefront``."""
+        return 2 if self.context == "checkerboard" else 1
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self.context == "checkerboard":  # the document of specs written before the field existed
+            del out["context"], out["context_tile"]
+        return out
 
     @property
     def levels(self) -> int:
@@ -98,16 +131,18 @@ def context_macs_per_pixel(spec: PyramidSpec) -> float:
     """Multiply–accumulates of the context network per pixel: each level's positions (1/4**l of the
     pixels), half in each phase; the one-hot of the level costs nothing (it is a bias)."""
     total, hid = 0.0, spec.context_hidden
+    phases = range(spec.phases)
     for level, c in enumerate(spec.channels):
-        per = sum((context_features_count(spec, p) - spec.levels) * hid + hid * hid + hid * 2 for p in (0, 1)) / 2
+        per = sum((context_features_count(spec, p) - spec.levels) * hid + hid * hid + hid * 2 for p in phases) / len(phases)
         total += c * per / 4**level
     return total
 
 
 def context_features_count(spec: PyramidSpec, phase: int) -> int:
-    """Inputs of the context MLP: parent and its 4 neighbours (5), the 4 anchor neighbours in phase
-    1, and a one-hot of the level."""
-    return 5 + (4 if phase == 1 else 0) + spec.levels
+    """Inputs of the context MLP: parent and its 4 neighbours (5), the 4 own-level neighbours (anchor
+    neighbours in checkerboard phase 1, causal neighbours in ``wavefront``), a one-hot of the level."""
+    own = 4 if (phase == 1 or spec.context == "wavefront") else 0
+    return 5 + own + spec.levels
 
 
 def pack_grids(spec: PyramidSpec, grids: list[np.ndarray]) -> np.ndarray:
@@ -132,4 +167,4 @@ def unpack_grids(spec: PyramidSpec, packed: np.ndarray) -> list[np.ndarray]:
     return grids
 
 
-PYRAMID_PRESETS: dict[str, PyramidSpec] = {"default": PyramidSpec()}
+PYRAMID_PRESETS: dict[str, PyramidSpec] = {"default": PyramidSpec(context="wavefront")}

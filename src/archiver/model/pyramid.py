@@ -11,8 +11,10 @@ quantized with its own step (per ``--quality`` gains), ``ŷ = round(y / step)``;
 The context model (training proxy of the integer coder in :mod:`archiver.codec.pyramid_coder`):
 levels are coded coarsest first, each in two checkerboard phases. A symbol's features are integers
 already decoded: phase 0 (anchors, ``(i + j)`` even) sees the coarser level's values around its
-parent; phase 1 also sees its four anchor neighbours. A small MLP turns the features into a mean and
-a log-scale; the rate is that of a discretized Laplace.
+parent; phase 1 also sees its four anchor neighbours. With the ``wavefront`` context order a level is
+one phase: every symbol sees its parent's five values and its four causal neighbours (left, up-left,
+up, up-right) inside its tile. A small MLP turns the features into a mean and a log-scale; the rate
+is that of a discretized Laplace.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..codec.pyramid_plan import PyramidSpec, context_features_count
+from ..codec.pyramid_plan import CAUSAL_NEIGHBOURS, PyramidSpec, context_features_count
 
 __all__ = ["PyramidEncoder", "PyramidSynthesis", "ContextModel", "PyramidCodec", "laplace_bits"]
 
@@ -109,7 +111,7 @@ class ContextModel(nn.Module):
         super().__init__()
         self.spec = spec
         self.mlps = nn.ModuleList()
-        for phase in (0, 1):
+        for phase in range(spec.phases):
             n = context_features_count(spec, phase)
             hid = spec.context_hidden
             self.mlps.append(nn.Sequential(nn.Linear(n, hid), nn.ReLU(), nn.Linear(hid, hid), nn.ReLU(), nn.Linear(hid, 2)))
@@ -130,7 +132,9 @@ class ContextModel(nn.Module):
             feats.insert(0, up)
         else:
             feats += [torch.zeros_like(g)] * 5
-        if phase == 1:
+        if self.spec.context == "wavefront":
+            feats += _causal_neighbours(g, self.spec.context_tile)
+        elif phase == 1:
             anchors = g * _anchor(h, w, g.device)
             pad = F.pad(anchors, (1, 1, 1, 1))
             for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
@@ -144,6 +148,10 @@ class ContextModel(nn.Module):
         out = []
         for level, g in enumerate(grids):
             h, w = g.shape[-2:]
+            if self.spec.phases == 1:
+                p = self.mlps[0](self.features(grids, level, 0).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+                out.append((p[:, :1], p[:, 1:2]))
+                continue
             anchor = _anchor(h, w, g.device).bool()
             params = []
             for phase in (0, 1):
@@ -152,6 +160,20 @@ class ContextModel(nn.Module):
             p = torch.where(anchor, params[0], params[1])
             out.append((p[:, :1], p[:, 1:2]))
         return out
+
+
+def _causal_neighbours(g: torch.Tensor, tile: int) -> list[torch.Tensor]:
+    """The values at :data:`CAUSAL_NEIGHBOURS` of every position of ``g`` (N, C, h, w); 0 where the
+    neighbour is outside the grid or in another ``tile``×``tile`` tile."""
+    h, w = g.shape[-2:]
+    pad = F.pad(g, (1, 1, 1, 1))
+    i = torch.arange(h, device=g.device).view(-1, 1)
+    j = torch.arange(w, device=g.device).view(1, -1)
+    out = []
+    for dy, dx in CAUSAL_NEIGHBOURS:
+        inside = ((i + dy) // tile == i // tile) & ((j + dx) // tile == j // tile) & (i + dy >= 0) & (j + dx >= 0) & (j + dx < w)
+        out.append(pad[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] * inside.to(g.dtype))
+    return out
 
 
 def _anchor(h: int, w: int, device) -> torch.Tensor:
