@@ -11,33 +11,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.codec.pyramid_coder import ContextNet, HistogramCounter, PyramidCoder
+from archiver.codec.pyramid_coder import ContextNet, PyramidCoder
 from archiver.codec.pyramid_plan import PyramidSpec, context_features_count
 from archiver.codec.pyramid_wave import LevelPlan, level_residuals, wavefront_features
 from archiver.errors import CorruptArchiveError
 
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+import test_pyramid_coder  # noqa: E402  (its random network, for either context order)
+
 SPEC = PyramidSpec(channels=(1, 1, 1, 1), context_hidden=8, context="wavefront", context_tile=4)
 
 
-def random_net(seed: int, spec: PyramidSpec = SPEC, scale: float = 0.5) -> ContextNet:
-    rng = np.random.default_rng(seed)
-    cin, layers = context_features_count(spec, 0), []
-    for cout in (spec.context_hidden, spec.context_hidden, 2):
-        layers.append((rng.normal(0, scale, (cout, cin)), rng.normal(0, scale, cout)))
-        cin = cout
-    return ContextNet.from_float([layers])
+def random_net(seed: int, spec: PyramidSpec = SPEC) -> ContextNet:
+    return test_pyramid_coder.random_net(seed, spec)
 
 
 def random_grids(rng, h, w, spread=3.0, spec=SPEC):
-    return [np.round(rng.laplace(0, spread / (1 + l), (h >> l, w >> l))).astype(np.int32) for l in range(spec.levels)]
+    return test_pyramid_coder.random_grids(rng, h, w, spread, spec)
 
 
 def fitted(net, images, spec=SPEC) -> PyramidCoder:
-    counter = HistogramCounter()
-    coder = PyramidCoder(spec, net)
-    for grids in images:
-        coder.count(grids, counter)
-    return PyramidCoder(spec, net, counter.tables())
+    return test_pyramid_coder.fitted(net, images, spec)
 
 
 @settings(max_examples=25, deadline=None)
@@ -151,18 +145,3 @@ def test_same_latents_in_threads_and_another_process():
     env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code, here], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == expected
-
-
-@settings(max_examples=10, deadline=None)
-@given(st.integers(0, 2**31), st.floats(0.3, 20))
-def test_ideal_bits_predict_the_coded_length(seed, spread):
-    rng = np.random.default_rng(seed)
-    images = [random_grids(rng, 32, 24, spread) for _ in range(3)]
-    counter, coder = HistogramCounter(), PyramidCoder(SPEC, random_net(seed % 1000))
-    for grids in images:
-        coder.count(grids, counter)
-    tables = counter.tables()
-    predicted = counter.ideal_bits(tables) / 8
-    actual = len(PyramidCoder(SPEC, coder.net, tables).encode_many(images))
-    assert predicted <= actual + 1
-    assert actual <= predicted * 1.01 + 16
