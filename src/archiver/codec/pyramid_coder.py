@@ -276,22 +276,30 @@ class PyramidCoder:
         return [g.astype(np.int32) for g in grids]  # type: ignore[union-attr]
 
     def _decode_phase(self, decoder, mean: np.ndarray, bucket: np.ndarray) -> np.ndarray:
-        """Values of one phase's positions: bucket by bucket, each in raster order."""
+        """Values of one phase's positions: bucket by bucket, each in raster order. The symbols of
+        every bucket are decoded first, then offset and put in place in one vectorised step."""
         order, runs = bucket_runs(bucket)
-        values = np.empty(bucket.size, dtype=np.int64)
+        parts = []
+        lengths = self.tables.lengths
         for k, start, stop in runs:
-            idx = order[start:stop]
             try:
-                if self.tables.lengths[k] == 1:  # a one-symbol table costs no bits
-                    sym = np.zeros(idx.size, dtype=np.int64)
+                if lengths[k] == 1:  # a one-symbol table costs no bits
+                    parts.append(np.zeros(stop - start, dtype=np.int32))
                 else:
-                    sym = decoder.decode(self._model(int(k)), idx.size)
+                    parts.append(decoder.decode(self._model(int(k)), stop - start))
             except CorruptArchiveError:
                 raise
             except Exception as exc:  # constriction raises plain ValueError/RuntimeError
                 raise CorruptArchiveError(f"pyramid bitstream does not decode: {exc}") from None
-            values[idx] = sym.astype(np.int64) + int(self.tables.lows[k]) + mean[idx]
+        values = np.empty(bucket.size, dtype=np.int64)
+        if parts:
+            values[order] = np.concatenate(parts).astype(np.int64) + self._lows[bucket[order]] + mean[order]
         return values
+
+    @property
+    def _lows(self) -> np.ndarray:
+        """The tables' lows as int64 (indexed by bucket)."""
+        return self.tables.lows.astype(np.int64)
 
 
 class PackedPyramidCoder:
