@@ -89,10 +89,10 @@ def describe(reader) -> CodecDescription:
         desc = CodecDescription(str(data["name"]), int(data["version"]), dict(data["spec"]), base)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptArchiveError(f"{reader.path}: the codec document is not a codec description ({exc})") from None
+    # versions 1–2 store their graph, version 3 takes it from its base, from version 4 on either
     from_base = desc.name == "pyramid" and desc.version >= GRAPH_FROM_BASE_SINCE
-    if desc.version >= CONTEXT_ORDER_SINCE:
-        from_base = "graph" in desc.base
-    if from_base != ("graph" in desc.base):
+    either = desc.name == "pyramid" and desc.version >= CONTEXT_ORDER_SINCE
+    if not either and from_base != ("graph" in desc.base):
         raise CorruptArchiveError(
             f"{reader.path}: codec {desc.name!r} version {desc.version} "
             + ("must name its base's graph" if from_base else "cannot take its graph from a base")

@@ -59,11 +59,12 @@ def anchor_mask(h: int, w: int) -> np.ndarray:
     return (np.add.outer(np.arange(h), np.arange(w)) % 2) == 0
 
 
-def _padded(g: np.ndarray) -> np.ndarray:
-    """``g`` clipped to ±FEATURE_CLIP, as float64, with a border of one zero on every side (so that
-    a neighbour outside the grid reads 0)."""
-    out = np.zeros((g.shape[0] + 2, g.shape[1] + 2), dtype=np.float64)
-    np.clip(g, -FEATURE_CLIP, FEATURE_CLIP, out=out[1:-1, 1:-1], casting="unsafe")
+def padded(g: np.ndarray) -> np.ndarray:
+    """``g`` (a grid (h, w), or a stack of them (..., h, w)) clipped to ±FEATURE_CLIP, as float64,
+    with a border of one zero on every side of the last two axes (so that a neighbour outside the
+    grid reads 0)."""
+    out = np.zeros(g.shape[:-2] + (g.shape[-2] + 2, g.shape[-1] + 2), dtype=np.float64)
+    np.clip(g, -FEATURE_CLIP, FEATURE_CLIP, out=out[..., 1:-1, 1:-1], casting="unsafe")
     return out
 
 
@@ -77,7 +78,7 @@ def phase_features(spec: PyramidSpec, grids: list[np.ndarray | None], level: int
     """
     feats = np.zeros((5 + (4 if phase == 1 else 0), rows.size), dtype=np.float64)
     if level + 1 < len(grids):
-        parent = _padded(grids[level + 1])  # type: ignore[arg-type]
+        parent = padded(grids[level + 1])  # type: ignore[arg-type]
         wp = parent.shape[1]
         at = (rows // 2 + 1) * wp + (cols // 2 + 1)  # flat indices: np.take is faster than 2-D indexing
         flat = parent.ravel()
@@ -85,7 +86,7 @@ def phase_features(spec: PyramidSpec, grids: list[np.ndarray | None], level: int
         for k, (dy, dx) in enumerate(NEIGHBOURS, 1):
             np.take(flat, at + (dy * wp + dx), out=feats[k])
     if phase == 1:
-        own = _padded(grids[level])  # type: ignore[arg-type]
+        own = padded(grids[level])  # type: ignore[arg-type]
         wo = own.shape[1]
         at = (rows + 1) * wo + (cols + 1)
         flat = own.ravel()

@@ -20,10 +20,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pyramid_net import FEATURE_CLIP
+from .pyramid_net import FEATURE_CLIP, padded
 from .pyramid_plan import CAUSAL_NEIGHBOURS, NEIGHBOURS, PyramidSpec
 
-__all__ = ["LevelPlan", "wavefront_features", "causal_features", "level_residuals", "encode_group", "decode_group"]
+__all__ = [
+    "LevelPlan", "PARENT_FEATURES", "FEATURES", "wavefront_features", "parent_features", "causal_features",
+    "level_residuals", "encode_group", "decode_group",
+]  # fmt: skip
+
+#: Features read from the coarser level (its value and its four neighbours), then all features
+#: before the level's one-hot (those and the causal neighbours):
+#: :func:`archiver.codec.pyramid_plan.context_features_count` minus the levels.
+PARENT_FEATURES = 1 + len(NEIGHBOURS)
+FEATURES = PARENT_FEATURES + len(CAUSAL_NEIGHBOURS)
 
 
 class LevelPlan:
@@ -51,39 +60,41 @@ class LevelPlan:
         return len(self.bounds) - 1
 
 
-def _padded(grids: np.ndarray) -> np.ndarray:
-    """(n, h + 2, w + 2) float64 copy of (n, h, w) ``grids`` clipped to ±FEATURE_CLIP, zero border."""
-    n, h, w = grids.shape
-    out = np.zeros((n, h + 2, w + 2), dtype=np.float64)
-    np.clip(grids, -FEATURE_CLIP, FEATURE_CLIP, out=out[:, 1:-1, 1:-1], casting="unsafe")
-    return out
-
-
 def wavefront_features(parent: np.ndarray | None, own: np.ndarray, plan: LevelPlan, sl: slice) -> np.ndarray:
-    """(9, k) float64 integer features of the plan's positions ``sl``: the parent's value and its
-    neighbours up, down, left, right (:data:`NEIGHBOURS`; all 0 at the coarsest level), then the
-    causal neighbours left, up-left, up, up-right (:data:`CAUSAL_NEIGHBOURS`; 0 outside the tile).
+    """(:data:`FEATURES`, k) float64 integer features of the plan's positions ``sl``: the parent's
+    rows (:func:`parent_features`), then the causal neighbours' (:func:`causal_features`).
 
-    ``parent``: the coarser level padded (:func:`_padded`) or None; ``own``: this level padded, with
-    every position before ``sl``'s step already written."""
-    img, rows, cols = plan.img[sl], plan.rows[sl], plan.cols[sl]
-    feats = np.zeros((9, img.size), dtype=np.float64)
-    if parent is not None:
-        _, hp, wp = parent.shape
-        at = img * (hp * wp) + (rows // 2 + 1) * wp + (cols // 2 + 1)
-        flat = parent.ravel()
-        np.take(flat, at, out=feats[0])
-        for k, (dy, dx) in enumerate(NEIGHBOURS, 1):
-            np.take(flat, at + (dy * wp + dx), out=feats[k])
-    causal_features(own, plan, sl, out=feats[5:])
+    ``parent``: the coarser level padded (:func:`~archiver.codec.pyramid_net.padded`) or None;
+    ``own``: this level padded, with every position before ``sl``'s step already written."""
+    feats = np.empty((FEATURES, sl.stop - sl.start), dtype=np.float64)
+    parent_features(parent, plan, sl, out=feats[:PARENT_FEATURES])
+    causal_features(own, plan, sl, out=feats[PARENT_FEATURES:])
     return feats
 
 
-def causal_features(own: np.ndarray, plan: LevelPlan, sl: slice, out: np.ndarray | None = None) -> np.ndarray:
-    """(4, k) rows 5–8 of :func:`wavefront_features` (the causal neighbours) alone: what a decoding
-    step computes (the parent's rows are computed once per level)."""
+def parent_features(parent: np.ndarray | None, plan: LevelPlan, sl: slice, out: np.ndarray | None = None) -> np.ndarray:
+    """(:data:`PARENT_FEATURES`, k): the parent's value and its neighbours up, down, left, right
+    (:data:`NEIGHBOURS`), all 0 at the coarsest level (``parent`` None). Known before a level
+    starts: the decoder computes their part of the first layer once per level."""
     img, rows, cols = plan.img[sl], plan.rows[sl], plan.cols[sl]
-    out = np.empty((4, img.size), dtype=np.float64) if out is None else out
+    out = np.empty((PARENT_FEATURES, img.size), dtype=np.float64) if out is None else out
+    if parent is None:
+        out[:] = 0.0
+        return out
+    _, hp, wp = parent.shape
+    at = img * (hp * wp) + (rows // 2 + 1) * wp + (cols // 2 + 1)
+    flat = parent.ravel()
+    np.take(flat, at, out=out[0])
+    for k, (dy, dx) in enumerate(NEIGHBOURS, 1):
+        np.take(flat, at + (dy * wp + dx), out=out[k])
+    return out
+
+
+def causal_features(own: np.ndarray, plan: LevelPlan, sl: slice, out: np.ndarray | None = None) -> np.ndarray:
+    """(len(CAUSAL_NEIGHBOURS), k): the values of the causal neighbours left, up-left, up, up-right
+    (:data:`CAUSAL_NEIGHBOURS`), 0 outside the position's tile: what a decoding step computes."""
+    img, rows, cols = plan.img[sl], plan.rows[sl], plan.cols[sl]
+    out = np.empty((len(CAUSAL_NEIGHBOURS), img.size), dtype=np.float64) if out is None else out
     _, ho, wo = own.shape
     at = img * (ho * wo) + (rows + 1) * wo + (cols + 1)
     flat = own.ravel()
@@ -103,7 +114,7 @@ def level_residuals(coder, images: list[list[np.ndarray]]):
     for level in reversed(range(spec.levels)):
         grids = np.stack([g[level] for g in images]).astype(np.int64)
         plan = LevelPlan(*grids.shape, spec.context_tile)
-        own = _padded(grids)
+        own = padded(grids)
         mean, bucket = coder.net.run(0, level, wavefront_features(parent, own, plan, slice(0, plan.img.size)))
         yield level, plan, grids[plan.img, plan.rows, plan.cols] - mean, bucket
         parent = own
@@ -131,14 +142,13 @@ def decode_group(coder, decoder, count: int, height: int, width: int) -> list[li
         grids = np.zeros((count, h, w), dtype=np.int64)
         own = np.zeros((count, h + 2, w + 2), dtype=np.float64)
         plan = LevelPlan(count, h, w, spec.context_tile)
-        fixed = coder.net.first_layer(0, level, wavefront_features(parent, own, plan, slice(0, plan.img.size))[:5],
-                                      features=9)  # fmt: skip
+        fixed = coder.net.first_layer(0, level, parent_features(parent, plan, slice(0, plan.img.size)), features=FEATURES)
         for t in range(plan.steps):
             sl = slice(plan.bounds[t], plan.bounds[t + 1])
             if sl.stop == sl.start:
                 continue
             causal = causal_features(own, plan, sl)
-            mean, bucket = coder.net.finish(0, fixed[:, sl] + coder.net.first_layer(0, level, causal, 5, bias=False))
+            mean, bucket = coder.net.finish(0, fixed[:, sl] + coder.net.first_layer(0, level, causal, PARENT_FEATURES, bias=False))
             values = coder._decode_phase(decoder, mean, bucket)
             img, rows, cols = plan.img[sl], plan.rows[sl], plan.cols[sl]
             grids[img, rows, cols] = values

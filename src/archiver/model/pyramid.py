@@ -171,7 +171,8 @@ def _causal_neighbours(g: torch.Tensor, tile: int) -> list[torch.Tensor]:
     j = torch.arange(w, device=g.device).view(1, -1)
     out = []
     for dy, dx in CAUSAL_NEIGHBOURS:
-        inside = ((i + dy) // tile == i // tile) & ((j + dx) // tile == j // tile) & (i + dy >= 0) & (j + dx >= 0) & (j + dx < w)
+        # floor division puts -1 in tile -1: the tile test also excludes rows and columns before 0
+        inside = ((i + dy) // tile == i // tile) & ((j + dx) // tile == j // tile) & (j + dx < w)
         out.append(pad[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] * inside.to(g.dtype))
     return out
 
