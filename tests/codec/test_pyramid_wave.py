@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from archiver.codec.pyramid_coder import ContextNet, PyramidCoder
 from archiver.codec.pyramid_plan import PyramidSpec, context_features_count
-from archiver.codec.pyramid_wave import LevelPlan, level_residuals, wavefront_features
+from archiver.codec.pyramid_wave import WavePlan, level_residuals, padded_stack, step_features
 from archiver.errors import CorruptArchiveError
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -49,22 +49,55 @@ def test_group_round_trip(seed, hb, wb, count, spread):
 
 def test_plan_steps_are_causal_and_tiles_independent():
     """Every causal neighbour a position reads (inside its tile) is decoded at an earlier step; the
-    number of steps is bounded by the tile, not the grid."""
-    plan = LevelPlan(2, 13, 11, 4)
-    step = np.empty((2, 13, 11), np.int64)
+    number of steps is bounded by the tile, not the grid; within a step, raster order."""
+    h, w = 13, 11
+    plan = WavePlan(h, w, 4)
+    rows, cols = np.divmod(plan.raster, w)
+    step = np.full((h, w), -1, np.int64)
     for t in range(plan.steps):
         sl = slice(plan.bounds[t], plan.bounds[t + 1])
-        step[plan.img[sl], plan.rows[sl], plan.cols[sl]] = t
-    assert plan.steps <= 3 * 4 - 2
+        step[rows[sl], cols[sl]] = t
+        assert (np.diff(plan.raster[sl]) > 0).all()
+    assert plan.steps <= 3 * 4 - 2 and (step >= 0).all()
+    np.testing.assert_array_equal(np.sort(plan.raster), np.arange(h * w))
+    np.testing.assert_array_equal(plan.own, (rows + 1) * (w + 2) + cols + 1)
+    np.testing.assert_array_equal(plan.parent, (rows // 2 + 1) * (w // 2 + 2) + cols // 2 + 1)
     for k, (dy, dx) in enumerate(((0, -1), (-1, -1), (-1, 0), (-1, 1))):
         m = plan.inside[k]
-        i, r, c = plan.img[m], plan.rows[m], plan.cols[m]
-        assert (step[i, r + dy, c + dx] < step[i, r, c]).all()
+        r, c = rows[m], cols[m]
+        assert (step[r + dy, c + dx] < step[r, c]).all()
         assert ((r + dy) // 4 == r // 4).all() and ((c + dx) // 4 == c // 4).all()
     # every in-tile, in-grid neighbour is read (nothing usable is left out)
-    r, c = plan.rows, plan.cols
-    np.testing.assert_array_equal(plan.inside[2], r % 4 > 0)
-    np.testing.assert_array_equal(plan.inside[3], (r % 4 > 0) & (c % 4 < 3) & (c + 1 < 11))
+    np.testing.assert_array_equal(plan.inside[2], rows % 4 > 0)
+    np.testing.assert_array_equal(plan.inside[3], (rows % 4 > 0) & (cols % 4 < 3) & (cols + 1 < w))
+
+
+def test_streams_decode_as_alone():
+    """Groups of different sizes decoded side by side give what each gives alone; a damaged stream
+    among them changes nothing of the others (or ends in CorruptArchiveError)."""
+    rng = np.random.default_rng(8)
+    shapes = [(16, 24, 3), (32, 16, 1), (8, 8, 2), (16, 24, 1)]
+    groups = [[random_grids(rng, h, w) for _ in range(n)] for h, w, n in shapes]
+    coder = fitted(random_net(8), [g for group in groups for g in group])
+    streams = [(coder.encode_many(group), h, w, n) for group, (h, w, n) in zip(groups, shapes)]
+    together = coder.decode_streams(streams)
+    for group, got, (data, h, w, n) in zip(groups, together, streams):
+        alone = coder.decode_many(data, h, w, n)
+        for want_img, got_img, alone_img in zip(group, got, alone):
+            for a, b, c in zip(want_img, got_img, alone_img):
+                np.testing.assert_array_equal(a, b)
+                np.testing.assert_array_equal(a, c)
+    for trial in range(10):
+        bad = bytearray(streams[1][0])
+        bad[int(rng.integers(len(bad)))] ^= 1 << int(rng.integers(8))
+        try:
+            damaged = coder.decode_streams([streams[0], (bytes(bad), *streams[1][1:]), *streams[2:]])
+        except CorruptArchiveError:
+            continue
+        for s in (0, 2, 3):
+            for got_img, want_img in zip(damaged[s], together[s]):
+                for a, b in zip(got_img, want_img):
+                    np.testing.assert_array_equal(a, b)
 
 
 def test_features_equal_the_training_proxy():
@@ -79,12 +112,10 @@ def test_features_equal_the_training_proxy():
     coder = PyramidCoder(SPEC, random_net(0))
     for level, plan, _residual, _bucket in level_residuals(coder, [grids]):
         want = model.features(tgrids, level, 0)[0, : 9].numpy()
-        parent = None
-        if level + 1 < SPEC.levels:
-            parent = np.pad(grids[level + 1][None].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
-        own = np.pad(grids[level][None].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
-        got = wavefront_features(parent, own, plan, slice(0, plan.img.size))
-        np.testing.assert_array_equal(got, want[:, plan.rows, plan.cols])
+        parent = padded_stack([grids[level + 1]]) if level + 1 < SPEC.levels else None
+        got = step_features(plan, 1, parent, padded_stack([grids[level]]), slice(0, plan.bounds[-1]))
+        rows, cols = np.divmod(plan.raster, plan.w)
+        np.testing.assert_array_equal(got, want[:, rows, cols])
 
 
 def test_left_neighbour_context_saves_bits_on_smooth_grids():

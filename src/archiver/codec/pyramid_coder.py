@@ -29,7 +29,7 @@ from .pyramid_net import (
     BUCKETS, FEATURE_CLIP, FRACTION_BITS, SCALE_LOW, SCALE_STEP, SYMBOL_CLIP, ContextNet, anchor_mask, phase_features,
 )  # fmt: skip
 from .pyramid_plan import PyramidSpec, pack_grids, unpack_grids
-from .pyramid_wave import decode_group, encode_group, level_residuals
+from .pyramid_wave import MAX_STREAMS, decode_streams, encode_group, level_residuals
 from .tables import MAX_SYMBOLS, PRECISION
 
 # The network's names stay importable from here (the coder's public surface since format version 3).
@@ -140,18 +140,19 @@ def _phase_positions(h: int, w: int, phase: int) -> tuple[np.ndarray, np.ndarray
     return np.repeat(np.arange(h), w // 2), (first[:, None] + 2 * np.arange(w // 2)[None, :]).ravel()
 
 
-def bucket_runs(bucket: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+def bucket_runs(bucket: np.ndarray, keys: int = BUCKETS) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """The coding order of a phase: ``order`` (positions sorted by bucket, raster order within one)
-    and ``(bucket, start, stop)`` of each used bucket's run in it, ascending.
+    and ``(bucket, start, stop)`` of each used bucket's run in it, ascending. ``bucket`` may be any
+    key below ``keys`` (at most 2**16): the multi-stream decoder sorts by stream · BUCKETS + bucket.
 
-    Buckets are below 32, so a stable sort of them as uint8 is a radix sort (linear time), and the
-    runs come from their counts instead of a mask per bucket.
+    The keys are small, so a stable sort of them as uint8 (or uint16) is a radix sort (linear
+    time), and the runs come from their counts instead of a mask per bucket.
     """
-    small = bucket.astype(np.uint8)
+    small = bucket.astype(np.uint8 if keys <= 1 << 8 else np.uint16)
     order = np.argsort(small, kind="stable")
-    counts = np.bincount(small, minlength=BUCKETS)
+    counts = np.bincount(small, minlength=keys)
     ends = np.cumsum(counts)
-    return order, [(k, int(ends[k] - counts[k]), int(ends[k])) for k in np.flatnonzero(counts)]
+    return order, [(int(k), int(ends[k] - counts[k]), int(ends[k])) for k in np.flatnonzero(counts)]
 
 
 class PyramidCoder:
@@ -163,6 +164,7 @@ class PyramidCoder:
         net.validate(spec)
         self.spec, self.net, self.tables = spec, net, tables
         self._models: dict[int, object] = {}
+        self._lows_cache: np.ndarray | None = None
 
     def _model(self, k: int):
         if k not in self._models:
@@ -211,7 +213,7 @@ class PyramidCoder:
         """Add the residuals of one image to ``counter``."""
         if self.spec.context == "wavefront":
             for _level, _plan, residual, bucket in level_residuals(self, [grids]):
-                counter.add(bucket, residual)
+                counter.add(bucket.ravel(), residual.ravel())
             return
         for level, rows, cols, mean, bucket in self.steps(grids):
             counter.add(bucket, grids[level][rows, cols].astype(np.int64) - mean)
@@ -255,12 +257,25 @@ class PyramidCoder:
 
     def decode_many(self, data: bytes, height: int, width: int, count: int) -> list[list[np.ndarray]]:
         """``count`` images' grids from :meth:`encode_many`'s bytes (all of one size)."""
-        if len(data) % 4:
-            raise CorruptArchiveError(f"pyramid bitstream of {len(data)} bytes is not whole 32-bit words")
-        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        return self.decode_streams([(data, height, width, count)])[0]
+
+    def decode_streams(self, streams: list[tuple[bytes, int, int, int]]) -> list[list[list[np.ndarray]]]:
+        """Several bitstreams of :meth:`encode_many`, ``(bytes, height, width, count)`` each: per
+        stream, its images' grids. The wavefront order decodes them side by side
+        (:func:`~archiver.codec.pyramid_wave.decode_streams`), the checkerboard one after the other;
+        either way every stream decodes exactly as it would alone."""
+        decoders = []
+        for data, *_ in streams:
+            if len(data) % 4:
+                raise CorruptArchiveError(f"pyramid bitstream of {len(data)} bytes is not whole 32-bit words")
+            decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32)))
         if self.spec.context == "wavefront":
-            return decode_group(self, decoder, count, height, width)
-        return [self._decode_from(decoder, height, width) for _ in range(count)]
+            out = []
+            for first in range(0, len(streams), MAX_STREAMS):
+                part = [(d, count, h, w) for d, (_, h, w, count) in zip(decoders[first:], streams[first : first + MAX_STREAMS])]
+                out += decode_streams(self, part)
+            return out
+        return [[self._decode_from(d, h, w) for _ in range(count)] for d, (_, h, w, count) in zip(decoders, streams)]
 
     def _decode_from(self, decoder, height: int, width: int) -> list[np.ndarray]:
         grids: list[np.ndarray | None] = [None] * self.spec.levels
@@ -272,21 +287,28 @@ class PyramidCoder:
                 rows, cols = _phase_positions(h, w, phase)
                 if rows.size:
                     mean, bucket = self._params(grids, level, phase, rows, cols)
-                    grid[rows, cols] = self._decode_phase(decoder, mean, bucket)
+                    grid[rows, cols] = self._decode_phase([decoder], mean, bucket)
         return [g.astype(np.int32) for g in grids]  # type: ignore[union-attr]
 
-    def _decode_phase(self, decoder, mean: np.ndarray, bucket: np.ndarray) -> np.ndarray:
-        """Values of one phase's positions: bucket by bucket, each in raster order. The symbols of
-        every bucket are decoded first, then offset and put in place in one vectorised step."""
-        order, runs = bucket_runs(bucket)
+    def _decode_phase(self, decoders: list, mean: np.ndarray, bucket: np.ndarray,
+                      stream: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """Values of one phase's (or wavefront step's) positions: bucket by bucket, each in raster
+        order, from ``decoders[0]``; with ``stream`` (each position's stream), every stream's
+        positions that way from its own decoder. The symbols of every run are decoded first, then
+        offset and put in place in one vectorised step."""
+        if stream is None:
+            order, runs = bucket_runs(bucket)
+        else:
+            order, runs = bucket_runs(stream.astype(np.int64) * BUCKETS + bucket, len(decoders) * BUCKETS)
         parts = []
         lengths = self.tables.lengths
-        for k, start, stop in runs:
+        for key, start, stop in runs:
+            s, k = divmod(key, BUCKETS)
             try:
                 if lengths[k] == 1:  # a one-symbol table costs no bits
                     parts.append(np.zeros(stop - start, dtype=np.int32))
                 else:
-                    parts.append(decoder.decode(self._model(int(k)), stop - start))
+                    parts.append(decoders[s].decode(self._model(k), stop - start))
             except CorruptArchiveError:
                 raise
             except Exception as exc:  # constriction raises plain ValueError/RuntimeError
@@ -298,8 +320,10 @@ class PyramidCoder:
 
     @property
     def _lows(self) -> np.ndarray:
-        """The tables' lows as int64 (indexed by bucket)."""
-        return self.tables.lows.astype(np.int64)
+        """The tables' lows as int64 (indexed by bucket), converted once."""
+        if self._lows_cache is None:
+            self._lows_cache = self.tables.lows.astype(np.int64)  # type: ignore[union-attr]
+        return self._lows_cache
 
 
 class PackedPyramidCoder:
@@ -347,8 +371,11 @@ class PackedPyramidCoder:
 
     def decode_many(self, data: bytes, height: int, width: int, count: int) -> list[np.ndarray]:
         """``count`` packed latents (packed_channels, height, width) int32 of one stream."""
+        return self.decode_streams([(data, height, width, count)])[0]
+
+    def decode_streams(self, streams: list[tuple[bytes, int, int, int]]) -> list[list[np.ndarray]]:
+        """Several streams, ``(bytes, height, width, count)`` each, decoded in one pass
+        (:meth:`PyramidCoder.decode_streams`): per stream, its packed latents."""
         s = self.spec.stride
-        return [
-            pack_grids(self.spec, [g[None] for g in grids]).astype(np.int32)
-            for grids in self.inner.decode_many(data, height * s, width * s, count)
-        ]
+        decoded = self.inner.decode_streams([(data, h * s, w * s, count) for data, h, w, count in streams])
+        return [[pack_grids(self.spec, [g[None] for g in grids]).astype(np.int32) for grids in group] for group in decoded]

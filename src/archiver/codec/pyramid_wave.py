@@ -12,20 +12,34 @@ position at tile coordinates (a, b) is decoded at step ``t = 2a + b``: its left 
 **Coding order** of a group of ``n`` images of one size: levels from the coarsest (L-1) to full size
 (0); in a level, steps t ascending; in a step, the positions (image, row, column) with that t in
 raster order (image first), then stably sorted by bucket (ascending). A position's features
-(:func:`wavefront_features`) go through the level's network (:meth:`ContextNet.run`, phase 0); the
+(:func:`step_features`) go through the level's network (:meth:`ContextNet.run`, phase 0); the
 symbol coded is ``y − mean`` with table ``bucket``, exactly as the checkerboard order.
+
+**Several streams in one pass.** Nothing a position reads lies outside its own image, so the groups
+of an archive whose images have one size can be decoded side by side as well: :func:`decode_streams`
+runs the steps once for all of them (each stream's symbols still come from its own range decoder,
+in its own order). The per-step cost (some 60 numpy calls and one network run, 0.1–0.2 ms) is
+then paid once for many images instead of once per group: that cost is what limited the decoding
+of photo albums, where every photo is a group of its own.
+
+**Layout.** A level of ``n`` images of one size is held image after image: ``(n, h + 2, w + 2)``
+with a border of zeros (what neighbours outside the grid read) for the features, ``(n, h · w)``
+for the values. One image's positions sorted by step (:class:`WavePlan`, made once per size) give
+every image's: a step's positions are a ``(n, k)`` block, image-major, which is the coding order.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from .pyramid_net import FEATURE_CLIP, padded
+from .pyramid_net import BUCKETS, FEATURE_CLIP
 from .pyramid_plan import CAUSAL_NEIGHBOURS, NEIGHBOURS, PyramidSpec
 
 __all__ = [
-    "LevelPlan", "PARENT_FEATURES", "FEATURES", "wavefront_features", "parent_features", "causal_features",
-    "level_residuals", "encode_group", "decode_group",
+    "WavePlan", "PARENT_FEATURES", "FEATURES", "MAX_STREAMS", "step_features", "padded_stack", "level_residuals",
+    "encode_group", "decode_streams",
 ]  # fmt: skip
 
 #: Features read from the coarser level (its value and its four neighbours), then all features
@@ -33,90 +47,117 @@ __all__ = [
 #: :func:`archiver.codec.pyramid_plan.context_features_count` minus the levels.
 PARENT_FEATURES = 1 + len(NEIGHBOURS)
 FEATURES = PARENT_FEATURES + len(CAUSAL_NEIGHBOURS)
+#: Most streams :func:`decode_streams` takes in one pass: a step sorts its positions by (stream,
+#: bucket) as one 16-bit key (a radix sort), so streams × BUCKETS must stay below 2**16.
+MAX_STREAMS = (1 << 16) // BUCKETS
 
 
-class LevelPlan:
-    """Positions of one level of a group (``n`` images of ``h`` × ``w``) in coding order.
+class WavePlan:
+    """One image's positions of an ``h`` × ``w`` level sorted by step (raster order within a step).
 
-    ``img``, ``rows``, ``cols``: int64 arrays of every position sorted by step (raster within one);
-    ``bounds[t]:bounds[t + 1]`` is step t's slice; ``inside``: (4, positions) booleans, whether each
-    causal neighbour lies in the position's tile (and the grid)."""
+    ``raster``: each position's index in raster order; ``own`` and ``parent``: its index in the
+    image's padded grid ((h + 2) × (w + 2)) and its parent's in the coarser level's ((h/2 + 2) ×
+    (w/2 + 2)); ``inside`` (4, positions): whether each causal neighbour lies in the position's tile
+    (and the grid); ``bounds[t]:bounds[t + 1]``: step t's slice. The same for every image of the
+    size, so one plan serves a whole group (see the module's *Layout*)."""
 
-    def __init__(self, n: int, h: int, w: int, tile: int) -> None:
-        flat = np.arange(n * h * w, dtype=np.int64)
-        img, rest = np.divmod(flat, h * w)
-        rows, cols = np.divmod(rest, w)
+    def __init__(self, h: int, w: int, tile: int) -> None:
+        self.h, self.w = h, w
+        rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
         a, b = rows % tile, cols % tile
-        t = 2 * a + b
-        order = np.argsort(t, kind="stable")  # stable: image-major raster order within a step
-        self.img, self.rows, self.cols = img[order], rows[order], cols[order]
-        a, b = a[order], b[order]
+        t = (2 * a + b).astype(np.int16)  # tile ≤ 4096: t < 3 · 4096, a 16-bit key
+        order = np.argsort(t, kind="stable")  # a radix sort; stable keeps raster order within a step
+        rows, cols, a, b = rows[order], cols[order], a[order], b[order]
+        self.raster = order
+        self.own = (rows + 1) * (w + 2) + (cols + 1)
+        self.parent = (rows // 2 + 1) * (w // 2 + 2) + (cols // 2 + 1)
+        self.inside = np.stack([b > 0, (a > 0) & (b > 0), a > 0, (a > 0) & (b + 1 < tile) & (cols + 1 < w)])
         self.bounds = np.concatenate([[0], np.cumsum(np.bincount(t, minlength=1))]).astype(np.int64)
-        last_col = self.cols + 1 < w
-        self.inside = np.stack([b > 0, (a > 0) & (b > 0), a > 0, (a > 0) & (b + 1 < tile) & last_col])
 
     @property
     def steps(self) -> int:
         return len(self.bounds) - 1
 
+    @property
+    def padded_size(self) -> int:
+        return (self.h + 2) * (self.w + 2)
 
-def wavefront_features(parent: np.ndarray | None, own: np.ndarray, plan: LevelPlan, sl: slice) -> np.ndarray:
-    """(:data:`FEATURES`, k) float64 integer features of the plan's positions ``sl``: the parent's
-    rows (:func:`parent_features`), then the causal neighbours' (:func:`causal_features`).
-
-    ``parent``: the coarser level padded (:func:`~archiver.codec.pyramid_net.padded`) or None;
-    ``own``: this level padded, with every position before ``sl``'s step already written."""
-    feats = np.empty((FEATURES, sl.stop - sl.start), dtype=np.float64)
-    parent_features(parent, plan, sl, out=feats[:PARENT_FEATURES])
-    causal_features(own, plan, sl, out=feats[PARENT_FEATURES:])
-    return feats
+    @property
+    def parent_size(self) -> int:
+        return (self.h // 2 + 2) * (self.w // 2 + 2)
 
 
-def parent_features(parent: np.ndarray | None, plan: LevelPlan, sl: slice, out: np.ndarray | None = None) -> np.ndarray:
-    """(:data:`PARENT_FEATURES`, k): the parent's value and its neighbours up, down, left, right
-    (:data:`NEIGHBOURS`), all 0 at the coarsest level (``parent`` None). Known before a level
-    starts: the decoder computes their part of the first layer once per level."""
-    img, rows, cols = plan.img[sl], plan.rows[sl], plan.cols[sl]
-    out = np.empty((PARENT_FEATURES, img.size), dtype=np.float64) if out is None else out
+#: Largest plan (positions) kept for reuse: 28 bytes a position, so at most 16 × 29 MB.
+PLAN_CACHE_POSITIONS = 1 << 20
+
+
+def _plan(h: int, w: int, tile: int) -> WavePlan:
+    """Plans are read-only and the same for every image of a size: a photo album's few sizes are
+    planned once per level (the plans of very large images are not kept)."""
+    return _cached_plan(h, w, tile) if h * w <= PLAN_CACHE_POSITIONS else WavePlan(h, w, tile)
+
+
+@lru_cache(maxsize=16)
+def _cached_plan(h: int, w: int, tile: int) -> WavePlan:
+    return WavePlan(h, w, tile)
+
+
+def padded_stack(grids: list[np.ndarray]) -> np.ndarray:
+    """Grids of one size clipped to ±FEATURE_CLIP, with a border of one zero, as one flat float64
+    buffer, grid after grid (the layout :func:`step_features` reads)."""
+    h, w = grids[0].shape if grids else (0, 0)
+    out = np.zeros((len(grids), h + 2, w + 2), dtype=np.float64)
+    for k, g in enumerate(grids):
+        np.clip(g, -FEATURE_CLIP, FEATURE_CLIP, out=out[k, 1:-1, 1:-1], casting="unsafe")
+    return out.ravel()
+
+
+def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np.ndarray, sl: slice,
+                  out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """(:data:`FEATURES`, count · k) float64 integer features of the positions ``sl`` of the plan in
+    each of ``count`` images (image-major): the parent's value and its neighbours up, down, left,
+    right (:data:`NEIGHBOURS`; all 0 at the coarsest level, ``parent`` None), then the causal
+    neighbours left, up-left, up, up-right (:data:`CAUSAL_NEIGHBOURS`; 0 outside the position's
+    tile). ``parent``, ``own``: the levels' padded stacks (:func:`padded_stack`), ``own`` with every
+    position before ``sl``'s step already written; ``out``: where to write them (a (FEATURES,
+    count · k) slice of a larger array)."""
+    k = sl.stop - sl.start
+    if out is None:
+        out = np.empty((FEATURES, count * k), dtype=np.float64)
+    feats = out.reshape(FEATURES, count, k)  # a view: each row of ``out`` is contiguous
     if parent is None:
-        out[:] = 0.0
-        return out
-    _, hp, wp = parent.shape
-    at = img * (hp * wp) + (rows // 2 + 1) * wp + (cols // 2 + 1)
-    flat = parent.ravel()
-    np.take(flat, at, out=out[0])
-    for k, (dy, dx) in enumerate(NEIGHBOURS, 1):
-        np.take(flat, at + (dy * wp + dx), out=out[k])
+        feats[:PARENT_FEATURES] = 0.0
+    else:
+        at = plan.parent[sl] + (plan.parent_size * np.arange(count, dtype=np.int64))[:, None]
+        parent.take(at, out=feats[0])
+        _gather(parent, at, plan.w // 2 + 2, NEIGHBOURS, feats[1:PARENT_FEATURES])
+    at = plan.own[sl] + (plan.padded_size * np.arange(count, dtype=np.int64))[:, None]
+    causal = feats[PARENT_FEATURES:]
+    _gather(own, at, plan.w + 2, CAUSAL_NEIGHBOURS, causal)
+    causal *= plan.inside[:, None, sl]
     return out
 
 
-def causal_features(own: np.ndarray, plan: LevelPlan, sl: slice, out: np.ndarray | None = None) -> np.ndarray:
-    """(len(CAUSAL_NEIGHBOURS), k): the values of the causal neighbours left, up-left, up, up-right
-    (:data:`CAUSAL_NEIGHBOURS`), 0 outside the position's tile: what a decoding step computes."""
-    img, rows, cols = plan.img[sl], plan.rows[sl], plan.cols[sl]
-    out = np.empty((len(CAUSAL_NEIGHBOURS), img.size), dtype=np.float64) if out is None else out
-    _, ho, wo = own.shape
-    at = img * (ho * wo) + (rows + 1) * wo + (cols + 1)
-    flat = own.ravel()
-    for k, (dy, dx) in enumerate(CAUSAL_NEIGHBOURS):
-        np.take(flat, at + (dy * wo + dx), out=out[k])
-        out[k] *= plan.inside[k, sl]
-    return out
+def _gather(flat: np.ndarray, at: np.ndarray, width: int, offsets, out: np.ndarray) -> None:
+    """``out[k] = flat[at + dy·width + dx]`` for each neighbour (dy, dx) of ``offsets``."""
+    for k, (dy, dx) in enumerate(offsets):
+        flat.take(at + (dy * width + dx), out=out[k])
 
 
 def level_residuals(coder, images: list[list[np.ndarray]]):
     """For every level of a group in coding order: (level, plan, residual, bucket), the residuals
-    ``y − mean`` and buckets of the plan's positions, computed from the complete grids (the
-    encoder's view: a position's features are what the decoder has when it reaches it).
-    ``images[i][level]``: (h_l, w_l) ints, all images of one size."""
+    ``y − mean`` and buckets (n, positions) of each image's positions in plan order, computed from
+    the complete grids (the encoder's view: a position's features are what the decoder has when it
+    reaches it). ``images[i][level]``: (h_l, w_l) ints, all images of one size."""
     spec: PyramidSpec = coder.spec
-    parent = None
+    parent, n = None, len(images)
     for level in reversed(range(spec.levels)):
-        grids = np.stack([g[level] for g in images]).astype(np.int64)
-        plan = LevelPlan(*grids.shape, spec.context_tile)
-        own = padded(grids)
-        mean, bucket = coder.net.run(0, level, wavefront_features(parent, own, plan, slice(0, plan.img.size)))
-        yield level, plan, grids[plan.img, plan.rows, plan.cols] - mean, bucket
+        grids = [np.asarray(g[level]) for g in images]
+        plan = _plan(*grids[0].shape, spec.context_tile)
+        own = padded_stack(grids)
+        mean, bucket = coder.net.run(0, level, step_features(plan, n, parent, own, slice(0, plan.bounds[-1])))
+        values = np.stack([g.ravel() for g in grids]).astype(np.int64)[:, plan.raster]
+        yield level, plan, values - mean.reshape(n, -1), bucket.reshape(n, -1)
         parent = own
 
 
@@ -127,33 +168,83 @@ def encode_group(coder, encoder, images: list[list[np.ndarray]]) -> None:
         for t in range(plan.steps):
             lo, hi = plan.bounds[t], plan.bounds[t + 1]
             if hi > lo:
-                coder._encode_step(encoder, level, residual[lo:hi], bucket[lo:hi])
+                coder._encode_step(encoder, level, residual[:, lo:hi].ravel(), bucket[:, lo:hi].ravel())
 
 
-def decode_group(coder, decoder, count: int, height: int, width: int) -> list[list[np.ndarray]]:
-    """Inverse of :func:`encode_group`: ``count`` images' grids (level 0 first, int32) of an image
-    coded at ``height`` × ``width`` pixels. The first layer's sum over the parent's five features (and
-    the bias) is computed once per level; each step adds its neighbours' part (exact: integers)."""
-    spec: PyramidSpec = coder.spec
-    out: list[list[np.ndarray]] = [[None] * spec.levels for _ in range(count)]  # type: ignore[list-item]
-    parent = None
-    for level in reversed(range(spec.levels)):
-        h, w = height >> level, width >> level
-        grids = np.zeros((count, h, w), dtype=np.int64)
-        own = np.zeros((count, h + 2, w + 2), dtype=np.float64)
-        plan = LevelPlan(count, h, w, spec.context_tile)
-        fixed = coder.net.first_layer(0, level, parent_features(parent, plan, slice(0, plan.img.size)), features=FEATURES)
-        for t in range(plan.steps):
-            sl = slice(plan.bounds[t], plan.bounds[t + 1])
-            if sl.stop == sl.start:
-                continue
-            causal = causal_features(own, plan, sl)
-            mean, bucket = coder.net.finish(0, fixed[:, sl] + coder.net.first_layer(0, level, causal, PARENT_FEATURES, bias=False))
-            values = coder._decode_phase(decoder, mean, bucket)
-            img, rows, cols = plan.img[sl], plan.rows[sl], plan.cols[sl]
-            grids[img, rows, cols] = values
-            own[img, rows + 1, cols + 1] = np.clip(values, -FEATURE_CLIP, FEATURE_CLIP)
-        for i in range(count):
-            out[i][level] = grids[i].astype(np.int32)
-        parent = own
+def decode_streams(coder, streams: list[tuple[object, int, int, int]]) -> list[list[list[np.ndarray]]]:
+    """Inverse of :func:`encode_group` for several groups at once: ``streams[s] = (range decoder,
+    count, height, width)``, a group of ``count`` images coded at ``height`` × ``width`` pixels.
+    Returns, per stream, its images' grids (level 0 first, int32); each stream decodes exactly as
+    it would alone. All streams go through one pass of steps (at most :data:`MAX_STREAMS` a pass):
+    in each step, every size's images form one block of positions (image-major), the blocks are
+    run through the network together, and each stream's symbols are decoded from its own decoder."""
+    if len(streams) > MAX_STREAMS:
+        return [g for first in range(0, len(streams), MAX_STREAMS)
+                for g in decode_streams(coder, streams[first : first + MAX_STREAMS])]  # fmt: skip
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for s, (_, _, h, w) in enumerate(streams):
+        sizes.setdefault((h, w), []).append(s)
+    blocks = [_Block(h, w, members, [streams[s][1] for s in members]) for (h, w), members in sizes.items()]
+    _decode_pass(coder, [d for d, *_ in streams], blocks)
+    out: list[list[list[np.ndarray]]] = [[] for _ in streams]
+    for block in blocks:
+        for s, grids in zip(block.streams, block.images()):
+            out[s].append(grids)
     return out
+
+
+class _Block:
+    """The images of one size in a decoding pass: their streams' indices, and per level their
+    padded stack (features) and values, filled as the pass goes."""
+
+    def __init__(self, height: int, width: int, members: list[int], counts: list[int]) -> None:
+        self.height, self.width = height, width
+        self.streams = np.repeat(np.asarray(members, dtype=np.int64), counts)  # each image's stream
+        self.n = len(self.streams)
+        self.levels: dict[int, np.ndarray] = {}
+        self.parent: np.ndarray | None = None
+        self.own = np.zeros(0)
+        self.values = np.zeros((0, 0), dtype=np.int64)
+        self.plan: WavePlan | None = None
+
+    def start(self, level: int, tile: int) -> WavePlan:
+        if self.plan is not None:
+            self.levels[level + 1] = self.values.reshape(self.n, self.plan.h, self.plan.w).astype(np.int32)
+            self.parent = self.own
+        self.plan = plan = _plan(self.height >> level, self.width >> level, tile)
+        self.own = np.zeros(self.n * plan.padded_size, dtype=np.float64)
+        self.values = np.zeros((self.n, plan.h * plan.w), dtype=np.int64)
+        return plan
+
+    def images(self) -> list[list[np.ndarray]]:
+        """Per image, its grids (level 0 first), once the pass is over."""
+        self.levels[0] = self.values.reshape(self.n, self.plan.h, self.plan.w).astype(np.int32)  # type: ignore[union-attr]
+        return [[self.levels[level][i] for level in range(len(self.levels))] for i in range(self.n)]
+
+
+def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
+    """Decode every level of ``blocks`` in lockstep (see :func:`decode_streams`)."""
+    spec: PyramidSpec = coder.spec
+    for level in reversed(range(spec.levels)):
+        plans = [b.start(level, spec.context_tile) for b in blocks]
+        for t in range(max(p.steps for p in plans)):
+            here = [(b, p, slice(p.bounds[t], p.bounds[t + 1])) for b, p in zip(blocks, plans) if t < p.steps]
+            here = [(b, p, sl, b.n * (sl.stop - sl.start)) for b, p, sl in here if sl.stop > sl.start]
+            if not here:
+                continue
+            feats = np.empty((FEATURES, sum(size for *_, size in here)), dtype=np.float64)
+            first = 0
+            for b, p, sl, size in here:
+                step_features(p, b.n, b.parent, b.own, sl, out=feats[:, first : first + size])
+                first += size
+            mean, bucket = coder.net.run(0, level, feats)
+            stream = None
+            if len(decoders) > 1:
+                stream = np.concatenate([np.repeat(b.streams, sl.stop - sl.start) for b, _, sl, _ in here])
+            v = coder._decode_phase(decoders, mean, bucket, stream)
+            first = 0
+            for b, p, sl, size in here:
+                vb = v[first : first + size].reshape(b.n, -1)
+                first += size
+                b.values[:, p.raster[sl]] = vb
+                b.own[p.own[sl] + (p.padded_size * np.arange(b.n, dtype=np.int64))[:, None]] = np.clip(vb, -FEATURE_CLIP, FEATURE_CLIP)

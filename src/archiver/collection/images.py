@@ -230,6 +230,12 @@ def pixel_crc32(im: Image.Image) -> int:
     return zlib.crc32(im.tobytes(), zlib.crc32(header))
 
 
+#: zlib level of restored PNGs (Pillow's default is 6). Measured on eight decoded 0.4 Mpx photos
+#: (one core): level 6 wrote 3.2 Mpx/s, level 3 8.9 Mpx/s with files 4.8 % larger, level 1 11.8
+#: Mpx/s and 9.2 % larger. At level 6 writing a restored album took more CPU than its synthesis.
+PNG_COMPRESS_LEVEL = 3
+
+
 def save_image(im: Image.Image, target, fmt: str, info: dict, blobs: dict[str, bytes]) -> None:
     """Write ``im`` as ``fmt`` with its metadata; lossless where the format allows, else quality 95."""
     kwargs: dict = {}
@@ -246,6 +252,7 @@ def save_image(im: Image.Image, target, fmt: str, info: dict, blobs: dict[str, b
         if "xmp" in blobs:
             pnginfo.add_itxt("XML:com.adobe.xmp", blobs["xmp"].decode("utf-8", "replace"))
         kwargs["pnginfo"] = pnginfo
+        kwargs["compress_level"] = PNG_COMPRESS_LEVEL
     elif fmt in ("JPEG", "WEBP", "AVIF") and "xmp" in blobs:
         kwargs["xmp"] = blobs["xmp"]
     if fmt == "JPEG":

@@ -216,24 +216,61 @@ class ArchiveReader(ModelReading):
 
     def _group(self, entry: Entry) -> list[tuple[np.ndarray, ImageRecord]]:
         """Every member's (latent, extras) of ``entry``'s group, decoded once and cached."""
+        return self._groups_of([entry])[entry.block]
+
+    def _groups_of(self, entries: list[Entry]) -> dict[int, list[tuple[np.ndarray, ImageRecord]]]:
+        """The decoded groups of ``entries`` by block. Groups not cached are read (checksums first)
+        and their latents entropy-decoded in one pass when the codec's coder can decode several
+        streams side by side (``decode_streams``); if that pass fails, each group is decoded alone so
+        that the error names its group. The last :data:`GROUP_CACHE` decoded are kept."""
         with self._lock:
-            if entry.block in self._groups:
-                self._groups.move_to_end(entry.block)
-                return self._groups[entry.block]
+            found: dict[int, list[tuple[np.ndarray, ImageRecord]]] = {}
+            todo: dict[int, Entry] = {}
+            for entry in entries:
+                if entry.block in self._groups:
+                    self._groups.move_to_end(entry.block)
+                    found[entry.block] = self._groups[entry.block]
+                elif entry.block not in found:
+                    todo.setdefault(entry.block, entry)
+            if len(todo) > 1 and hasattr(self._latent_coder(), "decode_streams"):
+                try:
+                    found.update(self._decode_together(list(todo.values())))
+                    todo = {}
+                except CorruptArchiveError:
+                    pass  # decoded alone below: the error names its group
+            for block, entry in todo.items():
+                found[block] = self._decode_together([entry])[block]
+            for block in found:
+                self._groups[block] = found[block]
+                self._groups.move_to_end(block)
+            while len(self._groups) > GROUP_CACHE:
+                self._groups.popitem(last=False)
+            return found
+
+    def _decode_together(self, firsts: list[Entry]) -> dict[int, list[tuple[np.ndarray, ImageRecord]]]:
+        """Decode the groups of ``firsts`` (one entry of each): one coder pass for several."""
+        streams, parts = [], []
+        for entry in firsts:
             data = self._block_bytes(entry.block, entry)
             members = self._members[entry.block]
             b = self._index.blocks[entry.block]  # type: ignore[union-attr]
-            h, w = self.latent_shape(members[0])
-            try:
-                latents = self._latent_coder().decode_many(data[: b.latent_length], h, w, len(members))
-                extras = self._group_extras(data[b.latent_length :], len(members), entry)
-            except CorruptArchiveError as exc:
-                raise CorruptArchiveError(f"{self.path}: image group {entry.block} (entry {entry.name!r}): {exc}") from None
-            group = list(zip(latents, extras))
-            self._groups[entry.block] = group
-            while len(self._groups) > GROUP_CACHE:
-                self._groups.popitem(last=False)
-            return group
+            streams.append((data[: b.latent_length], *self.latent_shape(members[0]), len(members)))
+            parts.append(data[b.latent_length :])
+        coder = self._latent_coder()
+        out = {}
+        try:
+            if len(firsts) == 1:
+                decoded = [coder.decode_many(*streams[0])]
+            else:
+                decoded = coder.decode_streams(streams)  # type: ignore[attr-defined]
+            for entry, latents, extras in zip(firsts, decoded, parts):
+                out[entry.block] = list(zip(latents, self._group_extras(extras, len(latents), entry)))
+        except CorruptArchiveError as exc:
+            if len(firsts) > 1:
+                raise
+            entry = firsts[0]
+            raise CorruptArchiveError(f"{self.path}: image group {entry.block} (entry {entry.name!r}): {exc}") from None
+        return out
 
     def _group_extras(self, data: bytes, count: int, entry: Entry) -> list[ImageRecord]:
         """Parse a group's extras frame (see docs/FORMAT.md); shared blobs are read from their blocks."""
@@ -279,6 +316,14 @@ class ArchiveReader(ModelReading):
             return latent, ImageRecord(b"", record.info, record.blobs)
         latent, record = self._group(entry)[entry.member]
         return latent, record
+
+    def read_images(self, entries: list[Entry]) -> list[tuple[np.ndarray, ImageRecord]]:
+        """:meth:`read_image` of several entries; in version 3 their groups are entropy-decoded
+        together (see :meth:`_groups_of`)."""
+        if self._index is None:
+            return [self.read_image(entry) for entry in entries]
+        groups = self._groups_of(entries)
+        return [groups[entry.block][entry.member] for entry in entries]
 
     def _read_entries(self) -> list[Entry]:
         try:
