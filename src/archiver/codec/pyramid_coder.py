@@ -291,15 +291,15 @@ class PyramidCoder:
         return [g.astype(np.int32) for g in grids]  # type: ignore[union-attr]
 
     def _decode_phase(self, decoders: list, mean: np.ndarray, bucket: np.ndarray,
-                      stream: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+                      stream_keys: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """Values of one phase's (or wavefront step's) positions: bucket by bucket, each in raster
-        order, from ``decoders[0]``; with ``stream`` (each position's stream), every stream's
-        positions that way from its own decoder. The symbols of every run are decoded first, then
-        offset and put in place in one vectorised step."""
-        if stream is None:
+        order, from ``decoders[0]``; with ``stream_keys`` (each position's stream · BUCKETS), every
+        stream's positions that way from its own decoder. The symbols of every run are decoded
+        first, then offset and put in place in one vectorised step."""
+        if stream_keys is None:
             order, runs = bucket_runs(bucket)
         else:
-            order, runs = bucket_runs(stream.astype(np.int64) * BUCKETS + bucket, len(decoders) * BUCKETS)
+            order, runs = bucket_runs(stream_keys + bucket, len(decoders) * BUCKETS)
         parts = []
         lengths = self.tables.lengths
         for key, start, stop in runs:

@@ -158,17 +158,11 @@ class ContextNet:
         """The weights as float64 (exact: integers), converted once, not per wavefront step."""
         return [[(w.astype(np.float64), b.astype(np.float64)) for w, b in layers] for layers in self.layers]
 
-    def first_layer(self, phase: int, level: int, x: np.ndarray, first: int = 0, features: int | None = None,
-                    bias: bool = True) -> np.ndarray:  # fmt: skip
-        """``W1 · x`` (plus ``B1`` and the level's one-hot column when ``bias``) before the clip, for
-        features ``x`` that are rows ``first …`` of the ``features`` (default: ``x``'s rows) that
-        precede the one-hot. Sums of such parts are the whole sum exactly (integers below 2**53),
-        so the wavefront coder adds the parent's part, computed once per level, to the neighbours'
-        part of each step."""
+    def first_layer(self, phase: int, level: int, x: np.ndarray) -> np.ndarray:
+        """``W1 · x + B1`` plus the level's one-hot column, before the clip."""
         w1, b1 = self._float[phase][0]
-        h = w1[:, first : first + x.shape[0]] @ x
-        if bias:
-            h += (b1 + w1[:, (x.shape[0] if features is None else features) + level])[:, None]
+        h = w1[:, : x.shape[0]] @ x
+        h += (b1 + w1[:, x.shape[0] + level])[:, None]
         return h
 
     def finish(self, phase: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -129,8 +129,7 @@ def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np
         feats[:PARENT_FEATURES] = 0.0
     else:
         at = plan.parent[sl] + (plan.parent_size * np.arange(count, dtype=np.int64))[:, None]
-        parent.take(at, out=feats[0])
-        _gather(parent, at, plan.w // 2 + 2, NEIGHBOURS, feats[1:PARENT_FEATURES])
+        _gather(parent, at, plan.w // 2 + 2, ((0, 0),) + NEIGHBOURS, feats[:PARENT_FEATURES])
     at = plan.own[sl] + (plan.padded_size * np.arange(count, dtype=np.int64))[:, None]
     causal = feats[PARENT_FEATURES:]
     _gather(own, at, plan.w + 2, CAUSAL_NEIGHBOURS, causal)
@@ -139,9 +138,16 @@ def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np
 
 
 def _gather(flat: np.ndarray, at: np.ndarray, width: int, offsets, out: np.ndarray) -> None:
-    """``out[k] = flat[at + dy·width + dx]`` for each neighbour (dy, dx) of ``offsets``."""
+    """``out[k] = flat[at + dy·width + dx]`` for each neighbour (dy, dx) of ``offsets`` (|dy|, |dx|
+    ≤ 1; ``at`` inside a padded grid of rows ``width`` long, so every neighbour is in ``flat``).
+
+    Read as ``flat[c + off:][at − c]`` with c = width + 1: one subtraction for all neighbours
+    instead of an addition each. ``mode="clip"`` only because numpy buffers ``out`` in the default
+    mode; the indices, made from the images' sizes alone, are always in range."""
+    c = width + 1
+    shifted = at - c
     for k, (dy, dx) in enumerate(offsets):
-        flat.take(at + (dy * width + dx), out=out[k])
+        flat[c + dy * width + dx :].take(shifted, out=out[k], mode="clip")
 
 
 def level_residuals(coder, images: list[list[np.ndarray]]):
@@ -238,10 +244,10 @@ def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
                 step_features(p, b.n, b.parent, b.own, sl, out=feats[:, first : first + size])
                 first += size
             mean, bucket = coder.net.run(0, level, feats)
-            stream = None
+            keys = None
             if len(decoders) > 1:
-                stream = np.concatenate([np.repeat(b.streams, sl.stop - sl.start) for b, _, sl, _ in here])
-            v = coder._decode_phase(decoders, mean, bucket, stream)
+                keys = np.concatenate([np.repeat(b.streams * BUCKETS, sl.stop - sl.start) for b, _, sl, _ in here])
+            v = coder._decode_phase(decoders, mean, bucket, keys)
             first = 0
             for b, p, sl, size in here:
                 vb = v[first : first + size].reshape(b.n, -1)
