@@ -1,7 +1,7 @@
 """Which decoding order should the pyramid's context model use? Bits of fixed latents under context
 networks of several orders, each trained for the same seconds (the entropy model alone).
 
-    python benchmarks/context_orders.py [--seconds 100] [--base pyramid-b1] [--only checkerboard,wavefront]
+    python benchmarks/context_orders.py [--seconds 100] [--base pyramid-b1] [--only checkerboard,wavefront] [--tag T]
 
 The latents are the rounded encoder output of a shipped base at q2, q4 and q8: 192 crops of the
 dataset regime's ``train`` split to train on, 64 of its ``heldout`` split to measure (128² each).
@@ -14,9 +14,10 @@ also reads the parent's five values and the level's one-hot):
 - ``quad``: four phases on the 2×2 grid, each reading its 3×3 neighbours already decoded;
 - ``two rows``: 8 neighbours of the two rows above (a row decodes at once);
 - ``wavefront``: left, up-left, up, up-right (pyramid codec version 4; no tiles here);
-- ``raster 12``: the 12 neighbours of a causal 5×5 window.
+- ``raster 12``: the 12 neighbours of a causal 5×5 window;
+- ``wavefront h12``, ``wavefront h8``: the wavefront order with hidden layers 12 and 8 wide.
 
-Writes ``benchmarks/results/context-orders.{json,md}`` with command, commit, machine and date.
+Writes ``benchmarks/results/context-orders[-T].{json,md}`` with command, commit, machine and date.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ ORDERS = {
     "quad": ("quad", OFF3, 16),
     "two rows": (None, [(-1, dx) for dx in range(-2, 3)] + [(-2, -1), (-2, 0), (-2, 1)], 16),
     "wavefront": (None, [(0, -1), (-1, -1), (-1, 0), (-1, 1)], 16),
+    # the same order with narrower hidden layers (the decoder's cost per latent is mostly the network)
+    "wavefront h12": (None, [(0, -1), (-1, -1), (-1, 0), (-1, 1)], 12),
+    "wavefront h8": (None, [(0, -1), (-1, -1), (-1, 0), (-1, 1)], 8),
     "raster 12": (None, [(dy, dx) for dy in (-2, -1) for dx in range(-2, 3)] + [(0, -2), (0, -1)], 24),
 }
 
@@ -133,6 +137,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=100.0)
     ap.add_argument("--base", default="pyramid-b1", help="shipped base whose encoder makes the latents")
     ap.add_argument("--only", default="", help="comma-separated order names (default: all)")
+    ap.add_argument("--tag", default="", help="suffix of the result files' names")
     args = ap.parse_args()
     torch.manual_seed(0)
     from archiver.codec.bases import WEIGHTS_DIR, load_base
@@ -177,18 +182,20 @@ def main() -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows,
     }  # fmt: skip
     out = REPO / "benchmarks" / "results"
-    (out / "context-orders.json").write_text(json.dumps(record, indent=1) + "\n")
+    stem = "context-orders" + (f"-{args.tag}" if args.tag else "")
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
     ref = next((r for r in rows if r["order"] == "checkerboard"), rows[0])
+    ref_name = ref["order"]
     lines = [
         "# Context orders: bits of fixed pyramid latents (entropy model alone)", "",
         f"- command: `{record['command']}`", f"- date: {record['date']}, commit {record['commit']}, machine: {_machine(record['machine'])}",
         f"- latents: base `{args.base}`'s encoder, rounded, q2/q4/q8; trained on 192 train-split crops, measured on 64 heldout crops (128²)",
-        "", "| order | steps | q2 bpp | q4 bpp | q8 bpp | vs checkerboard (q2 / q4 / q8) |", "|---|---|---|---|---|---|",
+        "", f"| order | steps | q2 bpp | q4 bpp | q8 bpp | vs {ref_name} (q2 / q4 / q8) |", "|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in rows:
         rel = " / ".join(f"{100 * (r['bpp'][q] / ref['bpp'][q] - 1):+.1f} %" for q in QUALITIES)
         lines.append(f"| {r['order']} | {r['steps']} | " + " | ".join(f"{r['bpp'][q]:.4f}" for q in QUALITIES) + f" | {rel} |")
-    (out / "context-orders.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return 0
 
 
