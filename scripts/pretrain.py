@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                          "another order starts from the base's phase-1 network and is first fitted alone")
     ap.add_argument("--context-steps", type=int, default=3000,
                     help="pyramid, with --init-from: steps of that first context-only fit")
+    ap.add_argument("--context-hidden", type=int, default=0,
+                    help="pyramid: width of the context network's hidden layers (0: the default spec's); a "
+                         "narrower network decodes faster (benchmarks/entropy_speed.py)")
     ap.add_argument("--export-only", action="store_true",
                     help="pyramid: write the base from the checkpoint in --state as it is (no training)")
     ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
@@ -163,6 +166,8 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = PYRAMID_PRESETS["default"]
+    if args.context_hidden:
+        spec = type(spec).from_dict({**spec.to_dict(), "context_hidden": args.context_hidden})
     limit = 1e-9 if args.export_only else parse_duration(args.time_limit)
     cfg = config_for_quality(4, time_limit=limit, codec="pyramid", refine_steps=0,
                              warm_start=False, check_every=2000, lr_drops=3, device=args.device)  # fmt: skip
