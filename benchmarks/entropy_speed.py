@@ -21,20 +21,20 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
 from archiver.codec.pyramid_coder import ContextNet, HistogramCounter, PyramidCoder  # noqa: E402
 from archiver.codec.pyramid_plan import PYRAMID_PRESETS, PyramidSpec, context_features_count  # noqa: E402
 from archiver.decode import _single_threaded_blas  # noqa: E402
+from benchmarks.api_speed import _median_seconds  # noqa: E402
 
 
 def coder_for(spec: PyramidSpec, images: list, seed: int = 0) -> PyramidCoder:
@@ -55,15 +55,6 @@ def grids(rng, spec: PyramidSpec, h: int, w: int) -> list[np.ndarray]:
     return [np.round(rng.laplace(0, 3.0 / (1 + l), (h >> l, w >> l))).astype(np.int32) for l in range(spec.levels)]
 
 
-def timed(fn, runs: int) -> float:
-    out = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return statistics.median(out)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hidden", default="16,12,8")
@@ -81,9 +72,9 @@ def main() -> int:
         with _single_threaded_blas():
             coder.decode_streams(album_streams[:1])  # plans made once per size (cached), as in a reader
             coder.decode_streams(crop_streams[:1])
-            together = timed(lambda: coder.decode_streams(album_streams), args.runs)
-            alone = timed(lambda: [coder.decode_streams([s]) for s in album_streams], args.runs)
-            crops_s = timed(lambda: coder.decode_streams(crop_streams), args.runs)
+            together = _median_seconds(lambda: coder.decode_streams(album_streams), args.runs)
+            alone = _median_seconds(lambda: [coder.decode_streams([s]) for s in album_streams], args.runs)
+            crops_s = _median_seconds(lambda: coder.decode_streams(crop_streams), args.runs)
         row = {"hidden": hidden, "album_together_mpx_s": 6 * 512 * 768 / 1e6 / together,
                "album_alone_mpx_s": 6 * 512 * 768 / 1e6 / alone, "crops_mpx_s": 96 * 128 * 128 / 1e6 / crops_s}  # fmt: skip
         rows.append(row)

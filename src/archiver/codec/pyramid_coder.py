@@ -29,7 +29,7 @@ from .pyramid_net import (
     BUCKETS, FEATURE_CLIP, FRACTION_BITS, SCALE_LOW, SCALE_STEP, SYMBOL_CLIP, ContextNet, anchor_mask, phase_features,
 )  # fmt: skip
 from .pyramid_plan import PyramidSpec, pack_grids, unpack_grids
-from .pyramid_wave import MAX_STREAMS, decode_streams, encode_group, level_residuals
+from .pyramid_wave import decode_streams, encode_group, level_residuals
 from .tables import MAX_SYMBOLS, PRECISION
 
 # The network's names stay importable from here (the coder's public surface since format version 3).
@@ -270,11 +270,7 @@ class PyramidCoder:
                 raise CorruptArchiveError(f"pyramid bitstream of {len(data)} bytes is not whole 32-bit words")
             decoders.append(constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32)))
         if self.spec.context == "wavefront":
-            out = []
-            for first in range(0, len(streams), MAX_STREAMS):
-                part = [(d, count, h, w) for d, (_, h, w, count) in zip(decoders[first:], streams[first : first + MAX_STREAMS])]
-                out += decode_streams(self, part)
-            return out
+            return decode_streams(self, [(d, count, h, w) for d, (_, h, w, count) in zip(decoders, streams)])
         return [[self._decode_from(d, h, w) for _ in range(count)] for d, (_, h, w, count) in zip(decoders, streams)]
 
     def _decode_from(self, decoder, height: int, width: int) -> list[np.ndarray]:

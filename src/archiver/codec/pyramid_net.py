@@ -151,23 +151,10 @@ class ContextNet:
         ``x`` (float64 holding integers; one column per position, the layout BLAS is fast at for
         millions of positions; in-place steps). The level's one-hot input is folded into the first
         bias: W·onehot is the level's column of W."""
-        return self.finish(phase, self.first_layer(phase, level, x))
-
-    @cached_property
-    def _float(self) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-        """The weights as float64 (exact: integers), converted once, not per wavefront step."""
-        return [[(w.astype(np.float64), b.astype(np.float64)) for w, b in layers] for layers in self.layers]
-
-    def first_layer(self, phase: int, level: int, x: np.ndarray) -> np.ndarray:
-        """``W1 · x + B1`` plus the level's one-hot column, before the clip."""
-        w1, b1 = self._float[phase][0]
-        h = w1[:, : x.shape[0]] @ x
-        h += (b1 + w1[:, x.shape[0] + level])[:, None]
-        return h
-
-    def finish(self, phase: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, bucket) from the first layer's sums ``h`` (clipped here, in place)."""
-        (w2, b2), (w3, b3) = self._float[phase][1:]
+        (w1, b1), (w2, b2), (w3, b3) = self._float[phase]
+        f = x.shape[0]
+        h = w1[:, :f] @ x
+        h += (b1 + w1[:, f + level])[:, None]
         # ufuncs with out= rather than np.clip: the same values, without np.clip's per-call
         # overhead (the wavefront decoder calls this some 900 times per photo).
         _clip(h, 0, ACT_MAX)
@@ -177,6 +164,11 @@ class ContextNet:
         mean = _clip(np.floor((o[0] + _ONE // 2) * (1.0 / _ONE)), -SYMBOL_CLIP, SYMBOL_CLIP)
         bucket = _clip(np.floor((o[1] - SCALE_LOW) * (1.0 / SCALE_STEP)), 0, BUCKETS - 1)
         return mean.astype(np.int64), bucket.astype(np.int64)
+
+    @cached_property
+    def _float(self) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """The weights as float64 (exact: integers), converted once, not per wavefront step."""
+        return [[(w.astype(np.float64), b.astype(np.float64)) for w, b in layers] for layers in self.layers]
 
     @staticmethod
     def _shift(acc: np.ndarray, bias: np.ndarray) -> np.ndarray:

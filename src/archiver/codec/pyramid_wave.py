@@ -34,11 +34,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from .pyramid_net import BUCKETS, FEATURE_CLIP
+from .pyramid_net import BUCKETS, FEATURE_CLIP, padded
 from .pyramid_plan import CAUSAL_NEIGHBOURS, NEIGHBOURS, PyramidSpec
 
 __all__ = [
-    "WavePlan", "PARENT_FEATURES", "FEATURES", "MAX_STREAMS", "step_features", "padded_stack", "level_residuals",
+    "WavePlan", "PARENT_FEATURES", "FEATURES", "MAX_STREAMS", "step_features", "level_residuals",
     "encode_group", "decode_streams",
 ]  # fmt: skip
 
@@ -86,6 +86,14 @@ class WavePlan:
     def parent_size(self) -> int:
         return (self.h // 2 + 2) * (self.w // 2 + 2)
 
+    def own_at(self, sl: slice, count: int) -> np.ndarray:
+        """(count, k): the positions ``sl`` in the padded buffer of ``count`` images of this size."""
+        return self.own[sl] + (self.padded_size * np.arange(count, dtype=np.int64))[:, None]
+
+    def parent_at(self, sl: slice, count: int) -> np.ndarray:
+        """(count, k): their parents in the coarser level's padded buffer."""
+        return self.parent[sl] + (self.parent_size * np.arange(count, dtype=np.int64))[:, None]
+
 
 #: Largest plan (positions) kept for reuse: 28 bytes a position, so at most 16 × 29 MB.
 PLAN_CACHE_POSITIONS = 1 << 20
@@ -102,23 +110,14 @@ def _cached_plan(h: int, w: int, tile: int) -> WavePlan:
     return WavePlan(h, w, tile)
 
 
-def padded_stack(grids: list[np.ndarray]) -> np.ndarray:
-    """Grids of one size clipped to ±FEATURE_CLIP, with a border of one zero, as one flat float64
-    buffer, grid after grid (the layout :func:`step_features` reads)."""
-    h, w = grids[0].shape if grids else (0, 0)
-    out = np.zeros((len(grids), h + 2, w + 2), dtype=np.float64)
-    for k, g in enumerate(grids):
-        np.clip(g, -FEATURE_CLIP, FEATURE_CLIP, out=out[k, 1:-1, 1:-1], casting="unsafe")
-    return out.ravel()
-
-
 def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np.ndarray, sl: slice,
                   out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """(:data:`FEATURES`, count · k) float64 integer features of the positions ``sl`` of the plan in
     each of ``count`` images (image-major): the parent's value and its neighbours up, down, left,
     right (:data:`NEIGHBOURS`; all 0 at the coarsest level, ``parent`` None), then the causal
     neighbours left, up-left, up, up-right (:data:`CAUSAL_NEIGHBOURS`; 0 outside the position's
-    tile). ``parent``, ``own``: the levels' padded stacks (:func:`padded_stack`), ``own`` with every
+    tile). ``parent``, ``own``: the levels' grids padded (:func:`~archiver.codec.pyramid_net.padded`)
+    and flattened, image after image, ``own`` with every
     position before ``sl``'s step already written; ``out``: where to write them (a (FEATURES,
     count · k) slice of a larger array)."""
     k = sl.stop - sl.start
@@ -128,11 +127,9 @@ def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np
     if parent is None:
         feats[:PARENT_FEATURES] = 0.0
     else:
-        at = plan.parent[sl] + (plan.parent_size * np.arange(count, dtype=np.int64))[:, None]
-        _gather(parent, at, plan.w // 2 + 2, ((0, 0),) + NEIGHBOURS, feats[:PARENT_FEATURES])
-    at = plan.own[sl] + (plan.padded_size * np.arange(count, dtype=np.int64))[:, None]
+        _gather(parent, plan.parent_at(sl, count), plan.w // 2 + 2, ((0, 0),) + NEIGHBOURS, feats[:PARENT_FEATURES])
     causal = feats[PARENT_FEATURES:]
-    _gather(own, at, plan.w + 2, CAUSAL_NEIGHBOURS, causal)
+    _gather(own, plan.own_at(sl, count), plan.w + 2, CAUSAL_NEIGHBOURS, causal)
     causal *= plan.inside[:, None, sl]
     return out
 
@@ -160,7 +157,7 @@ def level_residuals(coder, images: list[list[np.ndarray]]):
     for level in reversed(range(spec.levels)):
         grids = [np.asarray(g[level]) for g in images]
         plan = _plan(*grids[0].shape, spec.context_tile)
-        own = padded_stack(grids)
+        own = padded(np.stack(grids)).ravel()
         mean, bucket = coder.net.run(0, level, step_features(plan, n, parent, own, slice(0, plan.bounds[-1])))
         values = np.stack([g.ravel() for g in grids]).astype(np.int64)[:, plan.raster]
         yield level, plan, values - mean.reshape(n, -1), bucket.reshape(n, -1)
@@ -253,4 +250,4 @@ def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
                 vb = v[first : first + size].reshape(b.n, -1)
                 first += size
                 b.values[:, p.raster[sl]] = vb
-                b.own[p.own[sl] + (p.padded_size * np.arange(b.n, dtype=np.int64))[:, None]] = np.clip(vb, -FEATURE_CLIP, FEATURE_CLIP)
+                b.own[p.own_at(sl, b.n)] = np.clip(vb, -FEATURE_CLIP, FEATURE_CLIP)

@@ -230,7 +230,7 @@ class ArchiveReader(ModelReading):
                 if entry.block in self._groups:
                     self._groups.move_to_end(entry.block)
                     found[entry.block] = self._groups[entry.block]
-                elif entry.block not in found:
+                else:
                     todo.setdefault(entry.block, entry)
             if len(todo) > 1 and hasattr(self._latent_coder(), "decode_streams"):
                 try:
