@@ -14,6 +14,8 @@ also reads the parent's five values and the level's one-hot):
 - ``quad``: four phases on the 2×2 grid, each reading its 3×3 neighbours already decoded;
 - ``two rows``: 8 neighbours of the two rows above (a row decodes at once);
 - ``wavefront``: left, up-left, up, up-right (pyramid codec version 4; no tiles here);
+- ``wavefront 10``, ``wavefront 10 h12``: the wavefront order reading 10 causal neighbours (two
+  columns left, two rows up), hidden 16 and 12 wide;
 - ``raster 12``: the 12 neighbours of a causal 5×5 window;
 - ``wavefront h12``, ``wavefront h8``: the wavefront order with hidden layers 12 and 8 wide.
 
@@ -45,6 +47,7 @@ from benchmarks.regimes import build_regime  # noqa: E402
 QUALITIES = (2, 4, 8)
 OFF3 = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 CROSS = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+WAVE10 = [(0, -1), (-1, -1), (-1, 0), (-1, 1), (0, -2), (-1, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2)]
 #: name → (phase map or None for one causal phase, own-level offsets, hidden width)
 ORDERS = {
     "checkerboard": ("checkerboard", CROSS, 16),
@@ -54,6 +57,9 @@ ORDERS = {
     # the same order with narrower hidden layers (the decoder's cost per latent is mostly the network)
     "wavefront h12": (None, [(0, -1), (-1, -1), (-1, 0), (-1, 1)], 12),
     "wavefront h8": (None, [(0, -1), (-1, -1), (-1, 0), (-1, 1)], 8),
+    # more causal neighbours: every (dy, dx) with 2·dy + dx < 0 precedes (i, j) in the wavefront order
+    "wavefront 10": (None, WAVE10, 16),
+    "wavefront 10 h12": (None, WAVE10, 12),
     "raster 12": (None, [(dy, dx) for dy in (-2, -1) for dx in range(-2, 3)] + [(0, -2), (0, -1)], 24),
 }
 
