@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from archiver.codec import bases
 from archiver.codec.bases import BASES, base_file, from_delta, pyramid_reference, to_delta
-from archiver.codec.pyramid_plan import PyramidSpec
+from archiver.codec.pyramid_plan import PYRAMID_PRESETS, PyramidSpec
 from archiver.errors import CorruptArchiveError, MissingBaseError
 from archiver.model.pyramid import PyramidCodec
 from archiver.model.pyramid_base import find_pyramid_base, save_pyramid_base
@@ -25,12 +25,14 @@ from archiver.model.pyramid_train import context_net, synthesis_arrays
 PINNED = {
     "pyramid-b1": "bf1e38b7fffd3f763ec50ac9f8d875b21a21d2cce7a3deeb37e10ad5dee343c9",
     "pyramid-b2": "3a980b82b2e0d05d498aa51a7cac9a607378d02c3be6d601dc123a45958535d1",
+    "pyramid-b3": "5c7f5fb7410a985e288d962d26594078ea7293715898e76f3df4c09e23f353f6",
 }
 
 #: The released base graphs (``<id>.graph.onnx``), pinned the same way.
 PINNED_GRAPHS = {
     "pyramid-b1": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
     "pyramid-b2": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
+    "pyramid-b3": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
 }
 
 FORMAT = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
@@ -134,16 +136,20 @@ def test_find_pyramid_base_matches_the_spec_only(tmp_path):
     assert find_pyramid_base(PyramidSpec(context="wavefront"), tmp_path) is None  # another context order
 
 
-@pytest.mark.parametrize("order", ["checkerboard", "wavefront"])
-def test_shipped_pyramid_base_already_codes_an_unseen_image(order):
-    """Each released base (pyramid-b1: checkerboard, pyramid-b2: wavefront, the default) reconstructs
-    a synthetic image far better than the random start it replaces, at every quality, and spends
-    more bits for more PSNR as the quality rises."""
+@pytest.mark.parametrize("spec,base_id", [
+    (PyramidSpec(context="checkerboard"), "pyramid-b1"),
+    (PyramidSpec(context="wavefront"), "pyramid-b2"),
+    (PYRAMID_PRESETS["default"], "pyramid-b3"),
+])  # fmt: skip
+def test_shipped_pyramid_base_already_codes_an_unseen_image(spec, base_id):
+    """Each released base (pyramid-b1: checkerboard, pyramid-b2: wavefront, pyramid-b3: wavefront
+    with a 12-wide context network, the default) is found for exactly its spec and reconstructs a
+    synthetic image far better than the random start it replaces, at every quality, and spends more
+    bits for more PSNR as the quality rises."""
     from conftest import smooth_image
 
-    spec = PyramidSpec(context=order)
     base = find_pyramid_base(spec)
-    assert base is not None and base.id in BASES and base.sha256 == BASES[base.id]
+    assert base is not None and base.id == base_id and base.sha256 == BASES[base.id]
     x = torch.from_numpy(smooth_image(np.random.default_rng(5), 128, 96)).permute(2, 0, 1)[None].float() / 255
 
     def psnr_bpp(codec, q):

@@ -53,6 +53,8 @@ BASES: dict[str, str] = {
     "pyramid-b1": "bf1e38b7fffd3f763ec50ac9f8d875b21a21d2cce7a3deeb37e10ad5dee343c9",
     # 2026-12-03: pyramid-b1 with the wavefront context (codec version 4), see model/weights/README.md
     "pyramid-b2": "3a980b82b2e0d05d498aa51a7cac9a607378d02c3be6d601dc123a45958535d1",
+    # 2026-12-03: pyramid-b2 with a 12-wide context network (decodes faster), see model/weights/README.md
+    "pyramid-b3": "5c7f5fb7410a985e288d962d26594078ea7293715898e76f3df4c09e23f353f6",
 }
 
 #: Every released base graph: id → SHA-256 of ``<id>.graph.onnx``. Never edit a released entry.
@@ -61,6 +63,8 @@ BASE_GRAPHS: dict[str, str] = {
     "pyramid-b1": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
     # 2026-12-03: the same bytes as pyramid-b1's (the synthesis did not change)
     "pyramid-b2": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
+    # 2026-12-03: the same bytes again (the context network's width is not part of the graph)
+    "pyramid-b3": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
 }
 
 DELTA_SUFFIX = ".delta"
