@@ -19,6 +19,7 @@ length 1 codes its symbol in zero bits (nothing is written).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import constriction
@@ -152,7 +153,9 @@ def bucket_runs(bucket: np.ndarray, keys: int = BUCKETS) -> tuple[np.ndarray, li
     order = np.argsort(small, kind="stable")
     counts = np.bincount(small, minlength=keys)
     ends = np.cumsum(counts)
-    return order, [(int(k), int(ends[k] - counts[k]), int(ends[k])) for k in np.flatnonzero(counts)]
+    used = np.flatnonzero(counts)
+    # tolist() rather than int() per run: the wavefront decoder makes some 400 runs a step
+    return order, list(zip(used.tolist(), (ends[used] - counts[used]).tolist(), ends[used].tolist()))
 
 
 class PyramidCoder:
@@ -164,7 +167,6 @@ class PyramidCoder:
         net.validate(spec)
         self.spec, self.net, self.tables = spec, net, tables
         self._models: dict[int, object] = {}
-        self._lows_cache: np.ndarray | None = None
 
     def _model(self, k: int):
         if k not in self._models:
@@ -297,14 +299,14 @@ class PyramidCoder:
         else:
             order, runs = bucket_runs(stream_keys + bucket, len(decoders) * BUCKETS)
         parts = []
-        lengths = self.tables.lengths
+        lengths, models = self._lengths, self._models
         for key, start, stop in runs:
             s, k = divmod(key, BUCKETS)
             try:
                 if lengths[k] == 1:  # a one-symbol table costs no bits
                     parts.append(np.zeros(stop - start, dtype=np.int32))
                 else:
-                    parts.append(decoders[s].decode(self._model(k), stop - start))
+                    parts.append(decoders[s].decode(models.get(k) or self._model(k), stop - start))
             except CorruptArchiveError:
                 raise
             except Exception as exc:  # constriction raises plain ValueError/RuntimeError
@@ -314,12 +316,15 @@ class PyramidCoder:
             values[order] = np.concatenate(parts).astype(np.int64) + self._lows[bucket[order]] + mean[order]
         return values
 
-    @property
+    @cached_property
+    def _lengths(self) -> list[int]:
+        """The tables' lengths as Python ints (compared once per run of a step)."""
+        return self.tables.lengths.tolist()  # type: ignore[union-attr]
+
+    @cached_property
     def _lows(self) -> np.ndarray:
         """The tables' lows as int64 (indexed by bucket), converted once."""
-        if self._lows_cache is None:
-            self._lows_cache = self.tables.lows.astype(np.int64)  # type: ignore[union-attr]
-        return self._lows_cache
+        return self.tables.lows.astype(np.int64)  # type: ignore[union-attr]
 
 
 class PackedPyramidCoder:

@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .pyramid_net import BUCKETS, FEATURE_CLIP, padded
+from .pyramid_net import BUCKETS, FEATURE_CLIP, SCRATCH, padded
 from .pyramid_plan import CAUSAL_NEIGHBOURS, NEIGHBOURS, PyramidSpec
 
 __all__ = [
@@ -111,7 +111,7 @@ def _cached_plan(h: int, w: int, tile: int) -> WavePlan:
 
 
 def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np.ndarray, sl: slice,
-                  out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+                  out: np.ndarray | None = None, own_at: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """(:data:`FEATURES`, count · k) float64 integer features of the positions ``sl`` of the plan in
     each of ``count`` images (image-major): the parent's value and its neighbours up, down, left,
     right (:data:`NEIGHBOURS`; all 0 at the coarsest level, ``parent`` None), then the causal
@@ -119,7 +119,8 @@ def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np
     tile). ``parent``, ``own``: the levels' grids padded (:func:`~archiver.codec.pyramid_net.padded`)
     and flattened, image after image, ``own`` with every
     position before ``sl``'s step already written; ``out``: where to write them (a (FEATURES,
-    count · k) slice of a larger array)."""
+    count · k) slice of a larger array); ``own_at``: ``plan.own_at(sl, count)`` if the caller has
+    it already (the decoder writes the step's values there afterwards)."""
     k = sl.stop - sl.start
     if out is None:
         out = np.empty((FEATURES, count * k), dtype=np.float64)
@@ -129,7 +130,7 @@ def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np
     else:
         _gather(parent, plan.parent_at(sl, count), plan.w // 2 + 2, ((0, 0),) + NEIGHBOURS, feats[:PARENT_FEATURES])
     causal = feats[PARENT_FEATURES:]
-    _gather(own, plan.own_at(sl, count), plan.w + 2, CAUSAL_NEIGHBOURS, causal)
+    _gather(own, plan.own_at(sl, count) if own_at is None else own_at, plan.w + 2, CAUSAL_NEIGHBOURS, causal)
     causal *= plan.inside[:, None, sl]
     return out
 
@@ -198,30 +199,39 @@ def decode_streams(coder, streams: list[tuple[object, int, int, int]]) -> list[l
 
 class _Block:
     """The images of one size in a decoding pass: their streams' indices, and per level their
-    padded stack (features) and values, filled as the pass goes."""
+    padded stack (features) and values, filled as the pass goes. Values are kept in plan order
+    (a step writes one contiguous slice) and put in raster order once, when the level is done."""
 
     def __init__(self, height: int, width: int, members: list[int], counts: list[int]) -> None:
         self.height, self.width = height, width
         self.streams = np.repeat(np.asarray(members, dtype=np.int64), counts)  # each image's stream
+        self.keys = self.streams * BUCKETS  # each image's first (stream, bucket) sort key
         self.n = len(self.streams)
         self.levels: dict[int, np.ndarray] = {}
         self.parent: np.ndarray | None = None
         self.own = np.zeros(0)
-        self.values = np.zeros((0, 0), dtype=np.int64)
+        self.coded = np.zeros((0, 0), dtype=np.int64)
         self.plan: WavePlan | None = None
 
     def start(self, level: int, tile: int) -> WavePlan:
         if self.plan is not None:
-            self.levels[level + 1] = self.values.reshape(self.n, self.plan.h, self.plan.w).astype(np.int32)
+            self.levels[level + 1] = self._grids()
             self.parent = self.own
         self.plan = plan = _plan(self.height >> level, self.width >> level, tile)
         self.own = np.zeros(self.n * plan.padded_size, dtype=np.float64)
-        self.values = np.zeros((self.n, plan.h * plan.w), dtype=np.int64)
+        self.coded = np.empty((self.n, plan.h * plan.w), dtype=np.int64)
         return plan
+
+    def _grids(self) -> np.ndarray:
+        """The level just decoded, (n, h, w) int32 in raster order."""
+        plan = self.plan
+        out = np.empty((self.n, plan.h * plan.w), dtype=np.int32)  # type: ignore[union-attr]
+        out[:, plan.raster] = self.coded  # type: ignore[union-attr]
+        return out.reshape(self.n, plan.h, plan.w)  # type: ignore[union-attr]
 
     def images(self) -> list[list[np.ndarray]]:
         """Per image, its grids (level 0 first), once the pass is over."""
-        self.levels[0] = self.values.reshape(self.n, self.plan.h, self.plan.w).astype(np.int32)  # type: ignore[union-attr]
+        self.levels[0] = self._grids()
         return [[self.levels[level][i] for level in range(len(self.levels))] for i in range(self.n)]
 
 
@@ -230,24 +240,35 @@ def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
     spec: PyramidSpec = coder.spec
     for level in reversed(range(spec.levels)):
         plans = [b.start(level, spec.context_tile) for b in blocks]
+        bounds = [p.bounds.tolist() for p in plans]  # Python ints: slices are made per step
         for t in range(max(p.steps for p in plans)):
-            here = [(b, p, slice(p.bounds[t], p.bounds[t + 1])) for b, p in zip(blocks, plans) if t < p.steps]
-            here = [(b, p, sl, b.n * (sl.stop - sl.start)) for b, p, sl in here if sl.stop > sl.start]
+            here = [(b, p, slice(bd[t], bd[t + 1])) for b, p, bd in zip(blocks, plans, bounds)
+                    if t < p.steps and bd[t + 1] > bd[t]]  # fmt: skip
             if not here:
                 continue
-            feats = np.empty((FEATURES, sum(size for *_, size in here)), dtype=np.float64)
-            first = 0
-            for b, p, sl, size in here:
-                step_features(p, b.n, b.parent, b.own, sl, out=feats[:, first : first + size])
+            sizes = [b.n * (sl.stop - sl.start) for b, _, sl in here]
+            feats = SCRATCH.get("features", (FEATURES, sum(sizes)))
+            at, first = [], 0
+            for (b, p, sl), size in zip(here, sizes):
+                at.append(p.own_at(sl, b.n))
+                step_features(p, b.n, b.parent, b.own, sl, out=feats[:, first : first + size], own_at=at[-1])
                 first += size
             mean, bucket = coder.net.run(0, level, feats)
             keys = None
             if len(decoders) > 1:
-                keys = np.concatenate([np.repeat(b.streams * BUCKETS, sl.stop - sl.start) for b, _, sl, _ in here])
+                keys = np.concatenate([np.repeat(b.keys, sl.stop - sl.start) for b, _, sl in here])
             v = coder._decode_phase(decoders, mean, bucket, keys)
+            clipped = _clip_feature(v)
             first = 0
-            for b, p, sl, size in here:
-                vb = v[first : first + size].reshape(b.n, -1)
+            for (b, p, sl), size, own_at in zip(here, sizes, at):
+                b.coded[:, sl] = v[first : first + size].reshape(b.n, -1)
+                b.own[own_at] = clipped[first : first + size].reshape(b.n, -1)
                 first += size
-                b.values[:, p.raster[sl]] = vb
-                b.own[p.own_at(sl, b.n)] = np.clip(vb, -FEATURE_CLIP, FEATURE_CLIP)
+
+
+def _clip_feature(v: np.ndarray) -> np.ndarray:
+    """``v`` clipped to ±FEATURE_CLIP as float64 (what the features read), with ufuncs: np.clip's
+    own overhead is paid some 900 times per photo here."""
+    out = v.astype(np.float64)
+    np.maximum(out, -FEATURE_CLIP, out=out)
+    return np.minimum(out, FEATURE_CLIP, out=out)
