@@ -24,13 +24,13 @@ from archiver.errors import CorruptArchiveError
 SPEC = PyramidSpec(channels=(1, 1, 1, 1), context_hidden=8)
 
 
-def random_net(seed: int, spec: PyramidSpec = SPEC) -> ContextNet:
+def random_net(seed: int, spec: PyramidSpec = SPEC, spread: float = 0.5) -> ContextNet:
     rng = np.random.default_rng(seed)
     phases = []
     for phase in range(spec.phases):
         cin, layers = context_features_count(spec, phase), []
         for cout in (spec.context_hidden, spec.context_hidden, 2):
-            layers.append((rng.normal(0, 0.5, (cout, cin)), rng.normal(0, 0.5, cout)))
+            layers.append((rng.normal(0, spread, (cout, cin)), rng.normal(0, spread, cout)))
             cin = cout
         phases.append(layers)
     return ContextNet.from_float(phases)
@@ -61,24 +61,34 @@ def test_round_trip(seed, hb, wb, spread):
             np.testing.assert_array_equal(a, b)
 
 
-def test_network_is_integer_and_exact():
-    net = random_net(1)
+@pytest.mark.parametrize("spread,dtype", [(0.5, np.float64), (0.5, np.int16), (5000.0, np.int16)])
+def test_network_is_integer_and_exact(spread, dtype):
+    """The float64 computation equals integer arithmetic, also with weights at the largest
+    magnitudes the format allows (activations then hit ACT_MAX) and int16 features (the wavefront
+    decoder's)."""
+    net = random_net(1, spread=spread)
     rng = np.random.default_rng(0)
     level = 2
-    x = rng.integers(-1023, 1024, (500, context_features_count(SPEC, 1) - SPEC.levels)).astype(np.float64)
-    mean, bucket = net.run(1, level, np.ascontiguousarray(x.T))
+    x = rng.integers(-1023, 1024, (500, context_features_count(SPEC, 1) - SPEC.levels))
+    mean, bucket = net.run(1, level, np.ascontiguousarray(x.T.astype(dtype)))
+    for _ in range(2):  # again, with the reused work arrays, and the same answer
+        again = net.run(1, level, np.ascontiguousarray(x.T.astype(dtype)))
+        assert np.array_equal(again[0], mean) and np.array_equal(again[1], bucket)
     # The same arithmetic in Python integers (arbitrary precision) gives the same answer, with the
     # level's one-hot as inputs.
     onehot = np.zeros((500, SPEC.levels), np.int64)
     onehot[:, level] = 1
     full = np.concatenate([x.astype(np.int64), onehot], 1)
     (w1, b1), (w2, b2), (w3, b3) = net.layers[1]
+    extremes = 0
     for row, m, k in zip(full[:50], mean[:50], bucket[:50]):
         h = [min(max(int(np.dot(w1[o].astype(np.int64), row)) + int(b1[o]), 0), (1 << 24) - 1) for o in range(len(b1))]
+        extremes += h.count((1 << 24) - 1)
         h = [min(max((int(np.dot(w2[o].astype(np.int64), h)) + int(b2[o]) * 256) // 256, 0), (1 << 24) - 1) for o in range(len(b2))]
         o = [(int(np.dot(w3[i].astype(np.int64), h)) + int(b3[i]) * 256) // 256 for i in range(2)]
         assert m == min(max((o[0] + 128) // 256, -4095), 4095)
         assert k == min(max((o[1] + 3 * 256) // 64, 0), BUCKETS - 1)
+    assert (extremes > 0) == (spread > 1)  # the large weights reach the activations' clip
 
 
 def test_context_saves_bits_on_smooth_grids():

@@ -313,7 +313,7 @@ class PyramidCoder:
                 raise CorruptArchiveError(f"pyramid bitstream does not decode: {exc}") from None
         values = np.empty(bucket.size, dtype=np.int64)
         if parts:
-            values[order] = np.concatenate(parts).astype(np.int64) + self._lows[bucket[order]] + mean[order]
+            values.put(order, np.concatenate(parts).astype(np.int64) + self._lows[bucket[order]] + mean[order])
         return values
 
     @cached_property

@@ -149,21 +149,32 @@ class ContextNet:
 
     def run(self, phase: int, level: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean, bucket), int64 each, for positions of ``level`` with the (F − L, n) integer features
-        ``x`` (float64 holding integers; one column per position, the layout BLAS is fast at for
-        millions of positions; in-place steps). The level's one-hot input is folded into the first
-        bias: W·onehot is the level's column of W."""
-        f = x.shape[0]
+        ``x`` (integers, as float64 or any integer type; one column per position, the layout BLAS is
+        fast at for millions of positions).
+
+        Computed as the module's arithmetic says, in float64 with every value exact: each layer's
+        input gets a last row of ones so that the bias is a column of the matrix (the level's
+        one-hot input is folded into the first bias: W·onehot is the level's column of W), and the
+        weights of layers 2 and 3 are pre-divided by 2**8. Then every product and partial sum is
+        a multiple of 2**-8 below 2**43, inside float64's 53 bits, in any order of summation, and
+        ``floor(W/2**8 · h + B)`` equals ``floor((W·h + B·2**8) / 2**8)``. Work arrays are reused
+        (:data:`SCRATCH`): one step of the wavefront decoder runs about 25 k positions."""
+        f, n = x.shape
         key = (phase, f)
         if key not in self._float:
             self._float[key] = self._float_weights(phase, f)
-        w1, first, (w2, b2), (w3, b3) = self._float[key]
-        n = x.shape[1]
-        h = np.matmul(w1, x, out=SCRATCH.get("h1", (w1.shape[0], n)))
-        h += first[:, level : level + 1]
-        np.clip(h, 0, ACT_MAX, out=h)  # one pass; the wavefront decoder runs this on ~25 k columns
-        h = self._shift(np.matmul(w2, h, out=SCRATCH.get("h2", (w2.shape[0], n))), b2)
-        np.clip(h, 0, ACT_MAX, out=h)
-        o = self._shift(np.matmul(w3, h, out=SCRATCH.get("o", (2, n))), b3)
+        firsts, w2, w3 = self._float[key]
+        xs = _with_ones(SCRATCH.get("x", (f + 1, n)), x)
+        h1 = SCRATCH.get("h1", (w2.shape[1], n))
+        np.matmul(firsts[level], xs, out=h1[:-1])
+        np.clip(h1[:-1], 0, ACT_MAX, out=h1[:-1])
+        h1[-1] = 1.0
+        h2 = SCRATCH.get("h2", (w3.shape[1], n))
+        np.floor(np.matmul(w2, h1, out=h2[:-1]), out=h2[:-1])
+        np.clip(h2[:-1], 0, ACT_MAX, out=h2[:-1])
+        h2[-1] = 1.0
+        o = SCRATCH.get("o", (2, n))
+        np.floor(np.matmul(w3, h2, out=o), out=o)
         mean = _clip(np.floor((o[0] + _ONE // 2) * (1.0 / _ONE)), -SYMBOL_CLIP, SYMBOL_CLIP)
         bucket = _clip(np.floor((o[1] - SCALE_LOW) * (1.0 / SCALE_STEP)), 0, BUCKETS - 1)
         return mean.astype(np.int64), bucket.astype(np.int64)
@@ -174,22 +185,20 @@ class ContextNet:
         return {}
 
     def _float_weights(self, phase: int, f: int) -> tuple:
-        """A phase's weights as float64 (exact), converted once, not per wavefront step: W1's
-        first ``f`` columns (contiguous), ``first[:, l] = B1 + W1[:, f + l]`` (the first layer's
-        bias at level l: the one-hot's column folded in), and (W / 2**8, B) of the other two
-        layers (see :meth:`_shift`)."""
+        """A phase's weights as float64 (exact), converted once, not per wavefront step: per level
+        l, ``[W1[:, :f] | B1 + W1[:, f + l]]`` (the one-hot's column folded into the bias), then
+        ``[W2 / 2**8 | B2]`` and ``[W3 / 2**8 | B3]`` (see :meth:`run`)."""
         (w1, b1), (w2, b2), (w3, b3) = (tuple(a.astype(np.float64) for a in layer) for layer in self.layers[phase])
-        first = b1[:, None] + w1[:, f:]
-        return np.ascontiguousarray(w1[:, :f]), first, (w2 * (1.0 / _ONE), b2), (w3 * (1.0 / _ONE), b3)
+        firsts = [np.ascontiguousarray(np.column_stack([w1[:, :f], b1 + w1[:, f + level]]))
+                  for level in range(w1.shape[1] - f)]  # fmt: skip
+        return (firsts, np.column_stack([w2 * (1.0 / _ONE), b2]), np.column_stack([w3 * (1.0 / _ONE), b3]))
 
-    @staticmethod
-    def _shift(acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """``floor((acc + bias · 2**8) / 2**8)`` in place, where ``acc`` was computed with the
-        weights already divided by 2**8: W·h / 2**8 is exact either way (the products and every
-        partial sum are multiples of 2**-8 below 2**42, inside float64's 53 bits), and adding the
-        integer bias before the floor equals adding ``bias · 2**8`` before the division."""
-        acc += bias[:, None]
-        return np.floor(acc, out=acc)
+
+def _with_ones(out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``out`` (F + 1, n) = ``x`` (F, n) over a row of ones."""
+    out[:-1] = x
+    out[-1] = 1.0
+    return out
 
 
 class Scratch(threading.local):
@@ -201,20 +210,20 @@ class Scratch(threading.local):
     def __init__(self) -> None:
         self.buffers: dict[str, np.ndarray] = {}
 
-    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A contiguous float64 array of ``shape`` (contents undefined), valid until the next
-        ``get`` of ``name`` on this thread; larger than :data:`SCRATCH_VALUES`, a new array."""
+    def get(self, name: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+        """A contiguous array of ``shape`` and ``dtype`` (contents undefined), valid until the
+        next ``get`` of ``name`` on this thread; larger than :data:`SCRATCH_VALUES`, a new array."""
         size = int(np.prod(shape))
         if size > SCRATCH_VALUES:
-            return np.empty(shape, dtype=np.float64)
+            return np.empty(shape, dtype=dtype)
         buf = self.buffers.get(name)
-        if buf is None or buf.size < size:
+        if buf is None or buf.size < size or buf.dtype != dtype:
             grown = min(max(size, 2 * (0 if buf is None else buf.size)), SCRATCH_VALUES)
-            buf = self.buffers[name] = np.empty(grown, dtype=np.float64)
+            buf = self.buffers[name] = np.empty(grown, dtype=dtype)
         return buf[:size].reshape(shape)
 
 
-#: Largest work array kept for reuse, in float64 values (8 MB): a wavefront step of 48 photos
+#: Largest work array kept for reuse, in values (8 MB of float64): a wavefront step of 48 photos
 #: needs about 0.3 M (12 × 25 k); whole-level runs at pack time are larger and are not kept.
 SCRATCH_VALUES = 1 << 20
 

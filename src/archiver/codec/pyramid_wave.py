@@ -47,6 +47,11 @@ __all__ = [
 #: :func:`archiver.codec.pyramid_plan.context_features_count` minus the levels.
 PARENT_FEATURES = 1 + len(NEIGHBOURS)
 FEATURES = PARENT_FEATURES + len(CAUSAL_NEIGHBOURS)
+#: The decoder's copies of the levels (what the features read) hold values clipped to
+#: ±FEATURE_CLIP: int16 holds them exactly in a quarter of float64's bytes. A step reads and writes
+#: positions scattered over every image's grid (48 photos: 43 MB at full size instead of 171 MB),
+#: and 16-bit gathers and scatters ran 1.9× and 3.7× faster than 64-bit ones (measured).
+FEATURE_DTYPE = np.int16
 #: Most streams :func:`decode_streams` takes in one pass: a step sorts its positions by (stream,
 #: bucket) as one 16-bit key (a radix sort), so streams × BUCKETS must stay below 2**16.
 MAX_STREAMS = (1 << 16) // BUCKETS
@@ -63,11 +68,11 @@ class WavePlan:
 
     def __init__(self, h: int, w: int, tile: int) -> None:
         self.h, self.w = h, w
-        rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
-        a, b = rows % tile, cols % tile
-        t = (2 * a + b).astype(np.int16)  # tile ≤ 4096: t < 3 · 4096, a 16-bit key
+        # tile ≤ 4096: t < 3 · 4096, a 16-bit key
+        t = np.add.outer(2 * (np.arange(h, dtype=np.int16) % tile), np.arange(w, dtype=np.int16) % tile).ravel()
         order = np.argsort(t, kind="stable")  # a radix sort; stable keeps raster order within a step
-        rows, cols, a, b = rows[order], cols[order], a[order], b[order]
+        rows, cols = np.divmod(order, w)
+        a, b = rows % tile, cols % tile
         self.raster = order
         self.own = (rows + 1) * (w + 2) + (cols + 1)
         self.parent = (rows // 2 + 1) * (w // 2 + 2) + (cols // 2 + 1)
@@ -112,7 +117,7 @@ def _cached_plan(h: int, w: int, tile: int) -> WavePlan:
 
 def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np.ndarray, sl: slice,
                   out: np.ndarray | None = None, own_at: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-    """(:data:`FEATURES`, count · k) float64 integer features of the positions ``sl`` of the plan in
+    """(:data:`FEATURES`, count · k) integer features of the positions ``sl`` of the plan in
     each of ``count`` images (image-major): the parent's value and its neighbours up, down, left,
     right (:data:`NEIGHBOURS`; all 0 at the coarsest level, ``parent`` None), then the causal
     neighbours left, up-left, up, up-right (:data:`CAUSAL_NEIGHBOURS`; 0 outside the position's
@@ -123,7 +128,7 @@ def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np
     it already (the decoder writes the step's values there afterwards)."""
     k = sl.stop - sl.start
     if out is None:
-        out = np.empty((FEATURES, count * k), dtype=np.float64)
+        out = np.empty((FEATURES, count * k), dtype=own.dtype)
     feats = out.reshape(FEATURES, count, k)  # a view: each row of ``out`` is contiguous
     if parent is None:
         feats[:PARENT_FEATURES] = 0.0
@@ -218,7 +223,7 @@ class _Block:
             self.levels[level + 1] = self._grids()
             self.parent = self.own
         self.plan = plan = _plan(self.height >> level, self.width >> level, tile)
-        self.own = np.zeros(self.n * plan.padded_size, dtype=np.float64)
+        self.own = np.zeros(self.n * plan.padded_size, dtype=FEATURE_DTYPE)
         self.coded = np.empty((self.n, plan.h * plan.w), dtype=np.int64)
         return plan
 
@@ -247,7 +252,7 @@ def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
             if not here:
                 continue
             sizes = [b.n * (sl.stop - sl.start) for b, _, sl in here]
-            feats = SCRATCH.get("features", (FEATURES, sum(sizes)))
+            feats = SCRATCH.get("features", (FEATURES, sum(sizes)), FEATURE_DTYPE)
             at, first = [], 0
             for (b, p, sl), size in zip(here, sizes):
                 at.append(p.own_at(sl, b.n))
@@ -262,13 +267,11 @@ def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
             first = 0
             for (b, p, sl), size, own_at in zip(here, sizes, at):
                 b.coded[:, sl] = v[first : first + size].reshape(b.n, -1)
-                b.own[own_at] = clipped[first : first + size].reshape(b.n, -1)
+                # put, not b.own[own_at] = …: 6× faster for these scattered indices (measured)
+                b.own.put(own_at, clipped[first : first + size])
                 first += size
 
 
 def _clip_feature(v: np.ndarray) -> np.ndarray:
-    """``v`` clipped to ±FEATURE_CLIP as float64 (what the features read), with ufuncs: np.clip's
-    own overhead is paid some 900 times per photo here."""
-    out = v.astype(np.float64)
-    np.maximum(out, -FEATURE_CLIP, out=out)
-    return np.minimum(out, FEATURE_CLIP, out=out)
+    """``v`` clipped to ±FEATURE_CLIP as :data:`FEATURE_DTYPE` (what the features read)."""
+    return np.clip(v, -FEATURE_CLIP, FEATURE_CLIP).astype(FEATURE_DTYPE)
