@@ -158,13 +158,23 @@ class ContextNet:
         weights of layers 2 and 3 are pre-divided by 2**8. Then every product and partial sum is
         a multiple of 2**-8 below 2**43, inside float64's 53 bits, in any order of summation, and
         ``floor(W/2**8 · h + B)`` equals ``floor((W·h + B·2**8) / 2**8)``. Work arrays are reused
-        (:data:`SCRATCH`): one step of the wavefront decoder runs about 25 k positions."""
+        (:data:`SCRATCH`), :data:`RUN_COLUMNS` positions at a time."""
         f, n = x.shape
         key = (phase, f)
         if key not in self._float:
             self._float[key] = self._float_weights(phase, f)
-        firsts, w2, w3 = self._float[key]
-        xs = _with_ones(SCRATCH.get("x", (f + 1, n)), x)
+        mean, bucket = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        for start in range(0, n, RUN_COLUMNS):
+            stop = min(start + RUN_COLUMNS, n)
+            self._run_block(self._float[key], level, x[:, start:stop], mean[start:stop], bucket[start:stop])
+        return mean, bucket
+
+    @staticmethod
+    def _run_block(weights: tuple, level: int, x: np.ndarray, mean: np.ndarray, bucket: np.ndarray) -> None:
+        """:meth:`run` on at most :data:`RUN_COLUMNS` positions, into ``mean`` and ``bucket``."""
+        firsts, w2, w3 = weights
+        n = x.shape[1]
+        xs = _with_ones(SCRATCH.get("x", (x.shape[0] + 1, n)), x)
         h1 = SCRATCH.get("h1", (w2.shape[1], n))
         np.matmul(firsts[level], xs, out=h1[:-1])
         np.clip(h1[:-1], 0, ACT_MAX, out=h1[:-1])
@@ -175,9 +185,8 @@ class ContextNet:
         h2[-1] = 1.0
         o = SCRATCH.get("o", (2, n))
         np.floor(np.matmul(w3, h2, out=o), out=o)
-        mean = _clip(np.floor((o[0] + _ONE // 2) * (1.0 / _ONE)), -SYMBOL_CLIP, SYMBOL_CLIP)
-        bucket = _clip(np.floor((o[1] - SCALE_LOW) * (1.0 / SCALE_STEP)), 0, BUCKETS - 1)
-        return mean.astype(np.int64), bucket.astype(np.int64)
+        np.clip(np.floor((o[0] + _ONE // 2) * (1.0 / _ONE)), -SYMBOL_CLIP, SYMBOL_CLIP, out=mean, casting="unsafe")
+        np.clip(np.floor((o[1] - SCALE_LOW) * (1.0 / SCALE_STEP)), 0, BUCKETS - 1, out=bucket, casting="unsafe")
 
     @cached_property
     def _float(self) -> dict[tuple[int, int], tuple]:
@@ -223,6 +232,11 @@ class Scratch(threading.local):
         return buf[:size].reshape(shape)
 
 
+#: Positions the context network runs on at once, so that its work arrays (13 rows of float64,
+#: 0.85 MB each) stay in a core's cache between the layers. Entropy decoding of a 48-photo album
+#: (about 25 k positions a step, one thread, interleaved runs): 5.4–7.3 s at 8192 against 6.2–8.8 s
+#: unblocked; 4096 and 16384 were within the noise of 8192, 1024 was slower (8.3–8.6 s).
+RUN_COLUMNS = 8192
 #: Largest work array kept for reuse, in values (8 MB of float64): a wavefront step of 48 photos
 #: needs about 0.3 M (12 × 25 k); whole-level runs at pack time are larger and are not kept.
 SCRATCH_VALUES = 1 << 20
