@@ -98,3 +98,14 @@ def test_default_pyramid_decoder_fits_the_mac_budget():
 
     spec = PYRAMID_PRESETS["default"]
     assert 0 < spec.macs_per_pixel() + context_macs_per_pixel(spec) <= 3000
+
+
+def test_pyramid_synthesis_leaves_the_entropy_thread_a_core(monkeypatch):
+    """Without ``threads``, the pyramid synthesis runs on every core but one (at least one)."""
+    import os
+
+    from archiver.codecs import synthesis_threads
+
+    for cores, threads in ((1, 1), (2, 1), (8, 7)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert synthesis_threads() == threads

@@ -33,6 +33,7 @@ from .errors import CorruptArchiveError, InputError, MissingBaseError, MissingDe
 
 __all__ = [
     "CodecDescription", "CODECS", "describe", "read_side", "AutoencoderReadSide", "PyramidReadSide", "pyramid_tiling",
+    "synthesis_threads",
 ]  # fmt: skip
 
 #: Codec names and the versions of each this archiver reads.
@@ -237,9 +238,22 @@ class PyramidReadSide:
         return PackedPyramidCoder.from_arrays(self.spec, self.model_arrays("entropy"))
 
     def runtime(self, provider: str, threads: int | None, spin: bool = True):
+        """The synthesis session; ``threads`` None: :func:`synthesis_threads`."""
         attach_weights, OnnxDecoder = _runtime_imports()
         model = attach_weights(self.graph(), self.model_arrays("decoder"))
+        threads = synthesis_threads() if threads is None else threads
         return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo, spin)
+
+
+def synthesis_threads() -> int:
+    """Intra-op threads of the pyramid synthesis when the caller sets none: every core but one,
+    which the entropy thread keeps busy (its wavefront decoding takes longer than the synthesis).
+    Extracting the 48-photo album (2 cores, four alternating fresh extracts): 7.6–9.3 s with one
+    runtime thread against 8.3–10.7 s with two."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
 
 
 def read_side(reader):
