@@ -23,8 +23,8 @@ then paid once for many images instead of once per group: that cost is what limi
 of photo albums, where every photo is a group of its own.
 
 **Layout.** A level of ``n`` images of one size is held image after image: ``(n, h + 2, w + 2)``
-with a border of zeros (what neighbours outside the grid read) for the features, ``(n, h · w)``
-for the values. One image's positions sorted by step (:class:`WavePlan`, made once per size) give
+with a border of zeros (what neighbours outside the grid read) for the features (the decoder's in
+:data:`FEATURE_DTYPE`), ``(n, h · w)`` for the values. One image's positions sorted by step (:class:`WavePlan`, made once per size) give
 every image's: a step's positions are a ``(n, k)`` block, image-major, which is the coding order.
 """
 
