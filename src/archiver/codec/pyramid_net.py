@@ -234,19 +234,16 @@ class Scratch(threading.local):
 
 #: Positions the context network runs on at once, so that its work arrays (13 rows of float64,
 #: 0.85 MB each) stay in a core's cache between the layers. Entropy decoding of a 48-photo album
-#: (about 25 k positions a step, one thread, interleaved runs): 5.4–7.3 s at 8192 against 6.2–8.8 s
-#: unblocked; 4096 and 16384 were within the noise of 8192, 1024 was slower (8.3–8.6 s).
+#: (about 25 k positions a step, one BLAS thread as in extraction, alternating runs): 6.4–6.8 s at
+#: 8192 against 7.7–9.0 s unblocked. With numpy's default BLAS threads, 4096 and 16384 were within
+#: the noise of 8192 and 1024 was slower.
 RUN_COLUMNS = 8192
-#: Largest work array kept for reuse, in values (8 MB of float64): a wavefront step of 48 photos
-#: needs about 0.3 M (12 × 25 k); whole-level runs at pack time are larger and are not kept.
+#: Largest work array kept for reuse, in values (8 MB of float64): the network's arrays are at most
+#: 13 × RUN_COLUMNS, a wavefront step's features of 48 photos about 9 × 25 k; a step larger than
+#: this (very large images) gets a new array.
 SCRATCH_VALUES = 1 << 20
 
 
 #: The work arrays of :meth:`ContextNet.run` and of the wavefront decoder's features.
 SCRATCH = Scratch()
 
-
-def _clip(a: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``a`` clipped to [low, high] in place."""
-    np.maximum(a, low, out=a)
-    return np.minimum(a, high, out=a)

@@ -168,8 +168,9 @@ def unpack_grids(spec: PyramidSpec, packed: np.ndarray) -> list[np.ndarray]:
 
 
 #: The spec ``pack --codec pyramid`` uses (its base: ``pyramid-b3``). The context network's hidden
-#: layers are 12 wide, not 16: the wavefront decoder's time goes mostly to that network (one thread,
-#: six 512×768 streams: 2.47 Mpx/s at 12 wide against 1.83 at 16, benchmarks/results/entropy-speed.md),
+#: layers are 12 wide, not 16, because that network is a large part of the wavefront decoder's time
+#: (synthetic: one thread, six 512×768 streams, 2.47 Mpx/s at 12 wide against 1.83 at 16,
+#: benchmarks/results/entropy-speed.md; on a real 48-photo album the gain was smaller, about 5 %),
 #: and 12 wide coded pyramid-b2's heldout latents within ±1.2 % of the bits of 16 wide
 #: (context-orders-neighbours.md; context-orders-hidden.md: +1.3 … +2.2 %).
 PYRAMID_PRESETS: dict[str, PyramidSpec] = {"default": PyramidSpec(context="wavefront", context_hidden=12)}
