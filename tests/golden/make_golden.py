@@ -77,6 +77,8 @@ def main() -> None:
                 if spec.context != "checkerboard":  # pyramid codec version 4: v<N>-pyramid-wavefront-…
                     kind = f"-{spec.context}{kind}"
             out = HERE / f"v{FORMAT_VERSION}-{codec}{kind}-mixed.nca"
+            if out.exists():
+                sys.exit(f"{out} exists: old versions' files must stay as they are")
             pack(src, out, cfg, force=True)
             (out.with_suffix(".json")).write_text(json.dumps(list_entries(out), indent=1) + "\n")
             print(out, out.stat().st_size, "bytes")
