@@ -19,7 +19,7 @@ from ..codec.pyramid_net import SYMBOL_CLIP
 
 from .prior import quantize_ste
 from .pyramid import PyramidCodec, laplace_bits
-from .pyramid_train import PYRAMID_REFINE_LR, PackedSynthesis, pack_torch, unpack_torch
+from .pyramid_train import PackedSynthesis, pack_torch, unpack_torch
 from .refine import refine_latent
 
 __all__ = [
@@ -57,8 +57,9 @@ def encode_continuous(codec: PyramidCodec, rgb: np.ndarray, quality: int) -> tup
 def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch.Tensor, z: torch.Tensor,
                       valid: tuple[int, int], lmbda: float, refine_steps: int, tile: int, halo: int,
                       gain: float = 1.0) -> torch.Tensor:  # fmt: skip
-    """``z`` after ``refine_steps`` of refinement of its quantization at ``gain`` (λ scaled by
-    :data:`GAIN_LAMBDA_EXPONENT`); still continuous, in units of the trained steps."""
+    """``z`` after at most ``refine_steps`` trials of the integer search of its quantization at
+    ``gain`` (λ scaled by :data:`GAIN_LAMBDA_EXPONENT`), in units of the trained steps (integers
+    times ``gain``)."""
     if refine_steps <= 0:
         return z
     for p in codec.context.parameters():
@@ -70,11 +71,11 @@ def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch
         return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
 
     scaled = synth if gain == 1.0 else PackedSynthesis(synth.spec, synth.synthesis, synth.steps * gain).eval()
-    # The step size is in units of the quantization step: divided by the gain, a latent moves as far
-    # in units of the trained steps at every gain. At 1/8 of the steps with the trained step size the
-    # refinement hardly moved, and PSNR fell below that of coarser codes (dataset crops, target 32 dB).
+    # An integer search (archiver.model.refine._search), not Adam: at q4 Adam's steps made every
+    # crop's loss worse (the encoder's latent was kept); the search starts from z / gain rounded
+    # and keeps only moves that lower the loss.
     y = refine_latent(scaled, padded, z / gain, rate, lmbda * gain ** -GAIN_LAMBDA_EXPONENT, refine_steps, valid,
-                      lr=PYRAMID_REFINE_LR / gain, tile=tile, halo=halo, stride=codec.spec.stride)  # fmt: skip
+                      tile=tile, halo=halo, stride=codec.spec.stride, search=True)  # fmt: skip
     return y * gain
 
 

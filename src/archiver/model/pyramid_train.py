@@ -47,8 +47,6 @@ PYRAMID_COARSE_FIRST = 0.5
 #: ``--quality 4``, 120 s packs on a busy CPU, base after 5,000 pretraining steps): 1e-3 gave
 #: 29.37 dB at 0.889 bpp, 2e-4 29.90 dB at 0.876 bpp, 5e-5 29.83 dB at 0.878 bpp.
 PYRAMID_FINETUNE_LR = 2e-4
-#: Adam step of the latent refinement, in quantization steps.
-PYRAMID_REFINE_LR = 0.05
 
 
 @dataclass(frozen=True)
