@@ -93,3 +93,23 @@ def test_budget_spreads_the_steps_that_fit():
     tight.done(100, 7, 5.0)  # slower than predicted: the budget is spent
     assert tight.steps_for(100) == 0 and tight.summary()["min_steps"] == 0
     assert RefineBudget(0, 10.0, 100).steps_for(100) == 0
+
+
+def test_search_gives_integers_that_lower_the_loss_tile_by_tile():
+    """The integer search (the pyramid's refinement): integer latents, a lower loss than the rounded
+    start in tiles as in one piece, never more decoder inputs than a tile with its context, and no
+    more than ``steps`` trials (plus the start) per tile."""
+    model, prior, padded, y, valid = _setup()  # latent 10 × 13 positions
+    rate = lambda v: prior.bits(quantize_ste(v)).sum()  # noqa: E731
+    recorder = Recording(model.decoder)
+    tiled = refine_latent(recorder, padded, y, rate, 0.05, 15, valid, tile=4, halo=2, search=True)
+    whole = refine_latent(model.decoder, padded, y, rate, 0.05, 15, valid, search=True)
+    assert torch.equal(tiled, torch.round(tiled)) and torch.equal(whole, torch.round(whole))
+    assert max(s[0] for s in recorder.shapes) <= 8 and max(s[1] for s in recorder.shapes) <= 8
+    assert len(recorder.shapes) <= 16 * 3 * 4
+    start = _loss(model.decoder, prior, padded, torch.round(y), valid)
+    t, w = (_loss(model.decoder, prior, padded, v, valid) for v in (tiled, whole))
+    assert t < start and w < start, (start, t, w)
+    # a latent far from the image: the search keeps finding moves that pay
+    far = refine_latent(model.decoder, padded, y + 3.0, rate, 0.05, 30, valid, search=True)
+    assert _loss(model.decoder, prior, padded, far, valid) < _loss(model.decoder, prior, padded, torch.round(y + 3.0), valid) - 1.0
