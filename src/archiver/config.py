@@ -304,13 +304,12 @@ def resolve_budget_quality(cfg: PackConfig, pixels: int, rest: int) -> PackConfi
 
 
 #: Whole-archive bpp and mean PSNR (dB) of ``--codec pyramid`` per ``--quality`` on the dataset
-#: regime's heldout split (400 crops of 128², 8-minute packs from base pyramid-b2, wavefront context:
-#: benchmarks/results/rd-dataset-pyramid-b2-heldout.md); levels between are interpolated
-#: (PSNR linearly, bpp geometrically). The default base is now pyramid-b3, measured at q4 and q8
-#: only (rd-dataset-pyramid-b3-heldout.md: 0.858 bpp / 31.71 dB, 2.221 / 38.25), within 0.35 dB of
-#: these; b2's three points are kept so that q2 stays measured. ``--target-psnr`` and ``--max-bytes`` without ``--quality``
-#: fine-tune at the level nearest to what they ask (:func:`pyramid_quality_for`).
-PYRAMID_LEVEL_POINTS: dict[int, tuple[float, float]] = {2: (0.413, 27.17), 4: (0.898, 31.36), 8: (2.147, 38.17)}
+#: regime's heldout split (400 crops of 128², 8-minute packs from base pyramid-b3 with the integer
+#: search refinement: benchmarks/results/rd-dataset-pyramid-b3-search-heldout-q2-q8.md; with Adam
+#: refinement and pyramid-b2 they were 0.413 / 27.17, 0.898 / 31.36, 2.147 / 38.17); levels between
+#: are interpolated (PSNR linearly, bpp geometrically). ``--target-psnr`` and ``--max-bytes``
+#: without ``--quality`` fine-tune at the level nearest to what they ask (:func:`pyramid_quality_for`).
+PYRAMID_LEVEL_POINTS: dict[int, tuple[float, float]] = {2: (0.403, 29.01), 4: (0.806, 32.64), 8: (2.117, 39.97)}
 
 
 def pyramid_quality_for(target_psnr: float = 0.0, bpp: float = 0.0) -> int:
