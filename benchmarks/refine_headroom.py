@@ -44,11 +44,11 @@ from archiver.bench.metrics import bd_rate  # noqa: E402
 from archiver.codec.pyramid_coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
 from archiver.codec.pyramid_plan import PYRAMID_PRESETS  # noqa: E402
 from archiver.config import PYRAMID_LAMBDAS  # noqa: E402
-from archiver.model.prior import quantize_ste  # noqa: E402
-from archiver.model.pyramid import PyramidCodec, laplace_bits  # noqa: E402
+from archiver.codecs import pyramid_tiling  # noqa: E402
+from archiver.model.pyramid import PyramidCodec  # noqa: E402
 from archiver.model.pyramid_base import find_pyramid_base  # noqa: E402
-from archiver.model.pyramid_infer import encode_continuous, quantize_continuous, refine_continuous  # noqa: E402
-from archiver.model.pyramid_train import context_net, int8_synthesis, synthesis_arrays, unpack_torch  # noqa: E402
+from archiver.model.pyramid_infer import encode_continuous, latent_bits, quantize_continuous, refine_continuous  # noqa: E402
+from archiver.model.pyramid_train import context_net, int8_synthesis, synthesis_arrays  # noqa: E402
 from archiver.model.refine import refine_latent  # noqa: E402
 from benchmarks.regimes import build_regime  # noqa: E402
 
@@ -57,13 +57,10 @@ ADAM_LR = 0.05
 
 
 def adam_refine(codec, synth, padded, z, valid, lmbda: float, steps: int) -> torch.Tensor:
-    """``adam:S`` (see the module doc)."""
-    def rate(v: torch.Tensor) -> torch.Tensor:
-        hard = unpack_torch(codec.spec, quantize_ste(v))
-        params = codec.context([torch.round(g).detach() for g in hard])
-        return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
-
-    return refine_latent(synth, padded, z, rate, lmbda, steps, valid, lr=ADAM_LR, tile=64, halo=2, stride=codec.spec.stride)
+    """``adam:S`` (see the module doc): pack's refinement, tiled as pack tiles it, with Adam."""
+    tile, halo = pyramid_tiling(codec.spec.stride)
+    return refine_latent(synth, padded, z, lambda v: latent_bits(codec, v), lmbda, steps, valid, lr=ADAM_LR,
+                         tile=tile, halo=halo, stride=codec.spec.stride)  # fmt: skip
 
 
 def measure(codec, quality: int, images: list[np.ndarray], kind: str, steps: int) -> dict:
@@ -81,7 +78,7 @@ def measure(codec, quality: int, images: list[np.ndarray], kind: str, steps: int
         if kind == "adam":
             z = adam_refine(codec, synth, padded, z, valid, lmbda, steps)
         elif kind == "search":
-            z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, 64, 2)
+            z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, *pyramid_tiling(codec.spec.stride))
         else:
             raise SystemExit(f"unknown variant {kind!r}: adam or search")
         latent = quantize_continuous(z)
@@ -112,7 +109,6 @@ def main() -> int:
     ap.add_argument("--classic", default="webp", help="classic codecs on the same crops (comma-separated; empty: none)")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     spec = PYRAMID_PRESETS["default"]
     base = find_pyramid_base(spec)
     codec = PyramidCodec(spec)

@@ -38,7 +38,6 @@ def test_onnx_matches_torch(size):
     assert np.abs(out.astype(np.int16) - ref).max() <= 1
 
 
-
 def test_tiled_synthesis_decodes_as_one_piece():
     """The pyramid's runtime tiles keep enough context (64 px: one cell of the 1/32 grid plus the
     3×3 layers) that a tiled image decodes to the pixels of one piece, ±1 where float sums round

@@ -23,7 +23,8 @@ from .pyramid_train import PackedSynthesis, pack_torch, unpack_torch
 from .refine import refine_latent
 
 __all__ = [
-    "infer_packed", "padded_image", "encode_continuous", "refine_continuous", "refine_within", "quantize_continuous",
+    "infer_packed", "padded_image", "encode_continuous", "latent_bits", "refine_continuous", "refine_within",
+    "quantize_continuous",
     "GAIN_LAMBDA_EXPONENT",
 ]  # fmt: skip
 
@@ -54,6 +55,14 @@ def encode_continuous(codec: PyramidCodec, rgb: np.ndarray, quality: int) -> tup
     return (padded, z), valid
 
 
+def latent_bits(codec: PyramidCodec, v: torch.Tensor) -> torch.Tensor:
+    """Bits of the packed latent ``v`` (units of its steps) rounded, under the context model of the
+    rounded grids (what the decoder has); the gradient flows to ``v`` through the symbols only."""
+    hard = unpack_torch(codec.spec, quantize_ste(v))
+    params = codec.context([torch.round(g).detach() for g in hard])
+    return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
+
+
 def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch.Tensor, z: torch.Tensor,
                       valid: tuple[int, int], lmbda: float, refine_steps: int, tile: int, halo: int,
                       gain: float = 1.0) -> torch.Tensor:  # fmt: skip
@@ -64,16 +73,11 @@ def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch
         return z
     for p in codec.context.parameters():
         p.requires_grad_(False)
-
-    def rate(v: torch.Tensor) -> torch.Tensor:
-        hard = unpack_torch(codec.spec, quantize_ste(v))
-        params = codec.context([torch.round(g).detach() for g in hard])
-        return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
-
     scaled = synth if gain == 1.0 else PackedSynthesis(synth.spec, synth.synthesis, synth.steps * gain).eval()
     # An integer search (archiver.model.refine._search), not Adam: at q4 Adam's 30 steps gained
     # 0.09 dB over the encoder's latent, the search 1.2 dB at fewer bits (refine-headroom.md); it
     # starts from z / gain rounded and keeps only moves that lower the loss.
+    rate = lambda v: latent_bits(codec, v)  # noqa: E731
     y = refine_latent(scaled, padded, z / gain, rate, lmbda * gain ** -GAIN_LAMBDA_EXPONENT, refine_steps, valid,
                       tile=tile, halo=halo, stride=codec.spec.stride, search=True)  # fmt: skip
     return y * gain
