@@ -12,7 +12,9 @@ trained steps and refines each 128² crop alone through the int8 synthesis with 
   straight-through rounding in the synthesis and the rate, the best latent seen kept
   (:func:`archiver.model.refine.refine_latent` without ``search``);
 - ``search:S``: what pack does now (:func:`archiver.model.pyramid_infer.refine_continuous`): at most
-  S trials of the gradient-guided integer search;
+  S trials of the gradient-guided integer search, after relaxation where λ calls for it;
+- ``plain:S``: the search without relaxation (what pack did before it); ``relax:S``: the search
+  after ``RELAX_PER_TRIAL``·S relaxation steps at every level;
 - ``adam:0`` is the encoder's latent, rounded.
 
 Rate: the wavefront coder's ideal bits for the crops' latents under tables counted from them
@@ -47,7 +49,9 @@ from archiver.config import PYRAMID_LAMBDAS  # noqa: E402
 from archiver.codecs import pyramid_tiling  # noqa: E402
 from archiver.model.pyramid import PyramidCodec  # noqa: E402
 from archiver.model.pyramid_base import find_pyramid_base  # noqa: E402
-from archiver.model.pyramid_infer import encode_continuous, latent_bits, quantize_continuous, refine_continuous  # noqa: E402
+from archiver.model.pyramid_infer import (  # noqa: E402
+    RELAX_PER_TRIAL, encode_continuous, latent_bits, quantize_continuous, refine_continuous,
+)
 from archiver.model.pyramid_train import context_net, int8_synthesis, synthesis_arrays  # noqa: E402
 from archiver.model.refine import refine_latent  # noqa: E402
 from benchmarks.regimes import build_regime  # noqa: E402
@@ -77,10 +81,11 @@ def measure(codec, quality: int, images: list[np.ndarray], kind: str, steps: int
         (padded, z), valid = encode_continuous(codec, rgb, quality)
         if kind == "adam":
             z = adam_refine(codec, synth, padded, z, valid, lmbda, steps)
-        elif kind == "search":
-            z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, *pyramid_tiling(codec.spec.stride))
+        elif kind in ("search", "plain", "relax"):
+            relax = {"search": None, "plain": 0, "relax": RELAX_PER_TRIAL * steps}[kind]
+            z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, *pyramid_tiling(codec.spec.stride), relax=relax)
         else:
-            raise SystemExit(f"unknown variant {kind!r}: adam or search")
+            raise SystemExit(f"unknown variant {kind!r}: adam, search, plain or relax")
         latent = quantize_continuous(z)
         with torch.no_grad():
             x_hat = synth(torch.from_numpy(latent)[None].float())[0]
@@ -149,7 +154,8 @@ def report(record: dict, variants: list[str]) -> str:
     curves = {v: [r for r in record["rows"] if r["variant"] == v] for v in variants}
     for r in record["classic"]:
         curves.setdefault(r["variant"], []).append(r)
-    ref = curves.get("adam:30") or curves[variants[0]]
+    ref_name = "adam:30" if "adam:30" in curves else variants[0]
+    ref = curves[ref_name]
 
     def bd(curve, other):
         if not other:
@@ -164,7 +170,7 @@ def report(record: dict, variants: list[str]) -> str:
         f"- date: {record['date']}, commit {record['commit']}, machine: {m['platform']}, {m['cores']} cores",
         f"- base `{record['base']}` (no collection fine-tuning), {record['images']} heldout dataset crops of 128²;"
         " bpp: the integer coder's ideal bits under tables counted from these latents", "",
-        "| variant | points (bpp @ dB) | seconds | BD-rate vs adam:30 | BD-rate vs webp |", "|---|---|---|---|---|",
+        f"| variant | points (bpp @ dB) | seconds | BD-rate vs {ref_name} | BD-rate vs webp |", "|---|---|---|---|---|",
     ]  # fmt: skip
     webp = curves.get("webp")
     for name, curve in curves.items():

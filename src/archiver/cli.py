@@ -173,7 +173,7 @@ def pack(
         TrainConfig.refine_steps, "--refine", min=0, help="Per-image latent refinement through the int8 decoder: at most this many steps (0: off)."
     ),
     refine_time: str = typer.Option(
-        "0", "--refine-time", help="Time for refining the whole collection (0: half the time limit)."
+        "0", "--refine-time", help="Time for refining the whole collection (0: half the time limit; twice it with --codec pyramid)."
     ),
     appendable: bool = typer.Option(
         False, "--appendable", help="Also keep the int8 encoder, so `append` is faster and closer to a repack."

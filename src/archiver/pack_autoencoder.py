@@ -99,7 +99,7 @@ def _encode_share(out, cfg: PackConfig, images, image_ids, result, decoder, runt
     pairs = PairPool([images[i].height * images[i].width for i in image_ids], cfg.train.seed)
     mine = image_ids[rank::world]
     refine = RefineBudget(
-        cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2,
+        cfg.train.refine_steps, cfg.train.refine_seconds("autoencoder"),
         sum(images[i].width * images[i].height for i in mine),
     )  # fmt: skip
     for n, i in enumerate(mine, 1):

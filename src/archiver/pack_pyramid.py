@@ -148,7 +148,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
     synth = int8_synthesis(codec, arrays)
     spool = LatentSpool(spool_dir)
-    refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_time or cfg.train.time_limit / 2, _pixels(images))
+    refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_seconds("pyramid"), _pixels(images))
     coder = PackedPyramidCoder(spec, context_net(codec))
     counter = HistogramCounter()
     target = TargetCoder(codec, synth, runtime, cfg, refine, tile, halo) if cfg.target_psnr else None

@@ -113,3 +113,22 @@ def test_search_gives_integers_that_lower_the_loss_tile_by_tile():
     # a latent far from the image: the search keeps finding moves that pay
     far = refine_latent(model.decoder, padded, y + 3.0, rate, 0.05, 30, valid, search=True)
     assert _loss(model.decoder, prior, padded, far, valid) < _loss(model.decoder, prior, padded, torch.round(y + 3.0), valid) - 1.0
+
+
+def test_relaxation_before_the_search_pays_and_never_costs():
+    """With ``relax`` the search starts from the relaxed latent rounded when that is better: a far
+    latent gets closer in a few trials than the search alone gets it; a relaxation that goes astray
+    (its rate rewards large latents) is dropped and the search runs as without it."""
+    model, prior, padded, y, valid = _setup(40, 40)
+    rate = lambda v: prior.bits(quantize_ste(v)).sum()  # noqa: E731
+    relaxed_rate = lambda noisy, v, refresh: prior.bits(noisy).sum()  # noqa: E731
+    far = y + 3.0
+    plain = refine_latent(model.decoder, padded, far, rate, 0.05, 3, valid, search=True)
+    relaxed = refine_latent(model.decoder, padded, far, rate, 0.05, 3, valid, search=True, relax=20,
+                            relaxed_rate=relaxed_rate)  # fmt: skip
+    assert torch.equal(relaxed, torch.round(relaxed))
+    loss = lambda v: _loss(model.decoder, prior, padded, v, valid)  # noqa: E731
+    assert loss(relaxed) < loss(plain) - 0.1, (loss(relaxed), loss(plain))
+    astray = lambda noisy, v, refresh: -1e4 * noisy.abs().sum()  # noqa: E731
+    kept = refine_latent(model.decoder, padded, far, rate, 0.05, 3, valid, search=True, relax=20, relaxed_rate=astray)
+    assert torch.equal(kept, plain)

@@ -24,14 +24,22 @@ from .refine import refine_latent
 
 __all__ = [
     "infer_packed", "padded_image", "encode_continuous", "latent_bits", "refine_continuous", "refine_within",
-    "quantize_continuous",
-    "GAIN_LAMBDA_EXPONENT",
+    "quantize_continuous", "relax_steps", "RelaxedBits",
+    "GAIN_LAMBDA_EXPONENT", "RELAX_MIN_LAMBDA", "RELAX_PER_TRIAL",
 ]  # fmt: skip
 
 #: How the refinement's λ follows a quantization gain g: λ·g^−2.5. The variable-rate base learned
 #: steps 1.28× finer per ``--quality`` level for λ 1.87× larger (pyramid-b1, level 0: 2.54 at
 #: quality 1 to 0.452 at 8), and ln 1.87 / ln 1.28 = 2.5.
 GAIN_LAMBDA_EXPONENT = 2.5
+#: Relaxation (see :mod:`archiver.model.refine`) runs before the search only at λ ≥ this
+#: (``--quality`` 5 and up): 90 steps lowered the loss by 6.8 % at q8 (λ 0.16), 3.0 % at q6 (λ
+#: 0.046), 2.0 % at q5 (λ 0.0245) and 0.3 % at q4 (λ 0.013), where it is not worth 3.7 times the
+#: search's time (8 heldout crops, benchmarks/results/refine-headroom-relax.md).
+RELAX_MIN_LAMBDA = 0.02
+#: Relaxation steps per search trial allowed: 90 before pack's 30 trials (a budget that cuts the
+#: trials of a large collection cuts these alike).
+RELAX_PER_TRIAL = 3
 
 
 def padded_image(codec: PyramidCodec, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -63,12 +71,34 @@ def latent_bits(codec: PyramidCodec, v: torch.Tensor) -> torch.Tensor:
     return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
 
 
+class RelaxedBits:
+    """The bits of a noisy packed latent under the context model of the rounded one (the
+    relaxation's rate, see :func:`archiver.model.refine.refine_latent`); the context's means and
+    scales are kept between refreshes (they carry no gradient)."""
+
+    def __init__(self, codec: PyramidCodec) -> None:
+        self.codec, self.params = codec, None
+
+    def __call__(self, noisy: torch.Tensor, v: torch.Tensor, refresh: bool) -> torch.Tensor:
+        spec = self.codec.spec
+        if refresh or self.params is None:
+            with torch.no_grad():
+                self.params = self.codec.context([torch.round(g) for g in unpack_torch(spec, v.detach())])
+        return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(unpack_torch(spec, noisy), self.params))
+
+
+def relax_steps(lmbda: float, trials: int) -> int:
+    """Relaxation steps before ``trials`` search trials at (effective) ``lmbda``: none below
+    :data:`RELAX_MIN_LAMBDA`, else :data:`RELAX_PER_TRIAL` per trial."""
+    return RELAX_PER_TRIAL * trials if lmbda >= RELAX_MIN_LAMBDA else 0
+
+
 def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch.Tensor, z: torch.Tensor,
                       valid: tuple[int, int], lmbda: float, refine_steps: int, tile: int, halo: int,
-                      gain: float = 1.0) -> torch.Tensor:  # fmt: skip
+                      gain: float = 1.0, relax: int | None = None) -> torch.Tensor:  # fmt: skip
     """``z`` after at most ``refine_steps`` trials of the integer search of its quantization at
     ``gain`` (λ scaled by :data:`GAIN_LAMBDA_EXPONENT`), in units of the trained steps (integers
-    times ``gain``)."""
+    times ``gain``); the search starts after ``relax`` relaxation steps (None: :func:`relax_steps`)."""
     if refine_steps <= 0:
         return z
     for p in codec.context.parameters():
@@ -78,20 +108,22 @@ def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch
     # 0.09 dB over the encoder's latent, the search 1.2 dB at fewer bits (refine-headroom.md); it
     # starts from z / gain rounded and keeps only moves that lower the loss.
     rate = lambda v: latent_bits(codec, v)  # noqa: E731
-    y = refine_latent(scaled, padded, z / gain, rate, lmbda * gain ** -GAIN_LAMBDA_EXPONENT, refine_steps, valid,
-                      tile=tile, halo=halo, stride=codec.spec.stride, search=True)  # fmt: skip
+    effective = lmbda * gain**-GAIN_LAMBDA_EXPONENT
+    relax = relax_steps(effective, refine_steps) if relax is None else relax
+    y = refine_latent(scaled, padded, z / gain, rate, effective, refine_steps, valid, tile=tile, halo=halo,
+                      stride=codec.spec.stride, search=True, relax=relax, relaxed_rate=RelaxedBits(codec))  # fmt: skip
     return y * gain
 
 
 def refine_within(budget, codec: PyramidCodec, synth: PackedSynthesis, padded: torch.Tensor, z: torch.Tensor,
                   valid: tuple[int, int], lmbda: float, tile: int, halo: int,
-                  gain: float = 1.0) -> tuple[torch.Tensor, int]:  # fmt: skip
+                  gain: float = 1.0, relax: int | None = None) -> tuple[torch.Tensor, int]:  # fmt: skip
     """:func:`refine_continuous` for as many steps as ``budget`` (a
     :class:`~archiver.model.refine.RefineBudget`) gives this image, its time recorded there;
     returns the latent and the steps it got."""
     pixels = valid[0] * valid[1]
     steps, started = budget.steps_for(pixels), time.monotonic()
-    z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, tile, halo, gain)
+    z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, tile, halo, gain, relax)
     budget.done(pixels, steps, time.monotonic() - started)
     return z, steps
 
