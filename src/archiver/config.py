@@ -190,10 +190,10 @@ class TrainConfig(_Serializable):
     seed: int = 0
     device: str = "auto"
 
-    def refine_seconds(self, codec: str = "autoencoder") -> float:
+    def refine_seconds(self, codec: str) -> float:
         """The refinement budget: ``refine_time``, or by default :data:`REFINE_TIME_FACTORS` of
-        ``codec`` times ``time_limit``."""
-        return self.refine_time or REFINE_TIME_FACTORS.get(codec, 0.5) * self.time_limit
+        ``codec`` (one of :data:`CODEC_NAMES`) times ``time_limit``."""
+        return self.refine_time or REFINE_TIME_FACTORS[codec] * self.time_limit
 
 
 #: Default refinement budget per codec, in units of the training time limit. The pyramid's is 2:

@@ -66,9 +66,7 @@ def encode_continuous(codec: PyramidCodec, rgb: np.ndarray, quality: int) -> tup
 def latent_bits(codec: PyramidCodec, v: torch.Tensor) -> torch.Tensor:
     """Bits of the packed latent ``v`` (units of its steps) rounded, under the context model of the
     rounded grids (what the decoder has); the gradient flows to ``v`` through the symbols only."""
-    hard = unpack_torch(codec.spec, quantize_ste(v))
-    params = codec.context([torch.round(g).detach() for g in hard])
-    return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(hard, params))
+    return _bits(unpack_torch(codec.spec, quantize_ste(v)), _context_of(codec, v))
 
 
 class RelaxedBits:
@@ -80,11 +78,21 @@ class RelaxedBits:
         self.codec, self.params = codec, None
 
     def __call__(self, noisy: torch.Tensor, v: torch.Tensor, refresh: bool) -> torch.Tensor:
-        spec = self.codec.spec
         if refresh or self.params is None:
-            with torch.no_grad():
-                self.params = self.codec.context([torch.round(g) for g in unpack_torch(spec, v.detach())])
-        return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(unpack_torch(spec, noisy), self.params))
+            self.params = _context_of(self.codec, v)
+        return _bits(unpack_torch(self.codec.spec, noisy), self.params)
+
+
+def _context_of(codec: PyramidCodec, v: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The context model's (mean, log-scale) per level for the packed latent ``v`` rounded (what
+    the decoder has), without gradient."""
+    with torch.no_grad():
+        return codec.context([torch.round(g) for g in unpack_torch(codec.spec, v.detach())])
+
+
+def _bits(grids: list[torch.Tensor], params) -> torch.Tensor:
+    """Total discretized-Laplace bits of ``grids`` under their (mean, log-scale) ``params``."""
+    return sum(laplace_bits(g, mu, ls).sum() for g, (mu, ls) in zip(grids, params))
 
 
 def relax_steps(lmbda: float, trials: int) -> int:
