@@ -21,6 +21,8 @@ alike. The entropy coder (:mod:`archiver.codec.pyramid_coder`) calls it once per
 
 from __future__ import annotations
 
+import math
+
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -222,7 +224,7 @@ class Scratch(threading.local):
     def get(self, name: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
         """A contiguous array of ``shape`` and ``dtype`` (contents undefined), valid until the
         next ``get`` of ``name`` on this thread; larger than :data:`SCRATCH_VALUES`, a new array."""
-        size = int(np.prod(shape))
+        size = math.prod(shape)  # not np.prod: 3 µs a call, 6 % of an album's entropy decoding (py-spy)
         if size > SCRATCH_VALUES:
             return np.empty(shape, dtype=dtype)
         buf = self.buffers.get(name)
