@@ -8,7 +8,7 @@ from bench_support import write_photos
 from benchmarks import scale
 
 
-def test_scale_benchmark_runs(tmp_path):
+def test_scale_benchmark_runs(tmp_path, monkeypatch):
     src = write_photos(tmp_path / "photos", 3)
     out = tmp_path / "results"
     argv = ["--src", str(src), "--limit", "10", "--steps", "20", "--resume-steps", "400", "--every", "1s",
@@ -26,7 +26,10 @@ def test_scale_benchmark_runs(tmp_path):
     assert rows["encoder"]["steps"] == 30 and rows["search"]["steps"] == 300
     md = (out / "scale.md").read_text()
     assert "## Append vs repack" in md and "Time lost to the interruption" in md
-    # a later run of one study keeps the others' results
+    # a later run of one study keeps the others' results (the study itself stubbed: it ran above)
+    rows = [{**r, "steps_per_s": r["steps_per_s"] + 1.0} for r in result["processes"]["rows"]]
+    monkeypatch.setattr(scale, "study_processes", lambda *a, **k: {**result["processes"], "rows": rows})
     assert scale.main([*argv[:-2], "--studies", "processes", "--out", str(out)]) == 0
     again = json.loads((out / "scale.json").read_text())
-    assert again["append"] == result["append"] and again["processes"]["date"] >= result["processes"]["date"]
+    assert again["append"] == result["append"] and again["resume"] == result["resume"]
+    assert again["processes"]["rows"] == rows and again["processes"]["date"] >= result["processes"]["date"]
