@@ -203,8 +203,11 @@ def _wait_for_training(tmp_path: Path, proc) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_pack_leaves_nothing(tmp_path, sig):
     cmd, out = _slow_pack(tmp_path)
+    # preexec_fn: a shell without job control starts background jobs with SIGINT ignored, a child
+    # inherits that, and Python then installs no Ctrl-C handler: the pack would train on (this test
+    # failed that way whenever the suite ran in the background). The child gets SIGINT's default.
     proc = subprocess.Popen(cmd + ["--checkpoint-every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     _wait_for_training(tmp_path, proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
