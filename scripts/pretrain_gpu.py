@@ -67,10 +67,8 @@ def widen_state(base: dict, own: dict) -> dict:
             continue
         if ref.ndim != mine.ndim or any(r > m for r, m in zip(ref.shape, mine.shape)):
             raise ValueError(f"{name}: base shape {tuple(ref.shape)} does not fit in {tuple(mine.shape)}")
-        if ref.ndim == 1:  # bias of a widened layer: new units start at 0
-            grown = torch.zeros_like(mine)
-        else:  # (out, in, k, k): new outputs random-small, new inputs (from new units) zero
-            grown = torch.zeros_like(mine)
+        grown = torch.zeros_like(mine)  # a bias: new units start at 0
+        if ref.ndim > 1:  # (out, in, k, k): new outputs random-small, new inputs (from new units) zero
             grown[ref.shape[0] :] = torch.randn(grown[ref.shape[0] :].shape, generator=gen) * NEW_UNIT_STD
             grown[ref.shape[0] :, ref.shape[1] :] = 0.0
         grown[tuple(slice(0, s) for s in ref.shape)] = ref
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from archiver.config import PYRAMID_LAMBDAS
     from archiver.model.pyramid import PyramidCodec
     from archiver.model.pyramid_base import save_pyramid_base
-    from archiver.model.pyramid_train import evaluate_levels
+    from archiver.model.pyramid_train import evaluate_levels, optimizer_step
     from archiver.model.training import CropSampler, resolve_device
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -172,14 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             group["lr"] = cosine_lr(args.lr, elapsed / args.seconds)
         q = qualities[int(rng.integers(len(qualities)))]
         x = sampler.batch(args.batch).to(device, non_blocking=True)
-        # pretrain.py's step (pyramid_train._train_step) without reading the loss back: no
-        # host–device synchronisation, so the next batch is cropped while this one trains
-        x_hat, bits = codec(x, q)
-        loss = PYRAMID_LAMBDAS[q] * 255.0**2 * torch.mean((x_hat - x) ** 2) + bits / (x.shape[0] * x.shape[2] * x.shape[3])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
-        optimizer.step()
+        optimizer_step(codec, optimizer, x, q, PYRAMID_LAMBDAS[q])  # not read back: the next batch crops meanwhile
         step += 1
         if time.monotonic() - last_save >= args.save_every:
             snapshot(False)

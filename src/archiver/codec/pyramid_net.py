@@ -22,7 +22,6 @@ alike. The entropy coder (:mod:`archiver.codec.pyramid_coder`) calls it once per
 from __future__ import annotations
 
 import math
-
 import threading
 from dataclasses import dataclass
 from functools import cached_property

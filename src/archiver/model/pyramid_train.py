@@ -3,7 +3,7 @@ refinement through the int8 synthesis), and the arrays an archive stores.
 
 Training follows the autoencoder's rules (random crops, ``λ·255²·MSE + bpp``, convergence
 detection with learning-rate drops, time and step limits, checkpoints for ``--resume``) in named
-steps of :class:`_Run` (:func:`_train_step`, :func:`_check`).
+steps of :class:`_Run` (:func:`_train_step` over :func:`optimizer_step`, :func:`_check`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .int8 import load_quantized, quantize_weights
 from .pyramid import PyramidCodec, PyramidSynthesis
 from .training import CropSampler, TrainProgress, resolve_device
 
-__all__ = ["PyramidRecipe", "PyramidTrainResult", "train_pyramid", "evaluate_levels", "PackedSynthesis", "synthesis_arrays", "context_net"]
+__all__ = ["PyramidRecipe", "PyramidTrainResult", "train_pyramid", "evaluate_levels", "optimizer_step", "PackedSynthesis", "synthesis_arrays", "context_net"]
 
 #: Training crop side in pixels (the synthesis sees a few pixels around each; 64 px crops train
 #: 4× more steps per second than 128 px ones at the same pixels per step).
@@ -206,7 +206,16 @@ def _heldout_psnr(codec: PyramidCodec, batch: torch.Tensor, quality: int) -> flo
 
 def _train_step(codec, optimizer, x, quality: int, lmbda: float, coarse_from: int = 0,
                 model_bpp=None) -> tuple[float, float, float]:  # fmt: skip
-    """One optimizer step of ``λ·255²·MSE + bpp`` (+ the model's own bits per coded pixel)."""
+    """:func:`optimizer_step`, with (loss, mse, bpp) read back as floats."""
+    loss, mse, bpp = optimizer_step(codec, optimizer, x, quality, lmbda, coarse_from, model_bpp)
+    return float(loss.item()), float(mse.item()), float(bpp.item())
+
+
+def optimizer_step(codec, optimizer, x, quality: int, lmbda: float, coarse_from: int = 0,
+                   model_bpp=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One optimizer step of ``λ·255²·MSE + bpp`` (+ the model's own bits per coded pixel); returns
+    (loss, mse, bpp) as detached tensors on the codec's device, not read back, so that a caller on
+    an accelerator can prepare its next batch while this one trains (``scripts/pretrain_gpu.py``)."""
     x_hat, bits = codec(x, quality, coarse_from=coarse_from)
     mse = torch.mean((x_hat - x) ** 2)
     bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
@@ -217,7 +226,7 @@ def _train_step(codec, optimizer, x, quality: int, lmbda: float, coarse_from: in
     loss.backward()
     torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
     optimizer.step()
-    return float(loss.item()), float(mse.item()), float(bpp.item())
+    return loss.detach(), mse.detach(), bpp.detach()
 
 
 class _Run:
