@@ -11,6 +11,7 @@ Trained from a released base, an archive stores both models as their difference 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,14 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
 
     spec = PYRAMID_PRESETS["default"]
     out = CodedImages()
-    result, base, delta = _train(cfg, spec, images, checkpointer, progress)
+    joint = None
+    if _joint_applies(cfg, spec, images):
+        result, base, delta, joint = _train_joint(cfg, spec, images, progress)
+    else:
+        result, base, delta = _train(cfg, spec, images, checkpointer, progress)
     out.training = result.summary()
+    if joint is not None:
+        out.training["joint"] = joint.summary
     reference = _delta_reference(base) if delta else None
     if cfg.max_bytes:
         from .pack_budget import code_for_budget
@@ -52,7 +59,7 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
         code_for_budget(out, cfg, spec, result.codec, base, reference, images, spool_dir, progress, budget_rest)
         return out
     arrays = _export_decoder(out, cfg, spec, result.codec, base, reference)
-    coder = _code_each(out, cfg, spec, result.codec, arrays, images, spool_dir, progress)
+    coder = _code_each(out, cfg, spec, result.codec, arrays, images, spool_dir, progress, joint)
     _export_entropy(out, cfg, coder, reference)
     return out
 
@@ -80,6 +87,67 @@ def _train(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, 
         recipe=recipe, warm_start=base.summary() if base is not None else None,
     )  # fmt: skip
     return result, base, delta
+
+
+def _joint_applies(cfg: PackConfig, spec, images: dict[int, SourceImage]) -> bool:
+    """True when pack optimizes the latents jointly with the decoder (:mod:`archiver.model.pyramid_joint`):
+    from a shipped base, at a λ where the usual route relaxes the latents, without a rate target,
+    and for a collection whose latents fit :data:`~archiver.model.pyramid_joint.JOINT_PIXELS`."""
+    from .model.pyramid_base import find_pyramid_base
+    from .model.pyramid_infer import RELAX_MIN_LAMBDA
+    from .model.pyramid_joint import JOINT_PIXELS
+
+    tc = cfg.train
+    return (
+        tc.warm_start and tc.refine_steps > 0 and tc.lmbda >= RELAX_MIN_LAMBDA and not cfg.target_psnr
+        and not cfg.max_bytes and 0 < _pixels(images) <= JOINT_PIXELS and find_pyramid_base(spec) is not None
+    )  # fmt: skip
+
+
+def joint_seconds(cfg: PackConfig) -> tuple[float, float]:
+    """(seconds of the joint optimization, seconds left for the integer search): the training time
+    limit plus :data:`JOINT_REFINE_SHARE` of the refinement budget, which the relaxation it replaces
+    would have spent; the search gets the rest of that budget."""
+    refine = cfg.train.refine_seconds("pyramid")
+    return cfg.train.time_limit + JOINT_REFINE_SHARE * refine, (1.0 - JOINT_REFINE_SHARE) * refine
+
+
+#: Share of the refinement budget the joint optimization takes over from the relaxation (which
+#: took about three quarters of it on the dataset regime); the integer search keeps the rest.
+JOINT_REFINE_SHARE = 0.5
+
+
+def _train_joint(cfg: PackConfig, spec, images: dict[int, SourceImage], progress):
+    """The joint optimization from the shipped base; returns (a training result for the summary,
+    the base, whether the archive stores a difference from it, the :class:`JointLatents`)."""
+    import torch
+
+    from .model.pyramid import PyramidCodec
+    from .model.pyramid_base import find_pyramid_base
+    from .model.pyramid_joint import JointLatents, joint_optimize
+    from .model.pyramid_train import DeltaRate, PyramidTrainResult
+
+    torch.manual_seed(cfg.train.seed)
+    base = find_pyramid_base(spec)
+    delta = _stores_delta(cfg, base)
+    codec = PyramidCodec(spec)
+    codec.load_state_dict(base.state_dict())
+    model_bpp = None
+    if delta:  # the stored difference from the base is paid by the collection's pixels
+        rate, pixels = DeltaRate(codec, base.state_dict()), _pixels(images)
+        model_bpp = lambda c: rate(c) / pixels  # noqa: E731
+    joint = JointLatents(codec, [im.full().rgb for im in images.values()], cfg.quality, cfg.train.seed)
+    seconds = joint_seconds(cfg)[0]
+    joint.summary = joint_optimize(
+        codec, joint, cfg.quality, cfg.train.lmbda, seconds, max_steps=cfg.train.max_steps, model_bpp=model_bpp,
+        progress=lambda p: emit(progress, "train", p.step, round(seconds), p),
+    )  # fmt: skip
+    codec.eval()
+    last = joint.summary.get("last", {})
+    stop = "max_steps" if joint.summary["steps"] >= cfg.train.max_steps else "time_limit"
+    result = PyramidTrainResult(codec, joint.summary["steps"], joint.summary["seconds"], stop, last.get("loss", math.nan),
+                                last.get("psnr", math.nan), [], joint.crop, warm_start=base.summary())  # fmt: skip
+    return result, base, delta, joint
 
 
 def _pixels(images: dict[int, SourceImage]) -> int:
@@ -132,12 +200,13 @@ def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | N
 
 
 def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int, SourceImage], spool_dir: Path,
-               progress):  # fmt: skip
-    """Infer and refine each image's latent, measure it through the ONNX runtime extract uses,
-    spool it and count it; returns the coder with the collection's tables."""
+               progress, joint=None):  # fmt: skip
+    """Infer (or take from ``joint``, the jointly optimized latents) and refine each image's latent,
+    measure it through the ONNX runtime extract uses, spool it and count it; returns the coder with
+    the collection's tables."""
     from .codec.pyramid_coder import HistogramCounter, PackedPyramidCoder
     from .codec.spool import LatentSpool
-    from .model.pyramid_infer import encode_continuous, quantize_continuous, refine_within
+    from .model.pyramid_infer import encode_continuous, padded_image, quantize_continuous, refine_within
     from .model.pyramid_train import context_net, int8_synthesis
     from .model.refine import RefineBudget
     from .pack_rate import TargetCoder
@@ -148,7 +217,8 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
     synth = int8_synthesis(codec, arrays)
     spool = LatentSpool(spool_dir)
-    refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_seconds("pyramid"), _pixels(images))
+    seconds = cfg.train.refine_seconds("pyramid") if joint is None else joint_seconds(cfg)[1]
+    refine = RefineBudget(cfg.train.refine_steps, seconds, _pixels(images))
     coder = PackedPyramidCoder(spec, context_net(codec))
     counter = HistogramCounter()
     target = TargetCoder(codec, synth, runtime, cfg, refine, tile, halo) if cfg.target_psnr else None
@@ -161,8 +231,13 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
             if not r.reached:
                 unreached.append((source, r.psnr))
         else:
-            (padded, z), valid = encode_continuous(codec, im.rgb, cfg.quality)
-            latent = quantize_continuous(refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo)[0])
+            if joint is None:
+                (padded, z), valid = encode_continuous(codec, im.rgb, cfg.quality)
+            else:  # the joint optimization took the relaxation's place: the search alone
+                (padded, valid), z = padded_image(codec, im.rgb), joint.continuous(n - 1)
+            relax = None if joint is None else 0
+            latent = quantize_continuous(refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo,
+                                                       relax=relax)[0])  # fmt: skip
             out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
         coder.count(latent, counter)
         spool.put(i, latent)
