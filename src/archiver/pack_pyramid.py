@@ -11,7 +11,6 @@ Trained from a released base, an archive stores both models as their difference 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
     out = CodedImages()
     joint = None
     if _joint_applies(cfg, spec, images):
-        result, base, delta, joint = _train_joint(cfg, spec, images, progress)
+        result, base, delta, joint = _train_joint(cfg, spec, images, checkpointer, progress)
     else:
         result, base, delta = _train(cfg, spec, images, checkpointer, progress)
     out.training = result.summary()
@@ -105,11 +104,11 @@ def _joint_applies(cfg: PackConfig, spec, images: dict[int, SourceImage]) -> boo
 
 
 def joint_seconds(cfg: PackConfig) -> tuple[float, float]:
-    """(seconds of the joint optimization, seconds left for the integer search): the training time
-    limit plus :data:`JOINT_REFINE_SHARE` of the refinement budget, which the relaxation it replaces
-    would have spent; the search gets the rest of that budget."""
+    """(seconds of the joint optimization, seconds left for the integer search):
+    :data:`JOINT_REFINE_SHARE` of the refinement budget, which the relaxation it replaces would
+    have spent, and the rest of it."""
     refine = cfg.train.refine_seconds("pyramid")
-    return cfg.train.time_limit + JOINT_REFINE_SHARE * refine, (1.0 - JOINT_REFINE_SHARE) * refine
+    return JOINT_REFINE_SHARE * refine, (1.0 - JOINT_REFINE_SHARE) * refine
 
 
 #: Share of the refinement budget the joint optimization takes over from the relaxation (which
@@ -117,21 +116,15 @@ def joint_seconds(cfg: PackConfig) -> tuple[float, float]:
 JOINT_REFINE_SHARE = 0.5
 
 
-def _train_joint(cfg: PackConfig, spec, images: dict[int, SourceImage], progress):
-    """The joint optimization from the shipped base; returns (a training result for the summary,
-    the base, whether the archive stores a difference from it, the :class:`JointLatents`)."""
-    import torch
-
-    from .model.pyramid import PyramidCodec
-    from .model.pyramid_base import find_pyramid_base
+def _train_joint(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, progress):
+    """Fine-tuning as :func:`_train`, then the joint optimization from the fine-tuned encoder's
+    latents; returns (the training result, the base, whether the archive stores a difference from
+    it, the :class:`JointLatents`)."""
     from .model.pyramid_joint import JointLatents, joint_optimize
-    from .model.pyramid_train import DeltaRate, PyramidTrainResult
+    from .model.pyramid_train import DeltaRate
 
-    torch.manual_seed(cfg.train.seed)
-    base = find_pyramid_base(spec)
-    delta = _stores_delta(cfg, base)
-    codec = PyramidCodec(spec)
-    codec.load_state_dict(base.state_dict())
+    result, base, delta = _train(cfg, spec, images, checkpointer, progress)
+    codec = result.codec
     model_bpp = None
     if delta:  # the stored difference from the base is paid by the collection's pixels
         rate, pixels = DeltaRate(codec, base.state_dict()), _pixels(images)
@@ -140,13 +133,9 @@ def _train_joint(cfg: PackConfig, spec, images: dict[int, SourceImage], progress
     seconds = joint_seconds(cfg)[0]
     joint.summary = joint_optimize(
         codec, joint, cfg.quality, cfg.train.lmbda, seconds, max_steps=cfg.train.max_steps, model_bpp=model_bpp,
-        progress=lambda p: emit(progress, "train", p.step, round(seconds), p),
+        progress=lambda p: emit(progress, "joint", min(round(p.elapsed), round(seconds)), round(seconds), {"psnr": p.psnr}),
     )  # fmt: skip
     codec.eval()
-    last = joint.summary.get("last", {})
-    stop = "max_steps" if joint.summary["steps"] >= cfg.train.max_steps else "time_limit"
-    result = PyramidTrainResult(codec, joint.summary["steps"], joint.summary["seconds"], stop, last.get("loss", math.nan),
-                                last.get("psnr", math.nan), [], joint.crop, warm_start=base.summary())  # fmt: skip
     return result, base, delta, joint
 
 
