@@ -37,16 +37,6 @@ def test_info_names_the_codec(packed):
     assert info["codec"]["spec"]["channels"]
 
 
-def test_quality_8_optimized_the_latents_jointly(packed):
-    import archiver
-
-    _, archive, _ = packed
-    with archiver.open(archive) as a:
-        training = a.reader.training
-    assert training["joint"]["steps"] == training["steps"] == 60  # --max-steps bounds it
-    assert training["refine"]["max_steps"] == 3
-
-
 def test_verify_decode_is_bit_exact(packed):
     _, archive, _ = packed
     run("verify", archive, "--decode")

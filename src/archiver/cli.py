@@ -91,7 +91,7 @@ class _Bars:
             self.progress.start()
             self.started = True
         if event.stage not in self.tasks:
-            total = (event.total or self.time_limit) if event.stage == "train" else event.total
+            total = self.time_limit if event.stage == "train" else event.total
             self.tasks[event.stage] = self.progress.add_task(event.stage, total=total or None, info="")
         task = self.tasks[event.stage]
         if event.stage == "train":

@@ -43,14 +43,8 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
 
     spec = PYRAMID_PRESETS["default"]
     out = CodedImages()
-    joint = None
-    if _joint_applies(cfg, spec, images):
-        result, base, delta, joint = _train_joint(cfg, spec, images, checkpointer, progress)
-    else:
-        result, base, delta = _train(cfg, spec, images, checkpointer, progress)
+    result, base, delta = _train(cfg, spec, images, checkpointer, progress)
     out.training = result.summary()
-    if joint is not None:
-        out.training["joint"] = joint.summary
     reference = _delta_reference(base) if delta else None
     if cfg.max_bytes:
         from .pack_budget import code_for_budget
@@ -58,7 +52,7 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
         code_for_budget(out, cfg, spec, result.codec, base, reference, images, spool_dir, progress, budget_rest)
         return out
     arrays = _export_decoder(out, cfg, spec, result.codec, base, reference)
-    coder = _code_each(out, cfg, spec, result.codec, arrays, images, spool_dir, progress, joint)
+    coder = _code_each(out, cfg, spec, result.codec, arrays, images, spool_dir, progress)
     _export_entropy(out, cfg, coder, reference)
     return out
 
@@ -86,57 +80,6 @@ def _train(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, 
         recipe=recipe, warm_start=base.summary() if base is not None else None,
     )  # fmt: skip
     return result, base, delta
-
-
-def _joint_applies(cfg: PackConfig, spec, images: dict[int, SourceImage]) -> bool:
-    """True when pack optimizes the latents jointly with the decoder (:mod:`archiver.model.pyramid_joint`):
-    from a shipped base, at a λ where the usual route relaxes the latents, without a rate target,
-    and for a collection whose latents fit :data:`~archiver.model.pyramid_joint.JOINT_PIXELS`."""
-    from .model.pyramid_base import find_pyramid_base
-    from .model.pyramid_infer import RELAX_MIN_LAMBDA
-    from .model.pyramid_joint import JOINT_PIXELS
-
-    tc = cfg.train
-    return (
-        tc.warm_start and tc.refine_steps > 0 and tc.lmbda >= RELAX_MIN_LAMBDA and not cfg.target_psnr
-        and not cfg.max_bytes and 0 < _pixels(images) <= JOINT_PIXELS and find_pyramid_base(spec) is not None
-    )  # fmt: skip
-
-
-def joint_seconds(cfg: PackConfig) -> tuple[float, float]:
-    """(seconds of the joint optimization, seconds left for the integer search):
-    :data:`JOINT_REFINE_SHARE` of the refinement budget, which the relaxation it replaces would
-    have spent, and the rest of it."""
-    refine = cfg.train.refine_seconds("pyramid")
-    return JOINT_REFINE_SHARE * refine, (1.0 - JOINT_REFINE_SHARE) * refine
-
-
-#: Share of the refinement budget the joint optimization takes over from the relaxation (which
-#: took about three quarters of it on the dataset regime); the integer search keeps the rest.
-JOINT_REFINE_SHARE = 0.5
-
-
-def _train_joint(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, progress):
-    """Fine-tuning as :func:`_train`, then the joint optimization from the fine-tuned encoder's
-    latents; returns (the training result, the base, whether the archive stores a difference from
-    it, the :class:`JointLatents`)."""
-    from .model.pyramid_joint import JointLatents, joint_optimize
-    from .model.pyramid_train import DeltaRate
-
-    result, base, delta = _train(cfg, spec, images, checkpointer, progress)
-    codec = result.codec
-    model_bpp = None
-    if delta:  # the stored difference from the base is paid by the collection's pixels
-        rate, pixels = DeltaRate(codec, base.state_dict()), _pixels(images)
-        model_bpp = lambda c: rate(c) / pixels  # noqa: E731
-    joint = JointLatents(codec, [im.full().rgb for im in images.values()], cfg.quality, cfg.train.seed)
-    seconds = joint_seconds(cfg)[0]
-    joint.summary = joint_optimize(
-        codec, joint, cfg.quality, cfg.train.lmbda, seconds, max_steps=cfg.train.max_steps, model_bpp=model_bpp,
-        progress=lambda p: emit(progress, "joint", min(round(p.elapsed), round(seconds)), round(seconds), {"psnr": p.psnr}),
-    )  # fmt: skip
-    codec.eval()
-    return result, base, delta, joint
 
 
 def _pixels(images: dict[int, SourceImage]) -> int:
@@ -189,13 +132,12 @@ def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | N
 
 
 def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int, SourceImage], spool_dir: Path,
-               progress, joint=None):  # fmt: skip
-    """Infer (or take from ``joint``, the jointly optimized latents) and refine each image's latent,
-    measure it through the ONNX runtime extract uses, spool it and count it; returns the coder with
-    the collection's tables."""
+               progress):  # fmt: skip
+    """Infer and refine each image's latent, measure it through the ONNX runtime extract uses,
+    spool it and count it; returns the coder with the collection's tables."""
     from .codec.pyramid_coder import HistogramCounter, PackedPyramidCoder
     from .codec.spool import LatentSpool
-    from .model.pyramid_infer import encode_continuous, padded_image, quantize_continuous, refine_within
+    from .model.pyramid_infer import encode_continuous, quantize_continuous, refine_within
     from .model.pyramid_train import context_net, int8_synthesis
     from .model.refine import RefineBudget
     from .pack_rate import TargetCoder
@@ -206,8 +148,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
     synth = int8_synthesis(codec, arrays)
     spool = LatentSpool(spool_dir)
-    seconds = cfg.train.refine_seconds("pyramid") if joint is None else joint_seconds(cfg)[1]
-    refine = RefineBudget(cfg.train.refine_steps, seconds, _pixels(images))
+    refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_seconds("pyramid"), _pixels(images))
     coder = PackedPyramidCoder(spec, context_net(codec))
     counter = HistogramCounter()
     target = TargetCoder(codec, synth, runtime, cfg, refine, tile, halo) if cfg.target_psnr else None
@@ -220,13 +161,8 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
             if not r.reached:
                 unreached.append((source, r.psnr))
         else:
-            if joint is None:
-                (padded, z), valid = encode_continuous(codec, im.rgb, cfg.quality)
-            else:  # the joint optimization took the relaxation's place: the search alone
-                (padded, valid), z = padded_image(codec, im.rgb), joint.continuous(n - 1)
-            relax = None if joint is None else 0
-            latent = quantize_continuous(refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo,
-                                                       relax=relax)[0])  # fmt: skip
+            (padded, z), valid = encode_continuous(codec, im.rgb, cfg.quality)
+            latent = quantize_continuous(refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo)[0])
             out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
         coder.count(latent, counter)
         spool.put(i, latent)

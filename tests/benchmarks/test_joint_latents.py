@@ -1,18 +1,20 @@
-"""The joint optimization of a collection's latents with the pyramid's synthesis and context network."""
+"""The study of joint optimization of a collection's latents with the pyramid's synthesis and context
+network (benchmarks/joint_latents.py): crops pair pixels with their own latent cells, and the
+optimization lowers the exact loss while leaving the encoder alone."""
 
 from __future__ import annotations
 
 import math
 
+import bench_support  # noqa: F401  (puts the repository on the path)
 import numpy as np
-import pytest
 import torch
 
 from archiver.codec.pyramid_plan import PyramidSpec
-from archiver.config import PYRAMID_LAMBDAS, config_for_quality
+from archiver.config import PYRAMID_LAMBDAS
 from archiver.model.pyramid import PyramidCodec, laplace_bits
-from archiver.model.pyramid_joint import JOINT_CROP, JointLatents, joint_optimize
 from archiver.model.pyramid_train import unpack_torch
+from benchmarks.joint_latents import JOINT_CROP, JointLatents, joint_optimize
 
 SPEC = PyramidSpec(context="wavefront", context_hidden=12)
 
@@ -77,27 +79,11 @@ def test_joint_optimization_lowers_the_exact_loss_and_leaves_the_encoder():
     before_latents = [z.detach().clone() for z in joint.latents]
     before = {k: v.clone() for k, v in codec.state_dict().items()}
     loss_before = _exact_loss(codec, joint, 8)
-    summary = joint_optimize(codec, joint, 8, PYRAMID_LAMBDAS[8], seconds=120, max_steps=40)
-    assert summary["steps"] == 40 and math.isfinite(summary["last"]["loss"])
+    summary = joint_optimize(codec, joint, 8, PYRAMID_LAMBDAS[8], seconds=120, max_steps=25)
+    assert summary["steps"] == 25 and math.isfinite(summary["last"]["loss"])
     assert _exact_loss(codec, joint, 8) < 0.9 * loss_before
     after = codec.state_dict()
     for name, value in before.items():
         assert torch.equal(value, after[name]) == (name.startswith("encoder.") or name == "log_steps"), name
     assert any(not torch.equal(a, z) for a, z in zip(before_latents, joint.latents))
     assert all(p.requires_grad for p in codec.parameters())
-
-
-@pytest.mark.parametrize(
-    "quality, overrides, expected",
-    [(8, {}, True), (5, {}, True), (4, {}, False), (8, {"warm_start": False}, False), (8, {"refine_steps": 0}, False),
-     (8, {"target_psnr": 38.0}, False)],
-)
-def test_pack_optimizes_jointly_only_where_it_would_relax(quality, overrides, expected):
-    from archiver.codec.pyramid_plan import PYRAMID_PRESETS
-    from archiver.pack_pyramid import _joint_applies
-
-    class _Image:
-        width = height = 128
-
-    cfg = config_for_quality(quality, codec="pyramid", **overrides)
-    assert _joint_applies(cfg, PYRAMID_PRESETS["default"], {0: _Image()}) is expected
