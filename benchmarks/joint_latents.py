@@ -47,7 +47,6 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +67,8 @@ from archiver.model.pyramid_train import (  # noqa: E402
     PYRAMID_BATCH, PYRAMID_CROP, PYRAMID_FINETUNE_LR, context_net, int8_synthesis, optimizer_step, pack_torch,
     synthesis_arrays, unpack_torch,
 )
-from archiver.model.training import CropSampler, TrainProgress  # noqa: E402
+from archiver.model.training import CropSampler  # noqa: E402
+from benchmarks.refine_headroom import decoded_mse  # noqa: E402
 from benchmarks.regimes import build_regime  # noqa: E402
 
 #: Crop side in pixels (smaller images give smaller crops: a multiple of the coarsest cell).
@@ -106,7 +106,6 @@ class JointLatents:
         cells = np.array([(p.shape[-2] // s) * (p.shape[-1] // s) for p in self.pixels], dtype=np.float64)
         self.weights = cells / cells.sum()
         self.rng = np.random.default_rng([seed, 0x101])
-        self.summary: dict = {}  #: what :func:`joint_optimize` returned (pack's training summary records it)
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(pixels (n, 3, c, c) in [0, 1], their latents (n, C, c/s, c/s) with gradient to the
@@ -130,12 +129,10 @@ class JointLatents:
 
 
 def joint_optimize(codec: PyramidCodec, joint: JointLatents, quality: int, lmbda: float, seconds: float,
-                   progress: Callable[[TrainProgress], None] | None = None, max_steps: int | None = None,
-                   model_bpp=None, report_every: int = 10) -> dict:  # fmt: skip
+                   max_steps: int | None = None) -> dict:  # fmt: skip
     """Optimize ``joint``'s latents with ``codec``'s synthesis and context network for ``seconds``
-    (or ``max_steps``); the encoder and the quantization steps stay. ``model_bpp(codec)``: the
-    model's own bits per coded pixel, added to the loss. Returns a summary: steps, seconds, and the
-    mean loss, PSNR (of the mean MSE) and bpp of the last tenth of the steps."""
+    (or ``max_steps``); the encoder and the quantization steps stay. Returns a summary: steps,
+    seconds, and the mean loss, PSNR (of the mean MSE) and bpp of the last tenth of the steps."""
     nets = list(codec.synthesis.parameters()) + list(codec.context.parameters())
     for p in codec.parameters():
         p.requires_grad_(False)
@@ -152,8 +149,6 @@ def joint_optimize(codec: PyramidCodec, joint: JointLatents, quality: int, lmbda
         net_opt.param_groups[0]["lr"], latent_opt.param_groups[0]["lr"] = JOINT_NET_LR * anneal, JOINT_LATENT_LR * anneal
         x, z, mask = joint.batch(JOINT_BATCH)
         loss, mse, bpp = _loss(codec, steps, x, z, mask, lmbda, noisy_synthesis=frac < JOINT_NOISE_FRACTION)
-        if model_bpp is not None:
-            loss = loss + model_bpp(codec)
         net_opt.zero_grad(set_to_none=True)
         latent_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -161,9 +156,6 @@ def joint_optimize(codec: PyramidCodec, joint: JointLatents, quality: int, lmbda
         net_opt.step()
         latent_opt.step()
         log.append((float(loss.item()), float(mse.item()), float(bpp.item())))
-        if progress is not None and (len(log) % report_every == 0 or len(log) == 1):
-            psnr = 10 * math.log10(1.0 / max(log[-1][1], 1e-10))
-            progress(TrainProgress(len(log), log[-1][0], psnr, log[-1][2], elapsed, seconds - elapsed, net_opt.param_groups[0]["lr"]))
     for p in codec.parameters():
         p.requires_grad_(True)
     return _summary(log, time.monotonic() - started)
@@ -193,7 +185,8 @@ def _summary(log: list[tuple[float, float, float]], seconds: float) -> dict:
 
 
 def finetune(codec: PyramidCodec, images: list[np.ndarray], quality: int, seconds: float) -> int:
-    """Pack's fine-tuning from the base for ``seconds``; returns the steps."""
+    """Pack's fine-tuning steps (:func:`~archiver.model.pyramid_train.optimizer_step`, its crops,
+    batch and rate) from the base for ``seconds``, without its convergence checks; returns the steps."""
     sampler = CropSampler(images, PYRAMID_CROP, np.random.default_rng(0))
     optimizer = torch.optim.Adam(codec.parameters(), lr=PYRAMID_FINETUNE_LR)
     steps, started = 0, time.monotonic()
@@ -217,10 +210,7 @@ def measure(codec: PyramidCodec, images: list[np.ndarray], quality: int, trials:
             (padded, valid), z = padded_image(codec, rgb), joint.continuous(k)
         z = refine_continuous(codec, synth, padded, z, valid, lmbda, trials, tile, halo, relax=None if joint is None else 0)
         latent = quantize_continuous(z)
-        with torch.no_grad():
-            x_hat = synth(torch.from_numpy(latent)[None].float())[0]
-        out = torch.round(x_hat.clamp(0, 1) * 255).permute(1, 2, 0).numpy()[: rgb.shape[0], : rgb.shape[1]]
-        errors.append(float(np.mean((out - rgb.astype(np.float64)) ** 2)))
+        errors.append(decoded_mse(synth, latent, rgb))
         psnrs.append(10 * math.log10(255**2 / max(errors[-1], 1e-10)))
         coder.count(latent, counter)
         pixels += rgb.shape[0] * rgb.shape[1]

@@ -67,6 +67,15 @@ def adam_refine(codec, synth, padded, z, valid, lmbda: float, steps: int) -> tor
                          tile=tile, halo=halo, stride=codec.spec.stride)  # fmt: skip
 
 
+def decoded_mse(synth, latent: np.ndarray, rgb: np.ndarray) -> float:
+    """MSE (8-bit units²) of ``rgb`` against the int8 synthesis' rounded output of the packed integer
+    ``latent``, over the image's own pixels (not the padding)."""
+    with torch.no_grad():
+        x_hat = synth(torch.from_numpy(latent)[None].float())[0]
+    out = torch.round(x_hat.clamp(0, 1) * 255).permute(1, 2, 0).numpy()[: rgb.shape[0], : rgb.shape[1]]
+    return float(np.mean((out - rgb.astype(np.float64)) ** 2))
+
+
 def measure(codec, quality: int, images: list[np.ndarray], kind: str, steps: int) -> dict:
     """bpp (ideal bits of the wavefront coder) and mean PSNR of ``images`` refined by one variant."""
     arrays = synthesis_arrays(codec, quality)
@@ -87,11 +96,7 @@ def measure(codec, quality: int, images: list[np.ndarray], kind: str, steps: int
         else:
             raise SystemExit(f"unknown variant {kind!r}: adam, search, plain or relax")
         latent = quantize_continuous(z)
-        with torch.no_grad():
-            x_hat = synth(torch.from_numpy(latent)[None].float())[0]
-        out = torch.round(x_hat.clamp(0, 1) * 255).permute(1, 2, 0).numpy()[: rgb.shape[0], : rgb.shape[1]]
-        mse = float(np.mean((out - rgb.astype(np.float64)) ** 2))
-        psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
+        psnrs.append(10 * math.log10(255**2 / max(decoded_mse(synth, latent, rgb), 1e-10)))
         coder.count(latent, counter)
         pixels += rgb.shape[0] * rgb.shape[1]
     bits = counter.ideal_bits(counter.tables())
