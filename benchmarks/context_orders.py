@@ -41,7 +41,7 @@ from torch.nn import functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from archiver.bench.compare import machine  # noqa: E402
-from archiver.model.pyramid import PyramidCodec, laplace_bits  # noqa: E402
+from archiver.codecs.pyramid.model import PyramidCodec, laplace_bits  # noqa: E402
 from benchmarks.regimes import build_regime  # noqa: E402
 
 QUALITIES = (2, 4, 8)
@@ -147,7 +147,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.manual_seed(0)
     from archiver.codec.bases import WEIGHTS_DIR, load_base
-    from archiver.codec.pyramid_plan import PyramidSpec
+    from archiver.codecs.pyramid.plan import PyramidSpec
 
     meta, arrays = load_base(WEIGHTS_DIR / f"{args.base}.npz")
     spec = PyramidSpec.from_dict(meta["spec"])

@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from archiver.codec.pyramid_coder import ContextNet, HistogramCounter, PyramidCoder  # noqa: E402
-from archiver.codec.pyramid_plan import PYRAMID_PRESETS, PyramidSpec, context_features_count  # noqa: E402
+from archiver.codecs.pyramid.coder import ContextNet, HistogramCounter, PyramidCoder  # noqa: E402
+from archiver.codecs.pyramid.plan import PYRAMID_PRESETS, PyramidSpec, context_features_count  # noqa: E402
 from archiver.decode import _single_threaded_blas  # noqa: E402
 from benchmarks.api_speed import _median_seconds  # noqa: E402
 

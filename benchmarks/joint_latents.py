@@ -13,7 +13,7 @@ From the shipped base (pack's default spec), on the first N heldout dataset crop
 
 - ``usual``: fine-tuning as pack does it (8 crops of 64², Adam at pack's rate) for ``--finetune``
   seconds, then every crop's latent relaxed and searched alone through the int8 synthesis
-  (:func:`archiver.model.pyramid_infer.refine_continuous`, relaxation as pack decides it);
+  (:func:`archiver.codecs.pyramid.infer.refine_continuous`, relaxation as pack decides it);
 - ``joint``: the same fine-tuned codec, then :func:`joint_optimize` for ``--joint`` seconds from
   its encoder's latents, then the search alone.
 
@@ -56,18 +56,18 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from archiver.bench.compare import machine  # noqa: E402
-from archiver.codec.pyramid_coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
-from archiver.codec.pyramid_plan import PYRAMID_PRESETS  # noqa: E402
+from archiver.codecs.pyramid.coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
+from archiver.codecs.pyramid.plan import PYRAMID_PRESETS  # noqa: E402
 from archiver.codecs import pyramid_tiling  # noqa: E402
 from archiver.config import PYRAMID_LAMBDAS  # noqa: E402
-from archiver.model.pyramid import PyramidCodec, laplace_bits  # noqa: E402
-from archiver.model.pyramid_base import find_pyramid_base  # noqa: E402
-from archiver.model.pyramid_infer import encode_continuous, padded_image, quantize_continuous, refine_continuous  # noqa: E402
-from archiver.model.pyramid_train import (  # noqa: E402
+from archiver.codecs.pyramid.model import PyramidCodec, laplace_bits  # noqa: E402
+from archiver.codecs.pyramid.base import find_pyramid_base  # noqa: E402
+from archiver.codecs.pyramid.infer import encode_continuous, padded_image, quantize_continuous, refine_continuous  # noqa: E402
+from archiver.codecs.pyramid.train import (  # noqa: E402
     PYRAMID_BATCH, PYRAMID_CROP, PYRAMID_FINETUNE_LR, context_net, int8_synthesis, optimizer_step, pack_torch,
     synthesis_arrays, unpack_torch,
 )
-from archiver.model.training import CropSampler  # noqa: E402
+from archiver.codecs.autoencoder.training import CropSampler  # noqa: E402
 from benchmarks.refine_headroom import decoded_mse  # noqa: E402
 from benchmarks.regimes import build_regime  # noqa: E402
 
@@ -185,7 +185,7 @@ def _summary(log: list[tuple[float, float, float]], seconds: float) -> dict:
 
 
 def finetune(codec: PyramidCodec, images: list[np.ndarray], quality: int, seconds: float) -> int:
-    """Pack's fine-tuning steps (:func:`~archiver.model.pyramid_train.optimizer_step`, its crops,
+    """Pack's fine-tuning steps (:func:`~archiver.codecs.pyramid.train.optimizer_step`, its crops,
     batch and rate) from the base for ``seconds``, without its convergence checks; returns the steps."""
     sampler = CropSampler(images, PYRAMID_CROP, np.random.default_rng(0))
     optimizer = torch.optim.Adam(codec.parameters(), lr=PYRAMID_FINETUNE_LR)

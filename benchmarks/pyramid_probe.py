@@ -19,8 +19,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.regimes import build_regime  # noqa: E402
-from archiver.codec.pyramid_plan import PyramidSpec  # noqa: E402
-from archiver.model.pyramid import PyramidCodec  # noqa: E402
+from archiver.codecs.pyramid.plan import PyramidSpec  # noqa: E402
+from archiver.codecs.pyramid.model import PyramidCodec  # noqa: E402
 
 
 def load(folder: Path) -> list[np.ndarray]:
@@ -56,7 +56,7 @@ def refine_eval(codec, images, quality, lmbda, steps):
         hard = [v + (torch.round(v) - v).detach() for v in var]
         x_hat = codec.synthesis([h * st[i] for i, h in enumerate(hard)])
         params = codec.context([torch.round(v).detach() for v in var])
-        from archiver.model.pyramid import laplace_bits
+        from archiver.codecs.pyramid.model import laplace_bits
         bits = sum(laplace_bits(h, mu, ls).sum() for h, (mu, ls) in zip(hard, params))
         loss = lmbda * 255**2 * torch.mean((x_hat - x) ** 2) + bits / px
         opt.zero_grad()
@@ -106,7 +106,7 @@ def main() -> None:
         PyramidSpec.synthesis_plan = lambda self: [replace(plan(self)[0], kernel=args.first_kernel)] + plan(self)[1:]
     codec = PyramidCodec(spec)
     if args.no_context:  # keep the level one-hot, zero every decoded-neighbour feature
-        from archiver.model.pyramid import ContextModel
+        from archiver.codecs.pyramid.model import ContextModel
 
         plain = ContextModel.features
 

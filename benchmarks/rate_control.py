@@ -7,7 +7,7 @@
 and bpp, lowest and mean PSNR of the images, images below the target, and the comparison the
 issue asks for: the *same trained codec* with one gain for every image, the coarsest at which
 every image the per-image pass brought to the target still reaches it (refined at that gain, as a
-plain pack would be; :func:`archiver.pack_rate.uniform_baseline`). Both sides' latents are counted
+plain pack would be; :func:`archiver.codecs.pyramid.rate.uniform_baseline`). Both sides' latents are counted
 as exact code lengths under their own tables, plus their tables' bytes; the uniform archive's size
 is the per-image archive's with those two terms swapped (model, index and the rest are the same).
 

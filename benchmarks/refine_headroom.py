@@ -11,7 +11,7 @@ trained steps and refines each 128² crop alone through the int8 synthesis with 
 - ``adam:S``: what pack did before the integer search: S Adam steps of 0.05 quantization steps,
   straight-through rounding in the synthesis and the rate, the best latent seen kept
   (:func:`archiver.model.refine.refine_latent` without ``search``);
-- ``search:S``: what pack does now (:func:`archiver.model.pyramid_infer.refine_continuous`): at most
+- ``search:S``: what pack does now (:func:`archiver.codecs.pyramid.infer.refine_continuous`): at most
   S trials of the gradient-guided integer search, after relaxation where λ calls for it;
 - ``plain:S``: the search without relaxation (what pack did before it); ``relax:S``: the search
   after ``RELAX_PER_TRIAL``·S relaxation steps at every level;
@@ -43,16 +43,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from archiver.bench.compare import machine  # noqa: E402
 from archiver.bench.metrics import bd_rate  # noqa: E402
-from archiver.codec.pyramid_coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
-from archiver.codec.pyramid_plan import PYRAMID_PRESETS  # noqa: E402
+from archiver.codecs.pyramid.coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
+from archiver.codecs.pyramid.plan import PYRAMID_PRESETS  # noqa: E402
 from archiver.config import PYRAMID_LAMBDAS  # noqa: E402
 from archiver.codecs import pyramid_tiling  # noqa: E402
-from archiver.model.pyramid import PyramidCodec  # noqa: E402
-from archiver.model.pyramid_base import find_pyramid_base  # noqa: E402
-from archiver.model.pyramid_infer import (  # noqa: E402
+from archiver.codecs.pyramid.model import PyramidCodec  # noqa: E402
+from archiver.codecs.pyramid.base import find_pyramid_base  # noqa: E402
+from archiver.codecs.pyramid.infer import (  # noqa: E402
     RELAX_PER_TRIAL, encode_continuous, latent_bits, quantize_continuous, refine_continuous,
 )
-from archiver.model.pyramid_train import context_net, int8_synthesis, synthesis_arrays  # noqa: E402
+from archiver.codecs.pyramid.train import context_net, int8_synthesis, synthesis_arrays  # noqa: E402
 from archiver.model.refine import refine_latent  # noqa: E402
 from benchmarks.regimes import build_regime  # noqa: E402
 

@@ -96,7 +96,7 @@ def measure(archive: Path, runs: int, work: Path) -> dict:
         dec._ensure()
         prepared = [(e, dec._prepare([e])[1][0]) for e in images]
         from archiver.config import ModelConfig
-        from archiver.model.inference import decode_latent, int8_decoder
+        from archiver.codecs.autoencoder.inference import decode_latent, int8_decoder
 
         torch_dec = int8_decoder(ModelConfig.from_dict(reader.config["model"]), reader.model_arrays())
     for name, fn in (("onnx", lambda e, y: dec._decoder.decode(y, e.height, e.width)),
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    from archiver.architecture import decoder_macs_per_pixel
+    from archiver.codecs.autoencoder.architecture import decoder_macs_per_pixel
     from archiver.config import ModelConfig, config_for_quality, parse_duration
     from archiver.pack import pack
 

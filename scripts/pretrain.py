@@ -15,7 +15,7 @@ crops; a longer convergence window and one more learning-rate drop; no refinemen
 size and downscaled by 2 and 4 (LANCZOS; only scales whose short side still holds a training crop),
 so that the starting point has seen detail at the scales of both photos and thumbnails. Writes
 ``<preset>.npz`` (float16 weights + JSON ``meta`` with this command, the date, commit and training
-record) via :func:`archiver.model.warmstart.save_warm_start`, and ``CREDITS.csv``: the training
+record) via :func:`archiver.codecs.autoencoder.warmstart.save_warm_start`, and ``CREDITS.csv``: the training
 photos' rows of the data's ``MANIFEST.csv`` (file, licence and credit), which travel with the weights.
 """
 
@@ -74,7 +74,7 @@ def write_credits(src: Path, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from archiver.model.warmstart import WEIGHTS_DIR
+    from archiver.codecs.autoencoder.warmstart import WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--codec", default="autoencoder", choices=("autoencoder", "pyramid"))
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 def pretrain_autoencoder(args: argparse.Namespace, argv: list[str] | None) -> int:
     """The autoencoder's recipe: one ``--quality``, pack's training with a longer window."""
     from archiver.config import config_for_quality, parse_duration
-    from archiver.model.training import train_codec
-    from archiver.model.warmstart import save_warm_start
+    from archiver.codecs.autoencoder.training import train_codec
+    from archiver.codecs.autoencoder.warmstart import save_warm_start
     # Convergence is judged over 2,000-step windows and allows 3 learning-rate drops: on a pool of
     # varied photos the loss is noisier than on one collection, and pack's 500-step window stopped
     # the first run at 8,000 steps (7 minutes, 21.1 dB held-back PSNR).
@@ -156,12 +156,12 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     learning-rate drops; resumable exactly from ``--state``."""
     import torch
 
-    from archiver.codec.pyramid_plan import PYRAMID_PRESETS
+    from archiver.codecs.pyramid.plan import PYRAMID_PRESETS
     from archiver.config import PYRAMID_LAMBDAS, config_for_quality, parse_duration
     from archiver.model.checkpoint import Checkpointer
-    from archiver.model.pyramid_base import save_pyramid_base
-    from archiver.model.pyramid_train import PYRAMID_CROP, PyramidRecipe, train_pyramid
-    from archiver.model.training import CropSampler, resolve_device
+    from archiver.codecs.pyramid.base import save_pyramid_base
+    from archiver.codecs.pyramid.train import PYRAMID_CROP, PyramidRecipe, train_pyramid
+    from archiver.codecs.autoencoder.training import CropSampler, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -226,9 +226,9 @@ def initial_state(path: Path, spec, pool: list[np.ndarray], qualities: tuple[int
     import torch
 
     from archiver.codec.bases import load_base
-    from archiver.model.pyramid import PyramidCodec, laplace_bits
-    from archiver.model.pyramid_train import PYRAMID_CROP
-    from archiver.model.training import CropSampler
+    from archiver.codecs.pyramid.model import PyramidCodec, laplace_bits
+    from archiver.codecs.pyramid.train import PYRAMID_CROP
+    from archiver.codecs.autoencoder.training import CropSampler
 
     codec = PyramidCodec(spec, qualities=len(qualities))
     own = codec.state_dict()

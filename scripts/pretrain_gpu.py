@@ -18,7 +18,7 @@ new hidden units get small random incoming weights and zero outgoing weights, so
 from exactly the base's output and rate and can only add what the new units learn. Everything else
 (encoder, context network, quantization steps) is the base's.
 
-Writes ``<out>/<name>.npz`` (a base file, :func:`archiver.model.pyramid_base.save_pyramid_base`,
+Writes ``<out>/<name>.npz`` (a base file, :func:`archiver.codecs.pyramid.base.save_pyramid_base`,
 whose ``trained`` record holds the command, steps, device and every held-back check) and
 ``<out>/<name>.pt`` (codec, optimizer and step, for a later continuation).
 """
@@ -92,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from archiver.codec.bases import load_base
-    from archiver.codec.pyramid_plan import PyramidSpec
+    from archiver.codecs.pyramid.plan import PyramidSpec
     from archiver.config import PYRAMID_LAMBDAS
-    from archiver.model.pyramid import PyramidCodec
-    from archiver.model.pyramid_base import save_pyramid_base
-    from archiver.model.pyramid_train import evaluate_levels, optimizer_step
-    from archiver.model.training import CropSampler, resolve_device
+    from archiver.codecs.pyramid.model import PyramidCodec
+    from archiver.codecs.pyramid.base import save_pyramid_base
+    from archiver.codecs.pyramid.train import evaluate_levels, optimizer_step
+    from archiver.codecs.autoencoder.training import CropSampler, resolve_device
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--init", type=Path, required=True, help="the base file (.npz) to start from")

@@ -94,7 +94,7 @@ def test_codec_attribute_needs_format_version_3():
 
 def test_default_pyramid_decoder_fits_the_mac_budget():
     """Synthesis plus context network at most 3 k multiply–accumulates per pixel (the issue's bound)."""
-    from archiver.codec.pyramid_plan import PYRAMID_PRESETS, context_macs_per_pixel
+    from archiver.codecs.pyramid.plan import PYRAMID_PRESETS, context_macs_per_pixel
 
     spec = PYRAMID_PRESETS["default"]
     assert 0 < spec.macs_per_pixel() + context_macs_per_pixel(spec) <= 3000

@@ -14,7 +14,7 @@ from archiver.codec.gain import GAIN_MAX, GAIN_MIN, apply_gain, check_gain, gain
 from archiver.config import config_for_quality, parse_size, pyramid_quality_for
 from archiver.errors import CorruptArchiveError, InputError
 from archiver.inspect import list_entries
-from archiver.pack_rate import BUDGET_AIM, BUDGET_SLACK, BudgetError, BudgetFit, TargetCoder
+from archiver.codecs.pyramid.rate import BUDGET_AIM, BUDGET_SLACK, BudgetError, BudgetFit, TargetCoder
 from conftest import png_bytes, run_cli as run, write_images
 
 FAST = ("--codec", "pyramid", "--max-steps", "40", "--refine", "3", "--quiet")

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from pretrain_gpu import WARMUP, cosine_lr, widen_state  # noqa: E402
 
-from archiver.codec.pyramid_plan import PyramidSpec  # noqa: E402
-from archiver.model.pyramid import PyramidCodec  # noqa: E402
+from archiver.codecs.pyramid.plan import PyramidSpec  # noqa: E402
+from archiver.codecs.pyramid.model import PyramidCodec  # noqa: E402
 
 
 def test_widened_codec_starts_exactly_where_the_base_is():

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from archiver.codec import bases
-from archiver.codec.pyramid_plan import PYRAMID_PRESETS
-from archiver.model.pyramid import PyramidCodec
-from archiver.model.pyramid_base import save_pyramid_base
+from archiver.codecs.pyramid.plan import PYRAMID_PRESETS
+from archiver.codecs.pyramid.model import PyramidCodec
+from archiver.codecs.pyramid.base import save_pyramid_base
 from conftest import build_mixed_tree, run_cli as run
 
 
@@ -96,7 +96,7 @@ def test_graph_from_the_base_is_named_not_stored(base_and_archives, tmp_path):
     """A base that ships its graph: the archive (wavefront context: codec version 4) stores no graph, decodes
     bit-exactly, appends, and without the graph file fails with one clear line."""
     from archiver.runtime.graph import graph_only
-    from archiver.runtime.pyramid_graph import build_pyramid_graph
+    from archiver.codecs.pyramid.graph import build_pyramid_graph
 
     from archiver.append import append
 

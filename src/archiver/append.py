@@ -5,8 +5,8 @@ Each new image's latent is then the encoder's, refined for :data:`ENCODER_STEPS`
 int8 decoder. Without a stored encoder, an archive whose training started from a shipped codec
 (``training.warm_start``, same SHA-256 as a file this archiver ships) starts from that codec's encoder
 and refines for :data:`WARM_ENCODER_STEPS` steps; otherwise the latent is searched from nothing for
-:data:`SEARCH_STEPS` steps (:func:`archiver.model.search.search_latent`). Either way it is coded with the unchanged tables.
-A ``pyramid`` archive is appended to by :mod:`archiver.append_pyramid` (its tables are counted again).
+:data:`SEARCH_STEPS` steps (:func:`archiver.codecs.autoencoder.search.search_latent`). Either way it is coded with the unchanged tables.
+A ``pyramid`` archive is appended to by :mod:`archiver.codecs.pyramid.append` (its tables are counted again).
 Its quality is measured through the same ONNX Runtime path as ``extract`` (denoiser included when
 the archive has one), exactly like pack does. The archive is
 rewritten next to itself and renamed into place only when complete: an interrupted append leaves the
@@ -140,7 +140,7 @@ def _append_into(
     if images and not old_images:
         raise InputError(f"{archive}: holds no trained decoder (it has no images); pack the images instead")
     if reader.codec.desc.name == "pyramid":
-        from .append_pyramid import code_new_pyramid
+        from .codecs.pyramid.append import code_new_pyramid
 
         method, steps, coded = code_new_pyramid(writer, reader, cfg, images, steps, use_encoder, progress)
     else:
@@ -166,10 +166,10 @@ def _code_new_autoencoder(writer: ArchiveWriter, reader: ArchiveReader, cfg: Pac
     """Write the autoencoder archive's model into ``writer`` and code ``images`` with it; returns
     (method, steps, :class:`CodedImages` of the new images)."""
     from .codec.entropy import LatentCoder
-    from .model.autoencoder import Encoder
-    from .model.inference import int8_decoder
+    from .codecs.autoencoder.model import Encoder
+    from .codecs.autoencoder.inference import int8_decoder
     from .model.int8 import load_quantized
-    from .model.search import search_latent
+    from .codecs.autoencoder.search import search_latent
     from .runtime.graph import OPSET, attach_weights
     from .runtime.session import OnnxDecoder, OnnxDenoiser
 
@@ -264,9 +264,9 @@ def _shipped_start(reader: ArchiveReader, cfg: PackConfig):
     started = (reader.training.get("warm_start") or {}).get("sha256")
     if not started:
         return None
-    from .model.autoencoder import Autoencoder
+    from .codecs.autoencoder.model import Autoencoder
     from .model.prior import ChannelPrior
-    from .model.warmstart import find_warm_start
+    from .codecs.autoencoder.warmstart import find_warm_start
 
     shipped = find_warm_start(cfg.model)
     if shipped is None or shipped.sha256 != started:

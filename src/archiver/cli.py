@@ -275,7 +275,7 @@ def extract(
 @app.command()
 def bench(
     source: Path = typer.Argument(..., help="Folder of images to compare on (walked recursively)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for bench.json, bench.md and bench.png."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for bench.json, bench.md, bench.png and look.png."),
     qualities: str = typer.Option("2,4,6", "--qualities", help="Archiver --quality levels, comma-separated."),
     codec: str = typer.Option("autoencoder", "--codec", help="The archiver's codec: autoencoder or pyramid."),
     target_psnr: str = typer.Option(

@@ -158,7 +158,7 @@ class TrainConfig(_Serializable):
             value at the phase's start restores the last good checkpoint and ends the phase.
         disc_width: channels of the discriminator's first layer (64 in the paper; the others double).
         warm_start: start from the general codec shipped for this architecture when there is one
-            (:mod:`archiver.model.warmstart`; weights trained here on photos, see its recipe) instead
+            (:mod:`archiver.codecs.autoencoder.warmstart`; weights trained here on photos, see its recipe) instead
             of random weights. The archive stores its own fine-tuned decoder either way.
         seed: seed of every random number generator used by pack.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
@@ -227,12 +227,12 @@ class PackConfig(_Serializable):
             (:mod:`archiver.codec.bases`); by default such an archive stores only its difference
             from the base (``pyramid`` codec; the autoencoder always stores its whole model).
         target_psnr: ``--target-psnr`` in dB (0: off): every image is coded at the lowest rate whose
-            PSNR through the extract path is at least this (``pyramid``; :mod:`archiver.pack_rate`).
+            PSNR through the extract path is at least this (``pyramid``; :mod:`archiver.codecs.pyramid.rate`).
         max_bytes: ``--max-bytes`` (0: off): the whole archive is at most this many bytes, by one
-            collection-wide quantization gain (``pyramid``; :mod:`archiver.pack_rate`).
+            collection-wide quantization gain (``pyramid``; :mod:`archiver.codecs.pyramid.rate`).
         target_baseline: benchmarks only (not a CLI option): with ``target_psnr``, also measure
             the same codec with one gain for every image whose worst image reaches the target
-            (:func:`archiver.pack_rate.uniform_baseline`; its bytes go to the training summary).
+            (:func:`archiver.codecs.pyramid.rate.uniform_baseline`; its bytes go to the training summary).
         auto_quality: ``quality`` was not given: with ``max_bytes``, pack chooses it from the budget
             per pixel (:func:`resolve_budget_quality`); ``target_psnr`` chose it already.
     """
@@ -380,7 +380,7 @@ def resolve_model_size(cfg: PackConfig, pixels: int) -> PackConfig:
     a collection of ``pixels`` coded pixels (the smallest preset if none fits)."""
     if cfg.model_size != "auto" or cfg.codec != "autoencoder":
         return cfg
-    from .architecture import decoder_params
+    from .codecs.autoencoder.architecture import decoder_params
 
     budget_bytes = MODEL_BPP_BUDGET * pixels / 8
     name = "tiny"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import zstandard
 
-from .architecture import decoder_macs_per_pixel
+from .codecs.autoencoder.architecture import decoder_macs_per_pixel
 from .collection.images import pixel_crc32
 from .config import ModelConfig
 from .container.digest import check_file_digest
@@ -84,7 +84,7 @@ def _macs_per_pixel(reader: ArchiveReader) -> float:
     """Multiply–accumulates per pixel of the archive's decoder (its codec's own count)."""
     desc = reader.codec.desc
     if desc.name == "pyramid":  # synthesis and the context network (its entropy model runs a network)
-        from .codec.pyramid_plan import PyramidSpec, context_macs_per_pixel
+        from .codecs.pyramid.plan import PyramidSpec, context_macs_per_pixel
 
         spec = PyramidSpec.from_dict(desc.spec)
         return spec.macs_per_pixel() + context_macs_per_pixel(spec)

@@ -100,9 +100,9 @@ def _import_training():
         raise MissingDependencyError(
             "pack needs PyTorch: install the training extra (pip install torch==2.13.0 'archiver[train]')"
         ) from None
-    from .model import inference, int8, training
+    from .model import int8
 
-    return inference, int8, training
+    return int8
 
 
 @dataclass
@@ -143,19 +143,19 @@ def _code_images(
     budget_rest: int = 0,
 ) -> CodedImages | None:
     """Train the codec on ``images``, code each one and measure it as extract will decode it
-    (:mod:`archiver.pack_autoencoder`, :mod:`archiver.pack_pyramid`).
+    (:mod:`archiver.codecs.autoencoder.pack`, :mod:`archiver.codecs.pyramid.pack`).
 
     Returns None on torchrun ranks other than 0 (they code their share of the images first).
     """
     from .model.checkpoint import Checkpointer
-    from .pack_autoencoder import code_images_autoencoder
+    from .codecs.autoencoder.pack import code_images_autoencoder
 
     checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every, resume)
     if not resume and os.environ.get("RANK", "0") == "0":
         checkpointer.remove()
     spool_dir = checkpoint_dir(output) / "spool"
     if cfg.codec == "pyramid":
-        from .pack_pyramid import code_images_pyramid
+        from .codecs.pyramid.pack import code_images_pyramid
 
         return code_images_pyramid(cfg, images, checkpointer, spool_dir, progress, budget_rest)
     return code_images_autoencoder(cfg, images, checkpointer, spool_dir, progress, lpips_weights)
@@ -197,7 +197,7 @@ def pack(
     cfg = resolve_model_size(cfg, sum(im.width * im.height for im in images.values()))
     budget_rest = 0
     if cfg.max_bytes:
-        from .pack_budget import check_budget
+        from .codecs.pyramid.budget import check_budget
 
         budget_rest = check_budget(cfg, items, classes)  # an impossible budget fails before training
         cfg = resolve_budget_quality(cfg, sum(im.width * im.height for im in images.values()), budget_rest)
@@ -218,7 +218,7 @@ def pack(
             return None  # under torchrun, rank 0 alone codes the images and writes the archive
         _check_target(coded, strict)
         if cfg.max_bytes:
-            from .pack_budget import write_within_budget
+            from .codecs.pyramid.budget import write_within_budget
 
             write_within_budget(write, coded, cfg.max_bytes, output)
         else:
@@ -240,7 +240,7 @@ def _check_before_work(cfg: PackConfig, source: Path, output: Path, force: bool,
     weights missing or wrong, an output inside the source, one that exists, or no folder for it."""
     _import_training()
     if cfg.codec == "pyramid":
-        from .pack_pyramid import check_pyramid_options
+        from .codecs.pyramid.pack import check_pyramid_options
 
         check_pyramid_options(cfg)
     if cfg.train.perceptual == "lpips":

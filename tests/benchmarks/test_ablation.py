@@ -4,7 +4,7 @@ import json
 
 import bench_support
 
-from archiver.architecture import decoder_params
+from archiver.codecs.autoencoder.architecture import decoder_params
 from archiver.config import MODEL_PRESETS
 from benchmarks import ablation
 

@@ -10,10 +10,10 @@ import bench_support  # noqa: F401  (puts the repository on the path)
 import numpy as np
 import torch
 
-from archiver.codec.pyramid_plan import PyramidSpec
+from archiver.codecs.pyramid.plan import PyramidSpec
 from archiver.config import PYRAMID_LAMBDAS
-from archiver.model.pyramid import PyramidCodec, laplace_bits
-from archiver.model.pyramid_train import unpack_torch
+from archiver.codecs.pyramid.model import PyramidCodec, laplace_bits
+from archiver.codecs.pyramid.train import unpack_torch
 from benchmarks.joint_latents import JOINT_CROP, JointLatents, joint_optimize
 
 SPEC = PyramidSpec(context="wavefront", context_hidden=12)

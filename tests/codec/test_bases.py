@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from archiver.codec import bases
 from archiver.codec.bases import BASES, base_file, from_delta, pyramid_reference, to_delta
-from archiver.codec.pyramid_plan import PYRAMID_PRESETS, PyramidSpec
+from archiver.codecs.pyramid.plan import PYRAMID_PRESETS, PyramidSpec
 from archiver.errors import CorruptArchiveError, MissingBaseError
-from archiver.model.pyramid import PyramidCodec
-from archiver.model.pyramid_base import find_pyramid_base, save_pyramid_base
-from archiver.model.pyramid_train import context_net, synthesis_arrays
+from archiver.codecs.pyramid.model import PyramidCodec
+from archiver.codecs.pyramid.base import find_pyramid_base, save_pyramid_base
+from archiver.codecs.pyramid.train import context_net, synthesis_arrays
 
 #: The released bases and their SHA-256, written out here on purpose: a released base never
 #: changes (archives that name it must keep decoding); a new base gets a new id.
@@ -51,7 +51,7 @@ def test_released_bases_are_pinned_and_documented():
 def test_released_base_graphs_are_pinned_documented_and_the_specs_graph():
     from archiver.codec.bases import BASE_GRAPHS, base_graph, load_base, shipped_graph
     from archiver.runtime.graph import graph_only
-    from archiver.runtime.pyramid_graph import build_pyramid_graph
+    from archiver.codecs.pyramid.graph import build_pyramid_graph
 
     assert BASE_GRAPHS == PINNED_GRAPHS and set(BASE_GRAPHS) <= set(BASES)
     spec_text = FORMAT.read_text()

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.codec.pyramid_coder import (
+from archiver.codecs.pyramid.coder import (
     BUCKETS,
     ContextNet,
     HistogramCounter,
     PyramidCoder,
     ResidualTables,
 )
-from archiver.codec.pyramid_plan import PyramidSpec, context_features_count
+from archiver.codecs.pyramid.plan import PyramidSpec, context_features_count
 from archiver.errors import CorruptArchiveError
 
 SPEC = PyramidSpec(channels=(1, 1, 1, 1), context_hidden=8)
@@ -209,7 +209,7 @@ def test_ideal_bits_predict_the_coded_length(seed, spread, order):
 def test_anchors_share_their_parents_network_run(seed, hb, wb, spread):
     """Phase 0 runs the network once per parent (the decoding shortcut): the same (mean, bucket) as
     one run per anchor, at every level, including large values that reach the clips."""
-    from archiver.codec.pyramid_coder import _phase_positions, phase_features
+    from archiver.codecs.pyramid.coder import _phase_positions, phase_features
 
     rng = np.random.default_rng(seed)
     h, w = hb * SPEC.stride, wb * SPEC.stride
@@ -224,7 +224,7 @@ def test_anchors_share_their_parents_network_run(seed, hb, wb, spread):
 
 
 def test_phase_positions_are_the_checkerboard_in_raster_order():
-    from archiver.codec.pyramid_coder import _phase_positions, anchor_mask
+    from archiver.codecs.pyramid.coder import _phase_positions, anchor_mask
 
     for h in (1, 2, 3, 8):
         for w in (1, 2, 5, 6):

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.codec.pyramid_coder import ContextNet, PyramidCoder
-from archiver.codec.pyramid_plan import PyramidSpec, context_features_count
-from archiver.codec.pyramid_net import padded
-from archiver.codec.pyramid_wave import WavePlan, level_residuals, step_features
+from archiver.codecs.pyramid.coder import ContextNet, PyramidCoder
+from archiver.codecs.pyramid.plan import PyramidSpec, context_features_count
+from archiver.codecs.pyramid.net import padded
+from archiver.codecs.pyramid.wave import WavePlan, level_residuals, step_features
 from archiver.errors import CorruptArchiveError
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -103,7 +103,7 @@ def test_streams_decode_as_alone():
 def test_features_equal_the_training_proxy():
     """The integer coder's features are the torch context model's, position for position."""
     torch = pytest.importorskip("torch")
-    from archiver.model.pyramid import ContextModel
+    from archiver.codecs.pyramid.model import ContextModel
 
     rng = np.random.default_rng(2)
     grids = random_grids(rng, 24, 16, 40.0)

@@ -65,12 +65,12 @@ def main() -> None:
                                      warm_start=delta, target_psnr=target)  # fmt: skip
             kind = "-target" if target else "-delta" if delta else ""
             if codec == "pyramid":
-                from archiver.codec.pyramid_plan import PYRAMID_PRESETS
+                from archiver.codecs.pyramid.plan import PYRAMID_PRESETS
 
                 spec = PYRAMID_PRESETS["default"]
                 if delta:  # since pyramid codec version 3 a base that ships its graph is named, not stored
                     from archiver.codec.bases import shipped_graph
-                    from archiver.model.pyramid_base import find_pyramid_base
+                    from archiver.codecs.pyramid.base import find_pyramid_base
 
                     base = find_pyramid_base(spec)
                     kind += "-graph" if base is not None and shipped_graph(base.id) else ""

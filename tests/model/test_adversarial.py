@@ -7,9 +7,9 @@ import torch
 
 from archiver.config import ModelConfig, TrainConfig, config_for_quality
 from archiver.model.adversarial import ADAPTIVE_EPS, AdversarialPhase, last_layer_weight
-from archiver.model.autoencoder import Autoencoder
+from archiver.codecs.autoencoder.model import Autoencoder
 from archiver.model.discriminator import PatchDiscriminator, hinge_d_loss, hinge_g_loss
-from archiver.model.training import train_codec
+from archiver.codecs.autoencoder.training import train_codec
 from conftest import smooth_image
 
 SMALL = ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=1)

@@ -11,7 +11,7 @@ import torch
 from archiver.config import ModelConfig, config_for_quality
 from archiver.errors import InputError
 from archiver.model.checkpoint import Checkpointer
-from archiver.model.training import train_codec
+from archiver.codecs.autoencoder.training import train_codec
 from conftest import smooth_image
 
 SMALL = ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=1)

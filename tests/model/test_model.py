@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from archiver.config import ModelConfig
-from archiver.model.autoencoder import Autoencoder, pad_to_stride
+from archiver.codecs.autoencoder.model import Autoencoder, pad_to_stride
 from archiver.model.convergence import ConvergenceDetector
-from archiver.model.inference import decode_latent, infer_latent, int8_decoder
+from archiver.codecs.autoencoder.inference import decode_latent, infer_latent, int8_decoder
 from archiver.model.int8 import dequantize, quantize_weights
 from archiver.model.prior import ChannelPrior
 
@@ -97,7 +97,7 @@ def test_convergence_needs_a_full_window():
 def test_tiled_encoding_matches_whole_image():
     """Large images are encoded in tiles with a halo: the latent is the whole image's (up to float
     summation order, so at most a rare ±1 after rounding)."""
-    from archiver.model.inference import encode_tiled
+    from archiver.codecs.autoencoder.inference import encode_tiled
 
     torch.manual_seed(0)  # two residual blocks: the widest receptive field the presets have
     encoder = Autoencoder(ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=2)).encoder.eval()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from archiver.codec.pyramid_plan import PyramidSpec
+from archiver.codecs.pyramid.plan import PyramidSpec
 from archiver.config import config_for_quality
 from archiver.model.checkpoint import Checkpointer
-from archiver.model.pyramid import PyramidCodec
-from archiver.model.pyramid_train import DeltaRate, PyramidRecipe, train_pyramid
+from archiver.codecs.pyramid.model import PyramidCodec
+from archiver.codecs.pyramid.train import DeltaRate, PyramidRecipe, train_pyramid
 
 
 def _images(seed: int = 0) -> list[np.ndarray]:

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from archiver.config import ModelConfig
-from archiver.model.autoencoder import Autoencoder, pad_to_stride
-from archiver.model.inference import to_tensor
+from archiver.codecs.autoencoder.model import Autoencoder, pad_to_stride
+from archiver.codecs.autoencoder.inference import to_tensor
 from archiver.model.prior import ChannelPrior, quantize_ste
 from archiver.model.refine import refine_latent
 from conftest import smooth_image

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from archiver.codec.tables import build_tables
-from archiver.model.search import TableRate
+from archiver.codecs.autoencoder.search import TableRate
 
 
 def test_table_rate_is_the_tables_bits_at_integers():

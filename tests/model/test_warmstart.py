@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from archiver.config import MODEL_PRESETS, ModelConfig, config_for_quality
-from archiver.model.autoencoder import Autoencoder
-from archiver.model.inference import to_tensor
+from archiver.codecs.autoencoder.model import Autoencoder
+from archiver.codecs.autoencoder.inference import to_tensor
 from archiver.model.prior import ChannelPrior
-from archiver.model.training import train_codec
-from archiver.model.warmstart import WEIGHTS_DIR, find_warm_start, save_warm_start
+from archiver.codecs.autoencoder.training import train_codec
+from archiver.codecs.autoencoder.warmstart import WEIGHTS_DIR, find_warm_start, save_warm_start
 from conftest import smooth_image
 
 TINY = MODEL_PRESETS["tiny"]

@@ -84,15 +84,15 @@ def test_golden_session_bytes_are_onnx_bytes(archive):
 def test_built_graphs_are_onnx_bytes():
     """The decoder (int8 and float32 weights), the post-filter and the pyramid, as pack builds them."""
     torch = pytest.importorskip("torch")
-    from archiver.codec.pyramid_plan import PyramidSpec
+    from archiver.codecs.pyramid.plan import PyramidSpec
     from archiver.config import ModelConfig
     from archiver.model import int8
-    from archiver.model.autoencoder import Autoencoder
+    from archiver.codecs.autoencoder.model import Autoencoder
     from archiver.model.denoiser import Denoiser, DenoiserConfig
-    from archiver.model.pyramid import PyramidCodec
+    from archiver.codecs.pyramid.model import PyramidCodec
     from archiver.runtime.denoiser_graph import build_denoiser_graph
     from archiver.runtime.graph import build_graph, graph_only
-    from archiver.runtime.pyramid_graph import build_pyramid_graph
+    from archiver.codecs.pyramid.graph import build_pyramid_graph
 
     torch.manual_seed(0)
     cfg = ModelConfig(latent_channels=8, widths=(16, 16, 8, 8), res_blocks=1)

@@ -5,11 +5,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from archiver.codec.pyramid_plan import PyramidSpec, pack_grids  # noqa: E402
+from archiver.codecs.pyramid.plan import PyramidSpec, pack_grids  # noqa: E402
 from archiver.model import int8  # noqa: E402
-from archiver.model.pyramid import PyramidCodec  # noqa: E402
+from archiver.codecs.pyramid.model import PyramidCodec  # noqa: E402
 from archiver.runtime.graph import attach_weights, graph_only  # noqa: E402
-from archiver.runtime.pyramid_graph import build_pyramid_graph  # noqa: E402
+from archiver.codecs.pyramid.graph import build_pyramid_graph  # noqa: E402
 from archiver.runtime.session import _session  # noqa: E402
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from archiver.config import ModelConfig
-from archiver.model.autoencoder import Autoencoder
-from archiver.model.inference import decode_latent, int8_decoder
+from archiver.codecs.autoencoder.model import Autoencoder
+from archiver.codecs.autoencoder.inference import decode_latent, int8_decoder
 from archiver.model.int8 import quantize_weights
 from archiver.runtime.graph import attach_weights, build_graph, graph_only
 from archiver.runtime.session import OnnxDecoder, resolve_providers

@@ -19,7 +19,7 @@ self-contained archive would store for them (:func:`pyramid_reference`):
   1.0 where the row is all zero) and ``q = clip(round(W / scale), -127, 127)``, as
   :func:`quantize_int8`; biases float32.
 - ``entropy``: the context network in fixed point, ``round(w · 2**8)`` clipped to ±(2**20 − 1),
-  int32 (:meth:`archiver.codec.pyramid_net.ContextNet.from_float`).
+  int32 (:meth:`archiver.codecs.pyramid.net.ContextNet.from_float`).
 
 **Delta arrays** (:func:`to_delta`, :func:`from_delta`). For every integer array ``k`` of the
 reference the archive stores ``k + ".delta"`` (int16 for int8 arrays, int32 for int32 arrays),
@@ -138,7 +138,7 @@ def quantize_int8(array: np.ndarray, scale: np.ndarray | None = None) -> tuple[n
 def pyramid_reference(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """The arrays a self-contained pyramid archive would store for the base's own weights:
     ``{"decoder": synthesis int8 arrays, "entropy": context.* int32 arrays}``."""
-    from .pyramid_net import ContextNet
+    from ..codecs.pyramid.net import ContextNet
 
     _, state = load_base(path)
     decoder: dict[str, np.ndarray] = {}

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .autoencoder import Autoencoder
+from ..codecs.autoencoder.model import Autoencoder
 from .prior import ChannelPrior, add_uniform_noise, quantize_ste
 
 __all__ = ["DistInfo", "init_distributed", "RateDistortion", "agree", "all_gather", "barrier"]

@@ -25,7 +25,7 @@ rate alike (the loss is then smooth, so Adam's normalised steps do no harm), its
 On 8 heldout crops (no collection fine-tuning), 90 relaxation steps before 30 search trials
 lowered the loss λ·255²·MSE + bpp by 6.8 % at q8 (+0.90 dB for +3.4 % bits), 3.0 % at q6, 2.0 % at
 q5 and 0.3 % at q4, for 3.7 times the search's time (benchmarks/results/refine-headroom-relax.md):
-see :data:`archiver.model.pyramid_infer.RELAX_MIN_LAMBDA`. In a prototype, 300 steps instead of
+see :data:`archiver.codecs.pyramid.infer.RELAX_MIN_LAMBDA`. In a prototype, 300 steps instead of
 100 took the gain over q2–q8 from −2.6 % to −6.4 % BD-rate at three times the time.
 """
 
@@ -36,7 +36,7 @@ from typing import Callable
 
 import torch
 
-from .autoencoder import Decoder
+from ..codecs.autoencoder.model import Decoder
 from .prior import quantize_ste
 
 __all__ = ["REFINE_TILE", "REFINE_HALO", "REFINE_LR", "RELAX_LR", "refine_latent", "RefineBudget"]

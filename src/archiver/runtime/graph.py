@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..architecture import LEAKY_SLOPE, decoder_plan
+from ..codecs.autoencoder.architecture import LEAKY_SLOPE, decoder_plan
 from ..config import ModelConfig
 from .proto import INPUT, OPSET, OUTPUT, attach_weights, fold_dequantize
 

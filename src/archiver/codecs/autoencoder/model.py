@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..architecture import LEAKY_SLOPE, decoder_plan
-from ..codec.geometry import STRIDE, padded_size
-from ..config import ModelConfig
+from .architecture import LEAKY_SLOPE, decoder_plan
+from ...codec.geometry import STRIDE, padded_size
+from ...config import ModelConfig
 from .blocks import Downsample, ResBlock, conv3, make_upsample
 
 __all__ = ["Encoder", "Decoder", "Autoencoder", "pad_to_stride"]

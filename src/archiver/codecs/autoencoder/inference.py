@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..codec.geometry import STRIDE, tiles
-from ..config import ModelConfig
-from .autoencoder import Decoder, Encoder, pad_to_stride
-from .int8 import load_quantized
-from .prior import ChannelPrior, quantize_ste
-from .refine import refine_latent
+from ...codec.geometry import STRIDE, tiles
+from ...config import ModelConfig
+from .model import Decoder, Encoder, pad_to_stride
+from ...model.int8 import load_quantized
+from ...model.prior import ChannelPrior, quantize_ste
+from ...model.refine import refine_latent
 
 __all__ = ["ENCODE_TILE", "ENCODE_HALO", "encode_tiled", "int8_decoder", "decode_latent", "infer_latent", "to_tensor"]
 

@@ -1,14 +1,14 @@
 """Integer entropy coding of the ``pyramid`` codec's latent grids: the fixed-point context network
-(:mod:`archiver.codec.pyramid_net`) gives each symbol its mean and table; the tables are counted from
+(:mod:`archiver.codecs.pyramid.net`) gives each symbol its mean and table; the tables are counted from
 the collection's own residuals.
 
 Coding order: levels from the coarsest (L-1) to full size (0); within a level, phase 0 (anchors,
 ``(i + j)`` even) then phase 1 (the others). For every position of a phase the network turns the
-integers already decoded around it into a mean and a bucket (:mod:`archiver.codec.pyramid_net`,
+integers already decoded around it into a mean and a bucket (:mod:`archiver.codecs.pyramid.net`,
 steps 1–3); the symbol coded is the residual ``y - mean`` with table ``bucket``. Within a phase the
 positions are coded bucket by bucket (ascending), each bucket's positions in raster order. That is
 the ``checkerboard`` context order (pyramid codec versions 1–3); a spec with the ``wavefront`` order
-(version 4) codes a group's images together in the order of :mod:`archiver.codec.pyramid_wave`.
+(version 4) codes a group's images together in the order of :mod:`archiver.codecs.pyramid.wave`.
 
 Tables: for each bucket, the residuals' range ``[low, low + length)`` and quantized counts (one byte
 each, :func:`archiver.codec.context.quantize_counts`), normalized to ``2**PRECISION`` by integer
@@ -24,14 +24,14 @@ from functools import cached_property
 import numpy as np
 import constriction
 
-from ..errors import CorruptArchiveError
-from .context import dequantize_counts, normalize_counts, quantize_counts
-from .pyramid_net import (
+from ...errors import CorruptArchiveError
+from ...codec.context import dequantize_counts, normalize_counts, quantize_counts
+from .net import (
     BUCKETS, FEATURE_CLIP, FRACTION_BITS, SCALE_LOW, SCALE_STEP, SYMBOL_CLIP, ContextNet, anchor_mask, phase_features,
 )  # fmt: skip
-from .pyramid_plan import PyramidSpec, pack_grids, unpack_grids
-from .pyramid_wave import decode_streams, encode_group, level_residuals
-from .tables import MAX_SYMBOLS, PRECISION
+from .plan import PyramidSpec, pack_grids, unpack_grids
+from .wave import decode_streams, encode_group, level_residuals
+from ...codec.tables import MAX_SYMBOLS, PRECISION
 
 # The network's names stay importable from here (the coder's public surface since format version 3).
 __all__ = [
@@ -264,7 +264,7 @@ class PyramidCoder:
     def decode_streams(self, streams: list[tuple[bytes, int, int, int]]) -> list[list[list[np.ndarray]]]:
         """Several bitstreams of :meth:`encode_many`, ``(bytes, height, width, count)`` each: per
         stream, its images' grids. The wavefront order decodes them side by side
-        (:func:`~archiver.codec.pyramid_wave.decode_streams`), the checkerboard one after the other;
+        (:func:`~archiver.codecs.pyramid.wave.decode_streams`), the checkerboard one after the other;
         either way every stream decodes exactly as it would alone."""
         decoders = []
         for data, *_ in streams:
@@ -328,7 +328,7 @@ class PyramidCoder:
 
 
 class PackedPyramidCoder:
-    """:class:`PyramidCoder` on packed latents (:func:`~archiver.codec.pyramid_plan.pack_grids`), the
+    """:class:`PyramidCoder` on packed latents (:func:`~archiver.codecs.pyramid.plan.pack_grids`), the
     interface every codec's coder has: ``encode(latent) -> bytes``, ``decode(bytes, h, w) -> latent``
     with (h, w) the coarsest grid's positions."""
 

@@ -1,5 +1,5 @@
 """The ``pyramid`` codec's description as plain data (no torch): grids, synthesis layers, context
-features. Shared by the torch model (:mod:`archiver.model.pyramid`), the ONNX synthesis graph and the
+features. Shared by the torch model (:mod:`archiver.codecs.pyramid.model`), the ONNX synthesis graph and the
 integer entropy coder, so the three agree on every layer and every feature.
 """
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import _Serializable
+from ...config import _Serializable
 
 __all__ = [
     "PyramidSpec", "SynthLayer", "context_features_count", "context_macs_per_pixel", "PYRAMID_PRESETS", "pack_grids", "unpack_grids",

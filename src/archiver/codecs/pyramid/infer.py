@@ -1,6 +1,6 @@
 """Per-image latents of the ``pyramid`` codec at pack time: the encoder's grids, then refinement
 through the int8 synthesis (tiled like the runtime), at the trained steps or at those steps times
-a quantization gain (``--target-psnr``, ``--max-bytes``: :mod:`archiver.pack_rate`).
+a quantization gain (``--target-psnr``, ``--max-bytes``: :mod:`archiver.codecs.pyramid.rate`).
 
 A *continuous* latent here is float32 (1, packed_channels, h, w) in units of the trained steps
 (gain 1): quantized with gain g it becomes ``round(z / g)``, which the decoder multiplies by g
@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..codec.pyramid_net import SYMBOL_CLIP
+from .net import SYMBOL_CLIP
 
-from .prior import quantize_ste
-from .pyramid import PyramidCodec, laplace_bits
-from .pyramid_train import PackedSynthesis, pack_torch, unpack_torch
-from .refine import refine_latent
+from ...model.prior import quantize_ste
+from .model import PyramidCodec, laplace_bits
+from .train import PackedSynthesis, pack_torch, unpack_torch
+from ...model.refine import refine_latent
 
 __all__ = [
     "infer_packed", "padded_image", "encode_continuous", "latent_bits", "refine_continuous", "refine_within",

@@ -1,6 +1,6 @@
 """The ``pyramid`` codec's fixed-point context network: from the integers already decoded around a
 latent, its mean and its table (scale bucket), in integer arithmetic that every machine computes
-alike. The entropy coder (:mod:`archiver.codec.pyramid_coder`) calls it once per phase of a level.
+alike. The entropy coder (:mod:`archiver.codecs.pyramid.coder`) calls it once per phase of a level.
 
 1. Features (integers, in this order): the parent's value (level l+1 at ``(i // 2, j // 2)``) and its
    four neighbours up, down, left, right (0 outside the grid; all five 0 at the coarsest level);
@@ -28,8 +28,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ..errors import CorruptArchiveError
-from .pyramid_plan import NEIGHBOURS, PyramidSpec, context_features_count
+from ...errors import CorruptArchiveError
+from .plan import NEIGHBOURS, PyramidSpec, context_features_count
 
 __all__ = [
     "FRACTION_BITS", "ACT_MAX", "WEIGHT_MAX", "BUCKETS", "SCALE_LOW", "SCALE_STEP", "SYMBOL_CLIP", "FEATURE_CLIP",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..architecture import LEAKY_SLOPE
+from .architecture import LEAKY_SLOPE
 
 __all__ = ["conv3", "ResBlock", "Downsample", "Upsample", "NearestUpsample", "make_upsample"]
 

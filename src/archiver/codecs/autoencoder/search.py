@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..codec.geometry import latent_grid
-from ..codec.context import ContextTables
-from ..codec.tables import FrequencyTables
-from .autoencoder import Decoder, Encoder, pad_to_stride
+from ...codec.geometry import latent_grid
+from ...codec.context import ContextTables
+from ...codec.tables import FrequencyTables
+from .model import Decoder, Encoder, pad_to_stride
 from .inference import encode_tiled, to_tensor
-from .refine import REFINE_LR, refine_latent
+from ...model.refine import REFINE_LR, refine_latent
 
 __all__ = ["TableRate", "search_latent", "SEARCH_LR"]
 

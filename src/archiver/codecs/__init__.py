@@ -28,8 +28,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import _Serializable
-from .errors import CorruptArchiveError, InputError, MissingBaseError, MissingDependencyError
+from ..config import _Serializable
+from ..errors import CorruptArchiveError, InputError, MissingBaseError, MissingDependencyError
 
 __all__ = [
     "CodecDescription", "CODECS", "describe", "read_side", "AutoencoderReadSide", "PyramidReadSide", "pyramid_tiling",
@@ -41,7 +41,7 @@ __all__ = [
 #: when every gain is 0, so that archivers reading only version 1 read it. ``pyramid`` 3 is 2 whose
 #: graph is not stored but named by its base (``base.graph``: the SHA-256 of the base's graph file).
 #: ``pyramid`` 4 is 2 whose spec may name a context order (``context``: ``wavefront``,
-#: :mod:`archiver.codec.pyramid_wave`); its graph is named by its base when ``base`` has ``graph``,
+#: :mod:`archiver.codecs.pyramid.wave`); its graph is named by its base when ``base`` has ``graph``,
 #: else stored.
 CODECS: dict[str, tuple[int, ...]] = {"autoencoder": (1,), "pyramid": (1, 2, 3, 4)}
 #: First ``pyramid`` version whose graph may come from its base instead of the archive.
@@ -116,8 +116,8 @@ def _runtime_imports():
     try:
         import onnxruntime  # noqa: F401  (a missing install is named now, not at session time)
 
-        from .runtime.proto import attach_weights
-        from .runtime.session import OnnxDecoder
+        from ..runtime.proto import attach_weights
+        from ..runtime.session import OnnxDecoder
     except ImportError as exc:
         raise MissingDependencyError(f"decoding images needs onnxruntime ({exc})") from None
     return attach_weights, OnnxDecoder
@@ -127,8 +127,8 @@ class AutoencoderReadSide:
     """Format versions 1–2 codec: one latent at 1/16, per-channel or context tables, conv decoder."""
 
     def __init__(self, reader, desc: CodecDescription) -> None:
-        from .config import ModelConfig
-        from .runtime.session import HALO, TILE
+        from ..config import ModelConfig
+        from ..runtime.session import HALO, TILE
 
         self.reader, self.desc = reader, desc
         self.model = ModelConfig.from_dict(desc.spec)
@@ -147,7 +147,7 @@ class AutoencoderReadSide:
         return _no_gain(latent, gain)
 
     def coder(self):
-        from .codec.entropy import LatentCoder
+        from ..codec.entropy import LatentCoder
 
         return LatentCoder(self.reader.tables())
 
@@ -179,10 +179,10 @@ def pyramid_tiling(stride: int) -> tuple[int, int]:
 
 class PyramidReadSide:
     """The latent-pyramid codec: grids from full size to 1/2**(L-1), integer context coder, tiny
-    synthesis. Latents travel packed at the coarsest grid (:func:`archiver.codec.pyramid_plan.pack_grids`)."""
+    synthesis. Latents travel packed at the coarsest grid (:func:`archiver.codecs.pyramid.plan.pack_grids`)."""
 
     def __init__(self, reader, desc: CodecDescription) -> None:
-        from .codec.pyramid_plan import PyramidSpec
+        from .pyramid.plan import PyramidSpec
 
         self.reader, self.desc = reader, desc
         try:
@@ -203,7 +203,7 @@ class PyramidReadSide:
         arrays = self.reader.model_arrays(name)
         if not self.desc.base:
             return arrays
-        from .codec.bases import base_file, from_delta, pyramid_reference
+        from ..codec.bases import base_file, from_delta, pyramid_reference
 
         if self._reference is None:
             try:
@@ -222,7 +222,7 @@ class PyramidReadSide:
         """The synthesis graph: stored in the archive, or (version 3) the one its base ships."""
         if "graph" not in self.desc.base:
             return self.reader.onnx_graph()
-        from .codec.bases import base_graph
+        from ..codec.bases import base_graph
 
         try:
             return base_graph(self.desc.base["id"], self.desc.base["graph"])
@@ -233,12 +233,12 @@ class PyramidReadSide:
         """``latent`` scaled by its gain (version 2; :func:`archiver.codec.gain.apply_gain`)."""
         if self.desc.version < 2:
             return _no_gain(latent, gain)
-        from .codec.gain import apply_gain
+        from ..codec.gain import apply_gain
 
         return apply_gain(latent, gain)
 
     def coder(self):
-        from .codec.pyramid_coder import PackedPyramidCoder
+        from .pyramid.coder import PackedPyramidCoder
 
         return PackedPyramidCoder.from_arrays(self.spec, self.model_arrays("entropy"))
 

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ModelConfig
-from ..errors import InputError
+from ...config import ModelConfig
+from ...errors import InputError
 
 __all__ = ["WEIGHTS_DIR", "WarmStart", "find_warm_start", "save_warm_start"]
 
 #: Folder of the shipped warm-start weights (inside the installed package).
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "model" / "weights"  # shipped package data, shared by the codecs
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..codec.bases import quantize_int8
-from ..codec.pyramid_net import ContextNet
-from ..codec.pyramid_plan import PyramidSpec
-from ..config import PYRAMID_LAMBDAS, PackConfig
-from ..errors import InputError
-from .checkpoint import Checkpointer
-from .convergence import ConvergenceDetector
-from .int8 import load_quantized, quantize_weights
-from .pyramid import PyramidCodec, PyramidSynthesis
-from .training import CropSampler, TrainProgress, resolve_device
+from ...codec.bases import quantize_int8
+from .net import ContextNet
+from .plan import PyramidSpec
+from ...config import PYRAMID_LAMBDAS, PackConfig
+from ...errors import InputError
+from ...model.checkpoint import Checkpointer
+from ...model.convergence import ConvergenceDetector
+from ...model.int8 import load_quantized, quantize_weights
+from .model import PyramidCodec, PyramidSynthesis
+from ..autoencoder.training import CropSampler, TrainProgress, resolve_device
 
 __all__ = ["PyramidRecipe", "PyramidTrainResult", "train_pyramid", "evaluate_levels", "optimizer_step", "PackedSynthesis", "synthesis_arrays", "context_net"]
 
@@ -141,7 +141,7 @@ class PyramidTrainResult:
 
 
 def unpack_torch(spec: PyramidSpec, packed: torch.Tensor) -> list[torch.Tensor]:
-    """(N, packed_channels, h, w) → the grids, as :func:`archiver.codec.pyramid_plan.unpack_grids`
+    """(N, packed_channels, h, w) → the grids, as :func:`archiver.codecs.pyramid.plan.unpack_grids`
     (pixel_shuffle is DepthToSpace in DCR order)."""
     grids = []
     for c, (first, side) in zip(spec.channels, spec.blocks()):

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codecs import pyramid_tiling
-from .collection.images import SourceImage, measure_decoded
-from .config import PackConfig
-from .container.reader import ArchiveReader
-from .container.writer import ArchiveWriter
-from .errors import InputError
-from .progress import ProgressCallback, emit
+from .. import pyramid_tiling
+from ...collection.images import SourceImage, measure_decoded
+from ...config import PackConfig
+from ...container.reader import ArchiveReader
+from ...container.writer import ArchiveWriter
+from ...errors import InputError
+from ...progress import ProgressCallback, emit
 
 __all__ = ["code_new_pyramid", "BASE_ENCODER_STEPS", "SEARCH_STEPS"]
 
@@ -35,12 +35,12 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
                      steps: int | None, use_encoder: bool, progress: ProgressCallback | None):  # fmt: skip
     """Write the archive's model into ``writer`` and code ``images``; returns (method, steps,
     :class:`archiver.pack.CodedImages` of the new images)."""
-    from .codec.pyramid_coder import HistogramCounter
-    from .codec.weights import pack_arrays
-    from .container.format import EntryKind
-    from .pack import CodedImages
-    from .runtime.graph import OPSET, attach_weights
-    from .runtime.session import OnnxDecoder
+    from .coder import HistogramCounter
+    from ...codec.weights import pack_arrays
+    from ...container.format import EntryKind
+    from ...pack import CodedImages
+    from ...runtime.graph import OPSET, attach_weights
+    from ...runtime.session import OnnxDecoder
 
     side = reader.codec
     spec = side.spec
@@ -91,7 +91,7 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
 def _shipped_base(reader: ArchiveReader, spec):
     """The float state of the base codec the archive's training started from, when this archiver
     ships exactly that file; else None."""
-    from .model.pyramid_base import find_pyramid_base
+    from .base import find_pyramid_base
 
     started = (reader.training.get("warm_start") or {}).get("sha256")
     base = find_pyramid_base(spec) if started else None
@@ -103,9 +103,9 @@ def _refiner(spec, decoder: dict, net, start: dict | None, cfg: PackConfig, step
     refined through the archive's int8 synthesis with its context network as the rate."""
     import torch
 
-    from .model.pyramid import PyramidCodec
-    from .model.pyramid_infer import infer_packed
-    from .model.pyramid_train import int8_synthesis
+    from .model import PyramidCodec
+    from .infer import infer_packed
+    from .train import int8_synthesis
 
     class ZeroEncoder(torch.nn.Module):  # all-zero grids of the right shapes: a search from nothing
         def forward(self, x):

@@ -1,11 +1,11 @@
 """The ``pyramid`` codec's synthesis as an ONNX graph (numpy and onnx only, no torch).
 
 Input ``latent``: float32 [N, packed_channels, h, w], the decoded integers of every level packed at
-the coarsest grid's positions (:func:`archiver.codec.pyramid_plan.pack_grids`); each level's channels
+the coarsest grid's positions (:func:`archiver.codecs.pyramid.plan.pack_grids`); each level's channels
 are sliced out and put back at their resolution by ``DepthToSpace`` (mode DCR). Each grid is multiplied by its level's quantization step (the archive's ``quant.steps``,
 float32 (L,)), upsampled to H × W by linear interpolation (``half_pixel``: torch's bilinear with
 ``align_corners=False``), concatenated level 0 first, then run through the layers of
-:meth:`archiver.codec.pyramid_plan.PyramidSpec.synthesis_plan` (weights ``layers.<i>.weight.q`` /
+:meth:`archiver.codecs.pyramid.plan.PyramidSpec.synthesis_plan` (weights ``layers.<i>.weight.q`` /
 ``.scale`` int8 per output channel, ``layers.<i>.bias`` float32) and ends like the autoencoder's graph:
 ``Cast(Round(Clip(x + 0.5, 0, 1) · 255))`` to uint8 ``rgb`` [N, 3, H, W].
 """
@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from ..codec.pyramid_plan import PyramidSpec
-from .graph import INPUT, Builder
+from .plan import PyramidSpec
+from ...runtime.graph import INPUT, Builder
 
 __all__ = ["build_pyramid_graph"]
 

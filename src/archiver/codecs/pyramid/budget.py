@@ -1,6 +1,6 @@
 """``pack --codec pyramid --max-bytes N``: code the collection so that the whole archive is at most N
-bytes and at most :data:`archiver.pack_rate.BUDGET_SLACK` under it (the method:
-:mod:`archiver.pack_rate`).
+bytes and at most :data:`archiver.codecs.pyramid.rate.BUDGET_SLACK` under it (the method:
+:mod:`archiver.codecs.pyramid.rate`).
 
 :func:`check_budget` refuses, before training, a budget below the model and the rest of the
 archive alone. :func:`code_for_budget` fits one gain on the encoder's latents, refines every
@@ -17,8 +17,8 @@ from typing import Callable
 
 import zstandard
 
-from .pack_rate import BUDGET_SLACK, BudgetError, BudgetFit
-from .progress import emit
+from .rate import BUDGET_SLACK, BudgetError, BudgetFit
+from ...progress import emit
 
 __all__ = ["check_budget", "rest_guess", "code_for_budget", "write_within_budget", "BUDGET_WRITES"]
 
@@ -37,8 +37,8 @@ REST_BYTES, REST_BYTES_PER_ENTRY = 2_000, 8
 def rest_guess(items, classes) -> int:
     """Bytes besides model and latents at the least, before coding: the constants above and each
     byte-exact file compressed at zstd level 1, halved (pack stores it at level 19)."""
-    from .collection.images import SourceImage
-    from .container.format import EntryKind
+    from ...collection.images import SourceImage
+    from ...container.format import EntryKind
 
     fast = zstandard.ZstdCompressor(level=1)
     files = 0
@@ -68,13 +68,13 @@ def minimum_model_bytes(cfg) -> int:
     """The fewest bytes ``/model/decoder`` and ``/model/entropy`` can take: an unchanged base's
     difference when the archive stores one, else the base's (or an untrained codec's) whole model
     without tables."""
-    from .codec.bases import to_delta
-    from .codec.pyramid_plan import PYRAMID_PRESETS
-    from .codec.weights import pack_arrays
-    from .model.pyramid import PyramidCodec
-    from .model.pyramid_base import find_pyramid_base
-    from .model.pyramid_train import context_net, synthesis_arrays
-    from .pack_pyramid import _delta_reference, _stores_delta
+    from ...codec.bases import to_delta
+    from .plan import PYRAMID_PRESETS
+    from ...codec.weights import pack_arrays
+    from .model import PyramidCodec
+    from .base import find_pyramid_base
+    from .train import context_net, synthesis_arrays
+    from .pack import _delta_reference, _stores_delta
 
     spec = PYRAMID_PRESETS["default"]
     base = find_pyramid_base(spec) if cfg.train.warm_start else None
@@ -93,12 +93,12 @@ def code_for_budget(out, cfg, spec, codec, base, reference, images: dict, spool_
     ``rest``: the guess of the archive's other bytes (:func:`check_budget`)."""
     import torch
 
-    from .codec.pyramid_coder import PackedPyramidCoder
-    from .model.pyramid_infer import encode_continuous, padded_image, refine_within
-    from .model.pyramid_train import context_net, int8_synthesis
-    from .model.refine import RefineBudget
-    from .codecs import pyramid_tiling
-    from .pack_pyramid import _export_decoder, decoder_arrays, entropy_blob
+    from .coder import PackedPyramidCoder
+    from .infer import encode_continuous, padded_image, refine_within
+    from .train import context_net, int8_synthesis
+    from ...model.refine import RefineBudget
+    from .. import pyramid_tiling
+    from .pack import _export_decoder, decoder_arrays, entropy_blob
 
     tile, halo = pyramid_tiling(spec.stride)
     fit = BudgetFit(
@@ -140,12 +140,12 @@ def _code_at(out, cfg, spec, fit: BudgetFit, arrays: dict, images: dict, spool_d
              reference, progress) -> None:  # fmt: skip
     """Quantize every kept latent at ``gain`` (already in ``arrays``' steps), measure it through the
     runtime and spool it; ``coder`` (with the tables the fit counted at that gain) into ``out``."""
-    from .codec.spool import LatentSpool
-    from .collection.images import measure_decoded
-    from .codecs import pyramid_tiling
-    from .pack_pyramid import _export_entropy
-    from .runtime.graph import attach_weights
-    from .runtime.session import OnnxDecoder
+    from ...codec.spool import LatentSpool
+    from ...collection.images import measure_decoded
+    from .. import pyramid_tiling
+    from .pack import _export_entropy
+    from ...runtime.graph import attach_weights
+    from ...runtime.session import OnnxDecoder
 
     tile, halo = pyramid_tiling(spec.stride)
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)

@@ -6,8 +6,8 @@ synthesis, context model and the quantization steps of every ``--quality``) trai
 photos; ``pack --codec pyramid`` fine-tunes it on the collection at the chosen quality.
 
 Files are ``weights/pyramid-<id>.npz``: float32 arrays ``codec.<state key>`` of
-:class:`archiver.model.pyramid.PyramidCodec` and ``meta``, a JSON string with ``codec``
-("pyramid"), ``spec`` (the :class:`~archiver.codec.pyramid_plan.PyramidSpec` they fit) and
+:class:`archiver.codecs.pyramid.model.PyramidCodec` and ``meta``, a JSON string with ``codec``
+("pyramid"), ``spec`` (the :class:`~archiver.codecs.pyramid.plan.PyramidSpec` they fit) and
 ``trained`` (command, date, commit, data, steps, seconds, held-back PSNR and bpp of every level).
 A base is used only for exactly its spec; anything else trains from scratch.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..codec import bases
-from ..codec.pyramid_plan import PyramidSpec
-from ..errors import InputError
+from ...codec import bases
+from .plan import PyramidSpec
+from ...errors import InputError
 
 __all__ = ["PyramidBase", "find_pyramid_base", "save_pyramid_base"]
 

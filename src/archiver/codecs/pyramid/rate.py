@@ -1,7 +1,7 @@
 """Rate control of the ``pyramid`` codec at pack time: ``--target-psnr`` and ``--max-bytes``.
 
 Both move the quantization steps the codec was trained with by a *gain* instead of retraining: a
-continuous latent ``z`` (units of the trained steps, :mod:`archiver.model.pyramid_infer`) quantized
+continuous latent ``z`` (units of the trained steps, :mod:`archiver.codecs.pyramid.infer`) quantized
 at gain g is ``round(z / g)`` and decodes as ``round(z / g) · g · steps``.
 
 **``--target-psnr D``** (:class:`TargetCoder`): each image gets its own gain code k
@@ -18,7 +18,7 @@ at gain g is ``round(z / g)`` and decodes as ``round(z / g) · g · steps``.
 **``--max-bytes N``** (:class:`BudgetFit`): one gain for the whole collection, folded into the
 archive's stored steps (``quant.steps`` · g: no per-image codes, codec version 1). ``log2 g`` is
 bisected so that the *variable* bytes — the latents' exact code length under the collection's
-tables (:meth:`~archiver.codec.pyramid_coder.HistogramCounter.ideal_bits`), the entropy model's
+tables (:meth:`~archiver.codecs.pyramid.coder.HistogramCounter.ideal_bits`), the entropy model's
 blob with those tables and the decoder's blob — fit in N minus the rest of the archive (index,
 documents, byte-exact files, container). First on the encoder's latents, then on the refined
 ones; :func:`archiver.pack.pack` writes the archive, takes the rest it really had, and refits when
@@ -34,9 +34,9 @@ from typing import Callable
 
 import numpy as np
 
-from .codec.gain import GAIN_MAX, GAIN_MIN, GAIN_STEPS_PER_OCTAVE, apply_gain, gain_value
-from .collection.images import measure_decoded
-from .errors import InputError
+from ...codec.gain import GAIN_MAX, GAIN_MIN, GAIN_STEPS_PER_OCTAVE, apply_gain, gain_value
+from ...collection.images import measure_decoded
+from ...errors import InputError
 
 __all__ = ["TargetCoder", "TargetResult", "uniform_baseline", "BudgetFit", "BudgetError", "BUDGET_SLACK", "BUDGET_AIM"]
 
@@ -78,7 +78,7 @@ class TargetCoder:
         self.decodes = 0  #: runtime decodes spent on the search (for the training summary)
 
     def _measure(self, z, k: int, im) -> tuple[np.ndarray, float, int]:
-        from .model.pyramid_infer import quantize_continuous
+        from .infer import quantize_continuous
 
         latent = quantize_continuous(z, float(gain_value(k)))
         self.decodes += 1
@@ -87,7 +87,7 @@ class TargetCoder:
 
     def code(self, im) -> TargetResult:
         """The latent and gain code of one decoded image (:class:`~archiver.collection.images.SourceImage`)."""
-        from .model.pyramid_infer import encode_continuous
+        from .infer import encode_continuous
 
         (padded, z), valid = encode_continuous(self.codec, im.rgb, self.cfg.quality)
         k = self._search(z, im, 0)
@@ -99,7 +99,7 @@ class TargetCoder:
 
     def refined(self, padded, z, valid, k: int, budget):
         """(``z`` refined at gain code ``k`` for the steps ``budget`` gives it, those steps)."""
-        from .model.pyramid_infer import refine_within
+        from .infer import refine_within
 
         return refine_within(budget, self.codec, self.synth, padded, z, valid, self.cfg.train.lmbda, self.tile,
                              self.halo, float(gain_value(k)))  # fmt: skip
@@ -163,10 +163,10 @@ def uniform_baseline(target: TargetCoder, images: dict, gains: dict[int, int], r
     the lowest PSNR rises; where it stops rising short of the target, refine all again at that code
     (at most :data:`BASELINE_REFINES` times). Returns its latent bits (ideal, under its own tables),
     its tables' bytes (``table_bytes(coder)``), its code and lowest PSNR."""
-    from .codec.pyramid_coder import HistogramCounter
+    from .coder import HistogramCounter
 
-    from .model.pyramid_infer import encode_continuous
-    from .model.refine import RefineBudget
+    from .infer import encode_continuous
+    from ...model.refine import RefineBudget
 
     k = min((gains[i] for i in reached), default=0)
     pixels = sum(s.width * s.height for s in images.values())
@@ -201,7 +201,7 @@ class BudgetFit:
     """The collection's continuous latents (spooled as float32 ``.npy`` in ``folder``) and the
     variable bytes of quantizing them all at one gain (see the module docstring).
 
-    ``coder``: the pack's :class:`~archiver.codec.pyramid_coder.PackedPyramidCoder` (any tables);
+    ``coder``: the pack's :class:`~archiver.codecs.pyramid.coder.PackedPyramidCoder` (any tables);
     ``entropy_bytes(coder)``: bytes of ``/model/entropy`` with that coder's tables;
     ``decoder_bytes(gain)``: bytes of ``/model/decoder`` with its steps times ``gain``.
     """
@@ -223,13 +223,13 @@ class BudgetFit:
         return np.load(self.folder / f"{key}.npy", allow_pickle=False)
 
     def quantized(self, key: int, gain: float) -> np.ndarray:
-        from .model.pyramid_infer import quantize_continuous
+        from .infer import quantize_continuous
 
         return quantize_continuous(self.z(key), gain)
 
     def coded(self, log2_gain: float):
         """(variable bytes, coder with the collection's tables) at gain 2^log2_gain."""
-        from .codec.pyramid_coder import HistogramCounter
+        from .coder import HistogramCounter
 
         gain = 2.0**log2_gain
         counter = HistogramCounter()

@@ -12,16 +12,16 @@ import torch
 
 from torch import nn
 
-from ..codec.geometry import STRIDE
-from ..config import PackConfig
-from ..errors import InputError
-from .adversarial import AdversarialPhase, last_layer_weight
-from .autoencoder import Autoencoder
-from .checkpoint import Checkpointer
-from .convergence import ConvergenceDetector
-from .distributed import RateDistortion, agree, all_gather, init_distributed
-from .perceptual import make_perceptual
-from .prior import ChannelPrior
+from ...codec.geometry import STRIDE
+from ...config import PackConfig
+from ...errors import InputError
+from ...model.adversarial import AdversarialPhase, last_layer_weight
+from .model import Autoencoder
+from ...model.checkpoint import Checkpointer
+from ...model.convergence import ConvergenceDetector
+from ...model.distributed import RateDistortion, agree, all_gather, init_distributed
+from ...model.perceptual import make_perceptual
+from ...model.prior import ChannelPrior
 from .warmstart import find_warm_start
 
 __all__ = ["TrainProgress", "TrainResult", "train_codec", "resolve_device", "CropSampler"]
@@ -117,7 +117,7 @@ def _crop_size(images: list[np.ndarray], wanted: int) -> int:
     """Training crop side in pixels: ``wanted``, or less when every image is smaller (multiple of 16).
 
     Images smaller than the crop are edge-padded on the bottom/right up to it, and pack/extract pad
-    them the same way (``min_size`` of :func:`archiver.model.autoencoder.pad_to_stride`): a network
+    them the same way (``min_size`` of :func:`archiver.codecs.autoencoder.model.pad_to_stride`): a network
     trained on one padding geometry fails on another (measured on 47×61 images trained in 64×64
     crops: 31 dB decoded at 64×64, 14 dB at 48×64).
     """

@@ -3,7 +3,7 @@ decoder as int8 weights and a graph (:func:`_export`), code each image into the 
 as extract will decode it (:func:`_encode_share`; under torchrun each rank its share, then
 :func:`_gather`), choose the entropy tables from the collection's own latents (:func:`_fit_entropy`)
 and decide on the optional denoiser (:func:`_fit_denoiser`). The pyramid's counterpart is
-:mod:`archiver.pack_pyramid`.
+:mod:`archiver.codecs.pyramid.pack`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .collection.images import SourceImage, measure_decoded
-from .collection.pool import PairPool, training_set
-from .config import PackConfig
-from .progress import ProgressCallback, emit
+from ...collection.images import SourceImage, measure_decoded
+from ...collection.pool import PairPool, training_set
+from ...config import PackConfig
+from ...progress import ProgressCallback, emit
 
 __all__ = ["code_images_autoencoder"]
 
@@ -29,9 +29,12 @@ def code_images_autoencoder(
 ):
     """Train on ``images``, code each one; returns :class:`archiver.pack.CodedImages`, or None on
     torchrun ranks other than 0 (they code their share of the images first)."""
-    from .pack import CodedImages, _import_training
+    from ...model import int8
+    from ...pack import CodedImages, _import_training
+    from . import inference
+    from . import training as training_mod
 
-    inference, int8, training_mod = _import_training()
+    _import_training()
     image_ids = list(images)
     out = CodedImages()
     result = _train(cfg, [images[i] for i in image_ids], checkpointer, progress, lpips_weights, training_mod)
@@ -49,7 +52,7 @@ def code_images_autoencoder(
 
 
 def _train(cfg: PackConfig, images: list[SourceImage], checkpointer, progress, lpips_weights, training_mod):
-    """The collection's codec (:func:`archiver.model.training.train_codec`), seeded by the config."""
+    """The collection's codec (:func:`archiver.codecs.autoencoder.training.train_codec`), seeded by the config."""
     import torch
 
     torch.manual_seed(cfg.train.seed)
@@ -65,9 +68,9 @@ def _export(out, cfg: PackConfig, result, inference, int8):
     the graph in ``out``; returns (the int8 decoder in torch, for refinement; the runtime extract
     uses). Quality is measured through that runtime (ONNX Runtime, CPU), so the stored PSNR and pixel
     CRC are exactly what extract produces on a CPU."""
-    from .codec.weights import pack_arrays
-    from .runtime.graph import attach_weights, build_graph, graph_only
-    from .runtime.session import OnnxDecoder
+    from ...codec.weights import pack_arrays
+    from ...runtime.graph import attach_weights, build_graph, graph_only
+    from ...runtime.session import OnnxDecoder
 
     if cfg.int8_weights:
         arrays = int8.quantize_weights(result.model.decoder)
@@ -85,10 +88,10 @@ def _encode_share(out, cfg: PackConfig, images, image_ids, result, decoder, runt
     """Code this rank's images one at a time: each latent (refined within the time budget) goes to
     the spool on disk, so memory never holds the collection's pixels or latents, whatever its size.
     Returns (the spool, the denoiser's training pairs)."""
-    from .codec.spool import LatentSpool
-    from .model.distributed import barrier
-    from .model.inference import infer_latent
-    from .model.refine import RefineBudget
+    from ...codec.spool import LatentSpool
+    from ...model.distributed import barrier
+    from .inference import infer_latent
+    from ...model.refine import RefineBudget
 
     rank, world = result.rank, result.world
     if rank == 0:
@@ -120,7 +123,7 @@ def _encode_share(out, cfg: PackConfig, images, image_ids, result, decoder, runt
 def _gather(out, cfg: PackConfig, images, image_ids, result, spool, pairs, runtime) -> bool:
     """Under torchrun: every rank's measurements to all, every latent into rank 0's spool. True on
     rank 0 (which finishes the archive), False elsewhere."""
-    from .model.distributed import all_gather, barrier
+    from ...model.distributed import all_gather, barrier
 
     for psnrs, crcs in all_gather(result.world, (out.psnrs, out.crcs)):
         out.psnrs.update(psnrs)
@@ -139,8 +142,8 @@ def _gather(out, cfg: PackConfig, images, image_ids, result, spool, pairs, runti
 def _fit_entropy(out, spool, image_ids) -> None:
     """The entropy model chosen from the collection's own latents: contexts only where they save more
     bytes than their tables cost (:mod:`archiver.codec.context`); then every latent coded with it."""
-    from .codec.context import fit_context_tables
-    from .codec.entropy import LatentCoder
+    from ...codec.context import fit_context_tables
+    from ...codec.entropy import LatentCoder
 
     out.tables, out.training["entropy_model"] = fit_context_tables(lambda: (spool.latent(i) for i in image_ids))
     spool.encode_all(LatentCoder(out.tables))
@@ -149,7 +152,7 @@ def _fit_entropy(out, spool, image_ids) -> None:
 def _fit_denoiser(out, cfg: PackConfig, images, image_ids, spool, pairs, runtime, progress) -> None:
     """Train the post-filter and keep it only where it pays for its bytes
     (:func:`archiver.postfilter.fit_postfilter`); a kept one replaces the measured PSNRs and CRCs."""
-    from .postfilter import fit_postfilter
+    from ...postfilter import fit_postfilter
 
     def decoded():  # every image again, as extract will decode it, for the denoiser's verdict
         for i in image_ids:

@@ -1,6 +1,6 @@
 """The decoder's layer sequence as plain data (no torch), shared by the torch model and the ONNX graph.
 
-Both :class:`archiver.model.autoencoder.Decoder` and :mod:`archiver.runtime.graph` are built from
+Both :class:`archiver.codecs.autoencoder.model.Decoder` and :mod:`archiver.runtime.graph` are built from
 :func:`decoder_plan`, so the weight names in an archive (``net.<index>.…``) mean the same layers in both.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import ModelConfig
+from ...config import ModelConfig
 
 __all__ = ["Layer", "decoder_plan", "decoder_macs_per_pixel", "decoder_params", "LEAKY_SLOPE"]
 

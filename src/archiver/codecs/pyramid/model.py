@@ -6,9 +6,9 @@ Grids: level ``l`` (0 … L-1) has ``channels[l]`` channels at ``1 / 2**l`` of e
 full resolution. An image is coded padded to a multiple of ``2**(L-1)`` pixels. Every level is
 quantized with its own step (per ``--quality`` gains), ``ŷ = round(y / step)``; the synthesis sees
 ``ŷ · step``. The plan of the synthesis (layer kinds and widths) lives in
-:mod:`archiver.codec.pyramid_plan`, shared with the ONNX graph.
+:mod:`archiver.codecs.pyramid.plan`, shared with the ONNX graph.
 
-The context model (training proxy of the integer coder in :mod:`archiver.codec.pyramid_coder`):
+The context model (training proxy of the integer coder in :mod:`archiver.codecs.pyramid.coder`):
 levels are coded coarsest first, each in two checkerboard phases. A symbol's features are integers
 already decoded: phase 0 (anchors, ``(i + j)`` even) sees the coarser level's values around its
 parent; phase 1 also sees its four anchor neighbours. With the ``wavefront`` context order a level is
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..codec.pyramid_plan import CAUSAL_NEIGHBOURS, PyramidSpec, context_features_count
+from .plan import CAUSAL_NEIGHBOURS, PyramidSpec, context_features_count
 
 __all__ = ["PyramidEncoder", "PyramidSynthesis", "ContextModel", "PyramidCodec", "laplace_bits"]
 
@@ -60,7 +60,7 @@ class PyramidEncoder(nn.Module):
 
 class PyramidSynthesis(nn.Module):
     """Dequantized grids → RGB: each grid upsampled (bilinear) to full size, concatenated, then 1×1
-    layers and 3×3 residual refinement, as :func:`archiver.codec.pyramid_plan.synthesis_plan` says."""
+    layers and 3×3 residual refinement, as :func:`archiver.codecs.pyramid.plan.synthesis_plan` says."""
 
     def __init__(self, spec: PyramidSpec) -> None:
         super().__init__()
@@ -199,7 +199,7 @@ class PyramidCodec(nn.Module):
 
     def forward(self, x: torch.Tensor, quality: int, noise: bool = True, coarse_from: int = 0):
         """(x_hat, total bits) for a batch. Levels below ``coarse_from`` are held at zero (the coarse
-        first phase of training, see :mod:`archiver.model.pyramid_train`)."""
+        first phase of training, see :mod:`archiver.codecs.pyramid.train`)."""
         steps = self.steps(quality)
         grids = self.encoder(x)
         scaled = [g / steps[i] * (0.0 if i < coarse_from else 1.0) for i, g in enumerate(grids)]

@@ -34,8 +34,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .pyramid_net import BUCKETS, FEATURE_CLIP, SCRATCH, padded
-from .pyramid_plan import CAUSAL_NEIGHBOURS, NEIGHBOURS, PyramidSpec
+from .net import BUCKETS, FEATURE_CLIP, SCRATCH, padded
+from .plan import CAUSAL_NEIGHBOURS, NEIGHBOURS, PyramidSpec
 
 __all__ = [
     "WavePlan", "PARENT_FEATURES", "FEATURES", "MAX_STREAMS", "step_features", "level_residuals",
@@ -44,7 +44,7 @@ __all__ = [
 
 #: Features read from the coarser level (its value and its four neighbours), then all features
 #: before the level's one-hot (those and the causal neighbours):
-#: :func:`archiver.codec.pyramid_plan.context_features_count` minus the levels.
+#: :func:`archiver.codecs.pyramid.plan.context_features_count` minus the levels.
 PARENT_FEATURES = 1 + len(NEIGHBOURS)
 FEATURES = PARENT_FEATURES + len(CAUSAL_NEIGHBOURS)
 #: The decoder's copies of the levels (what the features read) hold values clipped to
@@ -121,7 +121,7 @@ def step_features(plan: WavePlan, count: int, parent: np.ndarray | None, own: np
     each of ``count`` images (image-major): the parent's value and its neighbours up, down, left,
     right (:data:`NEIGHBOURS`; all 0 at the coarsest level, ``parent`` None), then the causal
     neighbours left, up-left, up, up-right (:data:`CAUSAL_NEIGHBOURS`; 0 outside the position's
-    tile). ``parent``, ``own``: the levels' grids padded (:func:`~archiver.codec.pyramid_net.padded`)
+    tile). ``parent``, ``own``: the levels' grids padded (:func:`~archiver.codecs.pyramid.net.padded`)
     and flattened, image after image, ``own`` with every
     position before ``sl``'s step already written; ``out``: where to write them (a (FEATURES,
     count · k) slice of a larger array); ``own_at``: ``plan.own_at(sl, count)`` if the caller has
@@ -172,7 +172,7 @@ def level_residuals(coder, images: list[list[np.ndarray]]):
 
 def encode_group(coder, encoder, images: list[list[np.ndarray]]) -> None:
     """Code a group's grids into ``encoder`` in the wavefront order (``coder``: the
-    :class:`~archiver.codec.pyramid_coder.PyramidCoder` with the network and tables)."""
+    :class:`~archiver.codecs.pyramid.coder.PyramidCoder` with the network and tables)."""
     for level, plan, residual, bucket in level_residuals(coder, images):
         for t in range(plan.steps):
             lo, hi = plan.bounds[t], plan.bounds[t + 1]

@@ -1,7 +1,7 @@
 """``pack`` with ``--codec pyramid``: train the latent-pyramid codec, code every image, fit the tables.
 
-The steps mirror the autoencoder's (:mod:`archiver.pack_autoencoder`): train (:func:`_train`,
-from the shipped base codec when there is one, :mod:`archiver.model.pyramid_base`), export the int8
+The steps mirror the autoencoder's (:mod:`archiver.codecs.autoencoder.pack`): train (:func:`_train`,
+from the shipped base codec when there is one, :mod:`archiver.codecs.pyramid.base`), export the int8
 synthesis (:func:`_export_decoder`), infer and refine each image's latent, measure it through the
 ONNX runtime extract uses, spool and count it (:func:`_code_each`), then export the fixed-point
 context network with the collection's tables (:func:`_export_entropy`); the writer range-codes.
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .codecs import CONTEXT_ORDER_SINCE, GRAPH_FROM_BASE_SINCE, CodecDescription, pyramid_tiling
-from .collection.images import SourceImage, measure_decoded
-from .collection.pool import training_set
-from .config import PackConfig
-from .errors import InputError
-from .progress import ProgressCallback, emit
+from .. import CONTEXT_ORDER_SINCE, GRAPH_FROM_BASE_SINCE, CodecDescription, pyramid_tiling
+from ...collection.images import SourceImage, measure_decoded
+from ...collection.pool import training_set
+from ...config import PackConfig
+from ...errors import InputError
+from ...progress import ProgressCallback, emit
 
 __all__ = ["check_pyramid_options", "code_images_pyramid"]
 
@@ -38,8 +38,8 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
                         progress: ProgressCallback | None, budget_rest: int = 0):  # fmt: skip
     """Train on ``images``, code each one; returns :class:`archiver.pack.CodedImages`. ``budget_rest``:
     with ``--max-bytes``, the guess of the archive's bytes besides model and latents."""
-    from .codec.pyramid_plan import PYRAMID_PRESETS
-    from .pack import CodedImages
+    from .plan import PYRAMID_PRESETS
+    from ...pack import CodedImages
 
     spec = PYRAMID_PRESETS["default"]
     out = CodedImages()
@@ -47,7 +47,7 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
     out.training = result.summary()
     reference = _delta_reference(base) if delta else None
     if cfg.max_bytes:
-        from .pack_budget import code_for_budget
+        from .budget import code_for_budget
 
         code_for_budget(out, cfg, spec, result.codec, base, reference, images, spool_dir, progress, budget_rest)
         return out
@@ -62,8 +62,8 @@ def _train(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, 
     archive stores its model as a difference from the base)."""
     import torch
 
-    from .model.pyramid_base import find_pyramid_base
-    from .model.pyramid_train import PyramidRecipe, train_pyramid
+    from .base import find_pyramid_base
+    from .train import PyramidRecipe, train_pyramid
 
     torch.manual_seed(cfg.train.seed)
     base = find_pyramid_base(spec) if cfg.train.warm_start else None
@@ -89,9 +89,9 @@ def _pixels(images: dict[int, SourceImage]) -> int:
 def decoder_arrays(cfg: PackConfig, codec, reference: dict | None, gain: float = 1.0) -> tuple[dict, tuple]:
     """(the int8 synthesis arrays with ``quant.steps`` times ``gain``, whole; the blob ``/model/decoder``
     stores: their difference from the base's when ``reference``)."""
-    from .codec.bases import to_delta
-    from .codec.weights import pack_arrays
-    from .model.pyramid_train import synthesis_arrays
+    from ...codec.bases import to_delta
+    from ...codec.weights import pack_arrays
+    from .train import synthesis_arrays
 
     arrays = synthesis_arrays(codec, cfg.quality, reference["decoder"] if reference else None)
     arrays["quant.steps"] = (arrays["quant.steps"] * np.float32(gain)).astype(np.float32)
@@ -100,8 +100,8 @@ def decoder_arrays(cfg: PackConfig, codec, reference: dict | None, gain: float =
 
 def entropy_blob(cfg: PackConfig, coder, reference: dict | None) -> tuple:
     """The blob ``/model/entropy`` stores for ``coder`` (context network and tables)."""
-    from .codec.bases import to_delta
-    from .codec.weights import pack_arrays
+    from ...codec.bases import to_delta
+    from ...codec.weights import pack_arrays
 
     entropy = coder.to_arrays()
     return pack_arrays(to_delta(entropy, reference["entropy"]) if reference else entropy, cfg.zstd_level)
@@ -110,10 +110,10 @@ def entropy_blob(cfg: PackConfig, coder, reference: dict | None) -> tuple:
 def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | None, gain: float = 1.0) -> dict:
     """The int8 synthesis (with the base's scales when stored as a difference; steps times ``gain``),
     its graph and the codec description into ``out``; returns the synthesis arrays (whole)."""
-    from .codec.bases import shipped_graph
-    from .model.training import resolve_device
-    from .runtime.graph import graph_only
-    from .runtime.pyramid_graph import build_pyramid_graph
+    from ...codec.bases import shipped_graph
+    from ..autoencoder.training import resolve_device
+    from ...runtime.graph import graph_only
+    from .graph import build_pyramid_graph
 
     out.training["device"] = str(resolve_device(cfg.train.device))
     arrays, out.model_blob = decoder_arrays(cfg, codec, reference, gain)
@@ -135,14 +135,14 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
                progress):  # fmt: skip
     """Infer and refine each image's latent, measure it through the ONNX runtime extract uses,
     spool it and count it; returns the coder with the collection's tables."""
-    from .codec.pyramid_coder import HistogramCounter, PackedPyramidCoder
-    from .codec.spool import LatentSpool
-    from .model.pyramid_infer import encode_continuous, quantize_continuous, refine_within
-    from .model.pyramid_train import context_net, int8_synthesis
-    from .model.refine import RefineBudget
-    from .pack_rate import TargetCoder
-    from .runtime.graph import attach_weights
-    from .runtime.session import OnnxDecoder
+    from .coder import HistogramCounter, PackedPyramidCoder
+    from ...codec.spool import LatentSpool
+    from .infer import encode_continuous, quantize_continuous, refine_within
+    from .train import context_net, int8_synthesis
+    from ...model.refine import RefineBudget
+    from .rate import TargetCoder
+    from ...runtime.graph import attach_weights
+    from ...runtime.session import OnnxDecoder
 
     tile, halo = pyramid_tiling(spec.stride)
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
@@ -196,8 +196,8 @@ def _target_summary(out, cfg: PackConfig, target, unreached: list) -> None:
 
 def _compare_uniform(out, cfg: PackConfig, target, images: dict, coder, counter) -> None:
     """Benchmarks: the per-image gains' latent bits and tables beside one gain for all
-    (:func:`archiver.pack_rate.uniform_baseline`), in the training summary's ``target``."""
-    from .pack_rate import uniform_baseline
+    (:func:`archiver.codecs.pyramid.rate.uniform_baseline`), in the training summary's ``target``."""
+    from .rate import uniform_baseline
 
     reached = {i for i in images if out.psnrs[i] >= cfg.target_psnr}
     table_bytes = lambda c: len(entropy_blob(cfg, c, None)[0])  # noqa: E731  (whole: both sides alike)
@@ -218,13 +218,13 @@ def _export_entropy(out, cfg: PackConfig, coder, reference: dict | None) -> None
 def _stores_delta(cfg: PackConfig, base) -> bool:
     """True when the archive stores its model as a difference from ``base``: a released base
     (:data:`archiver.codec.bases.BASES`; no reader would have another) and no ``--self-contained``."""
-    from .codec.bases import BASES
+    from ...codec.bases import BASES
 
     return base is not None and not cfg.self_contained and BASES.get(base.id) == base.sha256
 
 
 def _delta_reference(base) -> dict:
     """The base's reference arrays (:func:`archiver.codec.bases.pyramid_reference`)."""
-    from .codec.bases import base_file, pyramid_reference
+    from ...codec.bases import base_file, pyramid_reference
 
     return pyramid_reference(base_file(base.id, base.sha256, base.path.parent))
