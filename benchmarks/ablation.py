@@ -59,9 +59,11 @@ GRID_IMAGES = 4
 
 def variants(time_limit: float, seed: int, pixels: int) -> dict:
     """The variants, built around the decoder ``pack`` would choose for ``pixels`` coded pixels."""
-    from archiver.config import MODEL_PRESETS, QUALITY_LAMBDAS, config_for_quality, resolve_model_size
+    from archiver.codecs.autoencoder import resolve as resolve_model_size
+    from archiver.codecs.autoencoder.levels import LAMBDAS as QUALITY_LAMBDAS
+    from archiver.config import MODEL_PRESETS, config_for_quality
 
-    base = resolve_model_size(config_for_quality(4, time_limit=time_limit, seed=seed), pixels)
+    base = resolve_model_size(config_for_quality(4, time_limit=time_limit, seed=seed, codec="autoencoder"), pixels)
     base = dataclasses.replace(base, model_size="custom")
     m, t = base.model, base.train
     q2 = dataclasses.replace(base, quality=2, train=dataclasses.replace(t, lmbda=QUALITY_LAMBDAS[2]))

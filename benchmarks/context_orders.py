@@ -146,7 +146,7 @@ def main() -> int:
     ap.add_argument("--tag", default="", help="suffix of the result files' names")
     args = ap.parse_args()
     torch.manual_seed(0)
-    from archiver.codec.bases import WEIGHTS_DIR, load_base
+    from archiver.codecs.pyramid.bases import WEIGHTS_DIR, load_base
     from archiver.codecs.pyramid.plan import PyramidSpec
 
     meta, arrays = load_base(WEIGHTS_DIR / f"{args.base}.npz")

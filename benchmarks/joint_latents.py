@@ -58,8 +58,8 @@ sys.path.insert(0, str(REPO))
 from archiver.bench.compare import machine  # noqa: E402
 from archiver.codecs.pyramid.coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
 from archiver.codecs.pyramid.plan import PYRAMID_PRESETS  # noqa: E402
-from archiver.codecs import pyramid_tiling  # noqa: E402
-from archiver.config import PYRAMID_LAMBDAS  # noqa: E402
+from archiver.codecs.pyramid.read import pyramid_tiling  # noqa: E402
+from archiver.codecs.pyramid.levels import LAMBDAS as PYRAMID_LAMBDAS  # noqa: E402
 from archiver.codecs.pyramid.model import PyramidCodec, laplace_bits  # noqa: E402
 from archiver.codecs.pyramid.base import find_pyramid_base  # noqa: E402
 from archiver.codecs.pyramid.infer import encode_continuous, padded_image, quantize_continuous, refine_continuous  # noqa: E402

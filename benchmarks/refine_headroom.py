@@ -45,8 +45,8 @@ from archiver.bench.compare import machine  # noqa: E402
 from archiver.bench.metrics import bd_rate  # noqa: E402
 from archiver.codecs.pyramid.coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
 from archiver.codecs.pyramid.plan import PYRAMID_PRESETS  # noqa: E402
-from archiver.config import PYRAMID_LAMBDAS  # noqa: E402
-from archiver.codecs import pyramid_tiling  # noqa: E402
+from archiver.codecs.pyramid.levels import LAMBDAS as PYRAMID_LAMBDAS  # noqa: E402
+from archiver.codecs.pyramid.read import pyramid_tiling  # noqa: E402
 from archiver.codecs.pyramid.model import PyramidCodec  # noqa: E402
 from archiver.codecs.pyramid.base import find_pyramid_base  # noqa: E402
 from archiver.codecs.pyramid.infer import (  # noqa: E402

@@ -157,7 +157,8 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     import torch
 
     from archiver.codecs.pyramid.plan import PYRAMID_PRESETS
-    from archiver.config import PYRAMID_LAMBDAS, config_for_quality, parse_duration
+    from archiver.codecs.pyramid.levels import LAMBDAS as PYRAMID_LAMBDAS
+    from archiver.config import config_for_quality, parse_duration
     from archiver.model.checkpoint import Checkpointer
     from archiver.codecs.pyramid.base import save_pyramid_base
     from archiver.codecs.pyramid.train import PYRAMID_CROP, PyramidRecipe, train_pyramid
@@ -225,7 +226,7 @@ def initial_state(path: Path, spec, pool: list[np.ndarray], qualities: tuple[int
     from a context that knows its neighbours."""
     import torch
 
-    from archiver.codec.bases import load_base
+    from archiver.codecs.pyramid.bases import load_base
     from archiver.codecs.pyramid.model import PyramidCodec, laplace_bits
     from archiver.codecs.pyramid.train import PYRAMID_CROP
     from archiver.codecs.autoencoder.training import CropSampler

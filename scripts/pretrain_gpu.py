@@ -91,9 +91,9 @@ def cosine_lr(lr: float, frac: float, floor: float = 0.05) -> float:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from archiver.codec.bases import load_base
+    from archiver.codecs.pyramid.bases import load_base
     from archiver.codecs.pyramid.plan import PyramidSpec
-    from archiver.config import PYRAMID_LAMBDAS
+    from archiver.codecs.pyramid.levels import LAMBDAS as PYRAMID_LAMBDAS
     from archiver.codecs.pyramid.model import PyramidCodec
     from archiver.codecs.pyramid.base import save_pyramid_base
     from archiver.codecs.pyramid.train import evaluate_levels, optimizer_step

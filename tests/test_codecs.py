@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from archiver.codecs import AutoencoderReadSide, CodecDescription, PyramidReadSide, describe, read_side
+from archiver.codecs import CodecDescription, describe, read_side
+from archiver.codecs.autoencoder.read import AutoencoderReadSide
+from archiver.codecs.pyramid.read import PyramidReadSide
 from archiver.container.reader import ArchiveReader
 from archiver.errors import CorruptArchiveError
 
@@ -104,7 +106,7 @@ def test_pyramid_synthesis_leaves_the_entropy_thread_a_core(monkeypatch):
     """Without ``threads``, the pyramid synthesis runs on every core but one (at least one)."""
     import os
 
-    from archiver.codecs import synthesis_threads
+    from archiver.codecs.pyramid.read import synthesis_threads
 
     for cores, threads in ((1, 1), (2, 1), (8, 7)):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from archiver.codec.gain import GAIN_MAX, GAIN_MIN, apply_gain, check_gain, gain_value
-from archiver.config import config_for_quality, parse_size, pyramid_quality_for
+from archiver.codecs.pyramid.levels import quality_for as pyramid_quality_for
+from archiver.config import config_for_quality, parse_size
 from archiver.errors import CorruptArchiveError, InputError
 from archiver.inspect import list_entries
 from archiver.codecs.pyramid.rate import BUDGET_AIM, BUDGET_SLACK, BudgetError, BudgetFit, TargetCoder

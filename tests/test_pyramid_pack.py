@@ -58,15 +58,6 @@ def test_extract_gives_the_images_back(packed, tmp_path):
         assert _psnr(a, b) > 15.0, name  # 60 steps: far from converged, far from noise (< 10 dB)
 
 
-@pytest.mark.parametrize("flag", ["--denoiser", "--gan", "--appendable"])
-def test_options_it_does_not_have_are_refused(tmp_path, flag):
-    src = tmp_path / "src"
-    build_mixed_tree(src)
-    result = run("pack", src, "-o", tmp_path / "x.nca", "--codec", "pyramid", flag, "--quiet", code=2)
-    assert "--codec pyramid" in result.output
-    assert not (tmp_path / "x.nca").exists()
-
-
 def test_unknown_codec_is_refused(tmp_path):
     src = tmp_path / "src"
     build_mixed_tree(src)

@@ -1,13 +1,8 @@
 """``append``: code new images into an existing archive with its stored decoder, without retraining.
 
-The archive keeps its decoder and entropy tables, and its encoder when it was packed ``appendable``.
-Each new image's latent is then the encoder's, refined for :data:`ENCODER_STEPS` steps against the
-int8 decoder. Without a stored encoder, an archive whose training started from a shipped codec
-(``training.warm_start``, same SHA-256 as a file this archiver ships) starts from that codec's encoder
-and refines for :data:`WARM_ENCODER_STEPS` steps; otherwise the latent is searched from nothing for
-:data:`SEARCH_STEPS` steps (:func:`archiver.codecs.autoencoder.search.search_latent`). Either way it is coded with the unchanged tables.
-A ``pyramid`` archive is appended to by :mod:`archiver.codecs.pyramid.append` (its tables are counted again).
-Its quality is measured through the same ONNX Runtime path as ``extract`` (denoiser included when
+The archive's codec (:func:`archiver.codecs.codec`, its ``code_new``) writes its model into the new
+archive and codes the new images with it; how it starts each latent (a stored encoder, a shipped one,
+or a search) is its own. Their quality is measured through the same ONNX Runtime path as ``extract`` (denoiser included when
 the archive has one), exactly like pack does. The archive is
 rewritten next to itself and renamed into place only when complete: an interrupted append leaves the
 old archive untouched.
@@ -23,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .codec.weights import pack_arrays
-from .collection.images import SourceImage, measure_decoded
+from .codecs import codec
+from .collection.images import SourceImage
 from .collection.scan import check_output_outside, scan_tree
 from .config import PackConfig
 from .container.format import EntryKind
@@ -35,20 +30,7 @@ from .pack import CodedImages, PackReport, _classify, _import_training
 from .pack_write import write_items
 from .progress import ProgressCallback, emit
 
-__all__ = ["AppendReport", "append", "SEARCH_STEPS", "ENCODER_STEPS", "WARM_ENCODER_STEPS"]
-
-#: Optimisation steps per new image's latent without an encoder (each one a decoder forward and
-#: backward pass).
-SEARCH_STEPS = 300
-#: Refinement steps per new image from the stored encoder's latent (``pack --appendable``); pack's
-#: own ``refine_steps`` refinement is of the same kind.
-ENCODER_STEPS = 30
-#: Refinement steps from the shipped warm-start encoder's latent: pack fine-tuned the decoder away
-#: from that encoder, so its latent is a rougher start than a stored encoder's. Measured on 4 small
-#: images re-appended to their own archive (packed at 27.05 dB): 30 / 100 / 300 steps gave
-#: 20.8 / 22.5 / 25.2 dB from this start against 15.9 / 18.8 / 23.6 dB searched from nothing.
-WARM_ENCODER_STEPS = 300
-
+__all__ = ["AppendReport", "append"]
 
 @dataclass
 class AppendReport(PackReport):
@@ -60,8 +42,8 @@ class AppendReport(PackReport):
     """
 
     archive_bytes_before: int = 0
-    #: "encoder" (appendable archive), "warm-encoder" (shipped start), "base-encoder" (a pyramid
-    #: archive's shipped base) or "search"
+    #: how the codec started each new latent (its ``code_new``): e.g. "encoder" (a stored encoder),
+    #: "warm-encoder" / "base-encoder" (a shipped start) or "search"
     method: str = ""
     steps: int = 0
     archive_mean_psnr: float = math.nan
@@ -104,10 +86,9 @@ def append(
 ) -> AppendReport:
     """Add the files under ``source`` to ``archive`` (names relative to ``source``, at the archive's root).
 
-    ``steps`` defaults to :data:`ENCODER_STEPS` when the archive holds an encoder (0 is then allowed:
-    the encoder's latent as it is), to :data:`WARM_ENCODER_STEPS` when it starts from the shipped
-    encoder it was warm-started from, and to :data:`SEARCH_STEPS` otherwise. ``use_encoder=False``
-    searches from nothing even when there is an encoder (to measure what an encoder buys).
+    ``steps``: latent optimisation steps per new image (None: the codec's default for how it starts;
+    0 keeps an encoder's latent as it is). ``use_encoder=False`` searches from nothing even when there
+    is an encoder (to measure what an encoder buys).
     """
     started = time.monotonic()
     _import_training()
@@ -139,12 +120,7 @@ def _append_into(
     old_images = [e for e in reader.entries if e.kind is EntryKind.IMAGE]
     if images and not old_images:
         raise InputError(f"{archive}: holds no trained decoder (it has no images); pack the images instead")
-    if reader.codec.desc.name == "pyramid":
-        from .codecs.pyramid.append import code_new_pyramid
-
-        method, steps, coded = code_new_pyramid(writer, reader, cfg, images, steps, use_encoder, progress)
-    else:
-        method, steps, coded = _code_new_autoencoder(writer, reader, cfg, images, steps, use_encoder, progress)
+    method, steps, coded = codec(reader.codec.desc.name).code_new(writer, reader, cfg, images, steps, use_encoder, progress)
     summary = dict(reader.summary)
     report = AppendReport(
         archive=archive, archive_bytes=0, input_bytes=0, images=len(images), files=0, folders=0, symlinks=0,
@@ -159,63 +135,6 @@ def _append_into(
     report.latent_bytes = sum(len(b) for b in coded.bitstreams.values())  # the new images, coded alone
     _update_documents(writer, reader, report, old_images, coded, method, steps)
     return report
-
-
-def _code_new_autoencoder(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConfig, images: dict,
-                          steps: int | None, use_encoder: bool, progress: ProgressCallback | None):  # fmt: skip
-    """Write the autoencoder archive's model into ``writer`` and code ``images`` with it; returns
-    (method, steps, :class:`CodedImages` of the new images)."""
-    from .codec.entropy import LatentCoder
-    from .codecs.autoencoder.model import Encoder
-    from .codecs.autoencoder.inference import int8_decoder
-    from .model.int8 import load_quantized
-    from .codecs.autoencoder.search import search_latent
-    from .runtime.graph import OPSET, attach_weights
-    from .runtime.session import OnnxDecoder, OnnxDenoiser
-
-    has_encoder = reader.has_encoder
-    warm = _shipped_start(reader, cfg) if use_encoder and not has_encoder and images else None
-    method = "encoder" if has_encoder and use_encoder else "warm-encoder" if warm is not None else "search"
-    default_steps = {"encoder": ENCODER_STEPS, "warm-encoder": WARM_ENCODER_STEPS, "search": SEARCH_STEPS}
-    steps = default_steps[method] if steps is None else steps
-    if steps == 0 and method == "search":
-        raise InputError(
-            f"{reader.path}: --steps 0 needs an encoder to start from (pack --appendable, or a warm start "
-            "this archiver ships); this archive has none"
-        )
-    new_latents: dict = {}
-    coded = CodedImages(latents=new_latents.__getitem__)
-    arrays, tables, graph, denoiser = None, None, b"", None
-    if any(e.kind is EntryKind.IMAGE for e in reader.entries):  # the model travels unchanged
-        arrays, tables, graph = reader.model_arrays(), reader.tables(), reader.onnx_graph()
-        writer.write_model(*pack_arrays(arrays, cfg.zstd_level))
-        if has_encoder:  # the archive stays appendable
-            encoder_arrays = reader.model_arrays("encoder")
-            writer.write_model(*pack_arrays(encoder_arrays, cfg.zstd_level), name="encoder")
-        writer.write_onnx(graph, OPSET, cfg.zstd_level)
-        writer.write_tables(tables)
-        if reader.has_denoiser:
-            den_arrays, den_graph = reader.model_arrays("denoiser"), reader.onnx_graph("denoiser_onnx")
-            writer.write_denoiser(*pack_arrays(den_arrays, cfg.zstd_level), den_graph, OPSET, cfg.zstd_level)
-            denoiser = OnnxDenoiser(attach_weights(den_graph, den_arrays), "cpu")
-    if images:
-        import torch
-
-        decoder = int8_decoder(cfg.model, arrays)
-        encoder = load_quantized(Encoder(cfg.model), encoder_arrays).eval() if method == "encoder" else warm
-        runtime = OnnxDecoder(attach_weights(graph, arrays), "cpu")
-        coder = LatentCoder(tables)
-        torch.manual_seed(cfg.train.seed)
-        for n, (i, light) in enumerate(images.items(), 1):
-            im = light.full()  # beyond the resident budget, images were released after the scan
-            latent = search_latent(decoder, tables, im.rgb, cfg.train.lmbda, steps, min_size=reader.min_size, encoder=encoder)
-            pixels = runtime.decode(latent, im.height, im.width)
-            if denoiser is not None:
-                pixels = denoiser.apply(pixels)
-            coded.psnrs[i], coded.crcs[i] = measure_decoded(pixels, im)
-            coded.bitstreams[i], new_latents[i] = coder.encode(latent), latent
-            emit(progress, "encode", n, len(images), {"psnr": coded.psnrs[i]})
-    return method, steps, coded
 
 
 def _copy_entries(writer: ArchiveWriter, reader: ArchiveReader) -> None:
@@ -256,21 +175,3 @@ def _update_documents(writer: ArchiveWriter, reader: ArchiveReader, report: Appe
     writer.set_json("training", training)
     writer.set_json("summary", summary)
     report.training = training
-
-
-def _shipped_start(reader: ArchiveReader, cfg: PackConfig):
-    """The encoder of the shipped codec the archive's training started from (float, eval mode), or
-    None when it started from random weights or this archiver ships different weights."""
-    started = (reader.training.get("warm_start") or {}).get("sha256")
-    if not started:
-        return None
-    from .codecs.autoencoder.model import Autoencoder
-    from .model.prior import ChannelPrior
-    from .codecs.autoencoder.warmstart import find_warm_start
-
-    shipped = find_warm_start(cfg.model)
-    if shipped is None or shipped.sha256 != started:
-        return None
-    model = Autoencoder(cfg.model)
-    shipped.load_into(model, ChannelPrior(cfg.model.latent_channels))
-    return model.encoder.eval()

@@ -12,12 +12,20 @@ from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 
+from enum import Enum
+
+from .codecs import CODEC_NAMES, DEFAULT_CODEC, codec as codec_package
 from .config import TrainConfig
 from .cli_report import fmt_bytes, print_other_entries, print_pack_report
 from .errors import ArchiverError, InputError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+
+#: ``--codec``'s choices: the registry's codecs (:data:`archiver.codecs.CODEC_NAMES`).
+CodecName = Enum("CodecName", {name: name for name in CODEC_NAMES}, type=str)  # type: ignore[misc]
+#: ``--quality`` when none is given, with the default codec.
+_DEFAULT_QUALITY = codec_package(DEFAULT_CODEC).DEFAULT_QUALITY
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Neural collection archiver (.nca)."
@@ -100,7 +108,8 @@ class _Bars:
                 f"step {p.step}  loss {p.loss:.3f}  PSNR {p.psnr:.2f} dB  bpp {p.bpp:.3f}  "
                 f"lr {p.lr:.0e}  ≤{max(p.remaining, 0) / 60:.1f} min left"
             )
-            self.progress.update(task, completed=p.elapsed, info=info)
+            # training runs for its share of --time-limit: the bar's total is that share
+            self.progress.update(task, completed=p.elapsed, total=p.elapsed + max(p.remaining, 0), info=info)
         else:
             info = f"{event.detail['psnr']:.2f} dB" if isinstance(event.detail, dict) and "psnr" in event.detail else ""
             self.progress.update(task, completed=event.done, total=event.total, info=info)
@@ -139,15 +148,22 @@ def pack(
     source: Path = typer.Argument(..., help="Folder to archive (walked recursively)."),
     output: Path = typer.Option(..., "-o", "--output", help="Archive to write (.nca)."),
     quality: Optional[int] = typer.Option(
-        None, "--quality", "-q", help="1 smallest … 8 best (default 4; with --target-psnr or --max-bytes: chosen from it)."
+        None, "--quality", "-q",
+        help=f"1 smallest … 8 best (default: the codec's own, {_DEFAULT_QUALITY} with the default codec, about 36 dB on "
+        "photos; with --target-psnr or --max-bytes: chosen from it).",
     ),
     target_psnr: Optional[float] = typer.Option(
-        None, "--target-psnr", help="Every image at least this PSNR in dB, each at the lowest rate found (--codec pyramid)."
+        None, "--target-psnr",
+        help="Every image at least this PSNR in dB, each at the lowest rate found (codecs with per-image rates).",
     ),
     max_bytes: Optional[str] = typer.Option(
-        None, "--max-bytes", help="The whole archive at most this size: 500M, 4G, 4GiB or bytes (--codec pyramid)."
+        None, "--max-bytes",
+        help="The whole archive at most this size: 500M, 4G, 4GiB or bytes (codecs with per-image rates).",
     ),
-    time_limit: str = typer.Option("15m", "--time-limit", help="Cap on training time: 90, 90s, 15m, 2h."),
+    time_limit: str = typer.Option(
+        "15m", "--time-limit",
+        help="Whole pack time (training, refinement, coding, writing; scanning the input comes on top): 90, 90s, 15m, 2h.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random generator."),
     max_steps: int = typer.Option(200_000, "--max-steps", min=1, help="Cap on training steps (reproducible runs)."),
@@ -157,9 +173,10 @@ def pack(
     ),
     denoiser: bool = typer.Option(False, "--denoiser", help="Also train a post-filter; kept only if it pays for its bytes."),
     model_size: str = typer.Option("auto", "--model-size", help="Decoder size: auto (by pixel count), tiny, small, base, large."),
-    codec: str = typer.Option(
-        "autoencoder", "--codec",
-        help="Image codec: autoencoder (one latent at 1/16) or pyramid (latent grids down to full size; experimental).",
+    codec: CodecName = typer.Option(
+        DEFAULT_CODEC, "--codec",
+        help="Image codec: pyramid (latent grids down to full size; the default) or autoencoder (one latent at "
+        "1/16, the first codec).",
     ),
     gan: bool = typer.Option(False, "--gan", help="Adversarial phase (PatchGAN, hinge loss) for sharper images."),
     perceptual: str = typer.Option("none", "--perceptual", help="Perceptual term in the loss: none, msssim, lpips."),
@@ -173,7 +190,8 @@ def pack(
         TrainConfig.refine_steps, "--refine", min=0, help="Per-image latent refinement through the int8 decoder: at most this many steps (0: off)."
     ),
     refine_time: str = typer.Option(
-        "0", "--refine-time", help="Time for refining the whole collection (0: half the time limit; twice it with --codec pyramid)."
+        "0", "--refine-time",
+        help="Time for refining the whole collection, taken from --time-limit (0: what training leaves of it).",
     ),
     appendable: bool = typer.Option(
         False, "--appendable", help="Also keep the int8 encoder, so `append` is faster and closer to a repack."
@@ -196,7 +214,7 @@ def pack(
         cfg = config_for_quality(
             quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
-            refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start, codec=codec,
+            refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start, codec=codec.value,
             self_contained=self_contained, target_psnr=target_psnr,
             max_bytes=parse_size(max_bytes) if max_bytes is not None else 0,
         )  # fmt: skip
@@ -277,11 +295,12 @@ def bench(
     source: Path = typer.Argument(..., help="Folder of images to compare on (walked recursively)."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for bench.json, bench.md, bench.png and look.png."),
     qualities: str = typer.Option("2,4,6", "--qualities", help="Archiver --quality levels, comma-separated."),
-    codec: str = typer.Option("autoencoder", "--codec", help="The archiver's codec: autoencoder or pyramid."),
+    codec: CodecName = typer.Option(DEFAULT_CODEC, "--codec", help="The archiver's codec (default: pack's)."),
     target_psnr: str = typer.Option(
-        "", "--target-psnr", help="Archiver points by --target-psnr instead of --quality (dB, comma-separated; --codec pyramid)."
+        "", "--target-psnr",
+        help="Archiver points by --target-psnr instead of --quality (dB, comma-separated; codecs with per-image rates).",
     ),
-    time_limit: str = typer.Option("8m", "--time-limit", help="Training budget per archiver point."),
+    time_limit: str = typer.Option("8m", "--time-limit", help="Pack time per archiver point (pack's --time-limit)."),
     codecs: str = typer.Option("jpeg,webp,avif,jxl", "--codecs", help="Classic codecs, comma-separated."),
     limit: int = typer.Option(0, "--limit", min=0, help="Use only the first N images (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random generator."),
@@ -304,7 +323,7 @@ def bench(
         with _bars(quiet, budget) as bars:
             bench_folder(
                 source, output, qualities=levels, time_limit=budget, seed=seed, codecs=codecs.split(","),
-                limit=limit or None, progress=bars, codec=codec, target_psnrs=targets,
+                limit=limit or None, progress=bars, codec=codec.value, target_psnrs=targets,
             )  # fmt: skip
     out.print((output / f"{REPORT_STEM}.md").read_text(), markup=False, highlight=False)
     out.print(f"report: {output / (REPORT_STEM + '.md')}, {output / (REPORT_STEM + '.json')}, "

@@ -42,10 +42,7 @@ def print_pack_report(out, report) -> None:
         verdict = "kept" if d["kept"] else "not kept (it did not pay for its bytes)"
         out.print(f"  denoiser: {verdict}: {d['gain_db']:+.3f} dB for {d['bytes']} bytes")
     _print_rate(out, t)
-    r = t.get("refine")
-    if r and r["max_steps"] and r["mean_steps"] < r["max_steps"]:
-        out.print(f"  refinement: {r['mean_steps']:.1f} of {r['max_steps']} steps per image on average, "
-                  f"to stay within {r['budget_seconds']:.0f} s (--refine-time)")  # fmt: skip
+    _print_time(out, t)
     if "gan" in t:
         g = t["gan"]
         if g["start_step"] is None:
@@ -55,7 +52,31 @@ def print_pack_report(out, report) -> None:
                       "went back to the last good checkpoint and ended the adversarial phase")  # fmt: skip
         else:
             out.print(f"  gan: adversarial from step {g['start_step']} ({g['disc_steps']} discriminator steps)")
+    if t.get("perceptual"):
+        p = t["perceptual"]
+        out.print(f"  perceptual: {p['kind']} in the loss (weight {p['weight']:g}, last distance {p['last_distance']})")
+    if t.get("processes", 1) > 1:
+        out.print(f"  trained by {t['processes']} processes (torchrun, data parallel)")
+    if t.get("appendable"):
+        a = t["appendable"]
+        out.print(f"  appendable: the encoder is stored ({fmt_bytes(a['encoder_bytes'])}, {a['stored']}): "
+                  "append starts new images from it")  # fmt: skip
     print_other_entries(out, report)
+
+
+def _print_time(out, t: dict) -> None:
+    """How ``--time-limit`` was split, and what it cut."""
+    b, r = t.get("time_budget"), t.get("refine")
+    if b is None:  # packed before the time limit bounded the whole pack
+        if r and r["max_steps"] and r["mean_steps"] < r["max_steps"]:
+            out.print(f"  refinement: {r['mean_steps']:.1f} of {r['max_steps']} steps per image on average, "
+                      f"to stay within {r['budget_seconds']:.0f} s")  # fmt: skip
+        return
+    denoiser = f", denoiser {b['denoiser_s']:.0f} s" if "denoiser_s" in b else ""
+    out.print(f"  time limit {b['limit_s']:.0f} s: training {b['train_s']:.0f} s, refinement {b['refine_s']:.0f} s"
+              f"{denoiser}, coding and writing {b['reserve_s']:.0f} s reserved")  # fmt: skip
+    for cut in b["cut"]:
+        out.print(f"    cut: {cut}", markup=False, highlight=False)
 
 
 def _print_rate(out, t: dict) -> None:

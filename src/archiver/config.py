@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .codec.geometry import STRIDE
+from .codecs import CODEC_NAMES, DEFAULT_CODEC, LEGACY_CODEC, codec as codec_package
 from .errors import InputError
+from .serial import _Serializable
 
 __all__ = [
     "MODEL_PRESETS",
@@ -21,64 +23,22 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "PackConfig",
-    "QUALITY_LAMBDAS",
-    "PYRAMID_LAMBDAS",
-    "CODEC_NAMES",
+    "QUALITY_LEVELS",
     "parse_duration",
     "parse_size",
     "check_rate_options",
-    "pyramid_quality_for",
     "resolve_budget_quality",
     "config_for_quality",
-    "resolve_model_size",
 ]
 
-#: Rate–distortion trade-off per ``--quality`` level (1 smallest … 8 best). The loss is
-#: ``lambda * 255**2 * MSE + bpp`` (MSE on [0, 1] pixels), the convention of CompressAI's presets.
-QUALITY_LAMBDAS: dict[int, float] = {
-    1: 0.0018,
-    2: 0.0035,
-    3: 0.0067,
-    4: 0.0130,
-    5: 0.0250,
-    6: 0.0483,
-    7: 0.0932,
-    8: 0.1800,
-}
-
-
-#: Image codecs ``pack --codec`` can train (see :mod:`archiver.codecs`).
-CODEC_NAMES = ("autoencoder", "pyramid")
-#: λ per ``--quality`` level for ``--codec pyramid``: geometric from 0.002 to 0.16 (ratio 1.87), so that
-#: level 8 reaches archival quality (36 dB and more) at 8-minute packs: the pyramid spends far more bits
-#: per λ than the autoencoder (one latent per pixel at full size), and 0.05 gave 33.7 dB after 4
-#: minutes of training on the dataset regime (benchmarks/pyramid_probe.py).
-PYRAMID_LAMBDAS: dict[int, float] = {q: round(0.002 * (80 ** ((q - 1) / 7)), 4) for q in range(1, 9)}
-
-
-class _Serializable:
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dictionary of every field (tuples become lists)."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        """Inverse of :meth:`to_dict`; unknown keys are an error so that typos do not pass silently."""
-        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = set(data) - set(names)
-        if unknown:
-            raise InputError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
-        kwargs = {}
-        for key, value in data.items():
-            if isinstance(value, list):
-                value = tuple(value)
-            kwargs[key] = value
-        return cls(**kwargs)
+#: ``--quality`` levels (1 smallest … 8 best); each codec maps them to its λ (``LAMBDAS`` of its
+#: package). The loss is ``lambda * 255**2 * MSE + bpp`` (MSE on [0, 1] pixels).
+QUALITY_LEVELS = tuple(range(1, 9))
 
 
 @dataclass(frozen=True)
 class ModelConfig(_Serializable):
-    """Shape of the residual convolutional autoencoder.
+    """Shape of the residual convolutional encoder and decoder (``model``: read by the codec that has them).
 
     Attributes:
         latent_channels: channels C of the spatial latent (one latent vector per 16×16 pixels).
@@ -123,12 +83,14 @@ class TrainConfig(_Serializable):
     """How the codec is trained on one collection.
 
     Attributes:
-        lmbda: rate–distortion weight (see :data:`QUALITY_LAMBDAS`).
+        lmbda: rate–distortion weight (the codec's ``LAMBDAS`` of ``--quality``).
         crop: side of the square random training crops, in pixels (multiple of 16).
         batch: crops per step (of ``crop`` pixels a side; multiplied by (crop / actual crop)² when a
             collection of small images trains on smaller crops, so a step sees as many pixels).
         lr: Adam learning rate.
-        time_limit: cap on training wall time, in seconds.
+        time_limit: ``--time-limit``, in seconds: the whole pack's (training, refinement, coding,
+            writing and the denoiser share it, :mod:`archiver.time_budget`); training itself runs
+            with its share as ``time_limit``.
         max_steps: cap on optimisation steps.
         check_every: K, the convergence window in steps: every K steps a linear regression over the
             last K losses and the change of the held-back PSNR are tested.
@@ -138,11 +100,13 @@ class TrainConfig(_Serializable):
         lr_drops: on convergence the learning rate is divided by 10 this many times before stopping.
         refine_steps: per-image latent refinement steps against the int8 decoder (0 = off; a large
             image is refined in 512-px tiles, and each keeps the best latent it saw).
-        refine_time: budget in seconds for refining the whole collection (0: :meth:`refine_seconds`);
-            when the collection is too large for ``refine_steps`` on every image within it, each
-            image gets fewer, evenly (see :class:`archiver.model.refine.RefineBudget`).
+        refine_time: budget in seconds for refining the whole collection, taken from ``time_limit``
+            (0: what the time limit leaves after training, :mod:`archiver.time_budget`); when the
+            collection is too large for ``refine_steps`` on every image within it, each image gets
+            fewer, evenly (see :class:`archiver.model.refine.RefineBudget`).
         denoiser: train the optional post-filter after the codec (kept only if it earns its bytes).
-        denoiser_time: its training budget in seconds (0: a fifth of ``time_limit``).
+        denoiser_time: its training budget in seconds, taken from ``time_limit`` (0: its share of it,
+            :data:`archiver.time_budget.DENOISER_SHARE`).
         rate_weight: weight of the rate term in the loss (1 = λ·D + R; 0 trains on distortion only,
             the ablation "without rate term": the latents are still entropy-coded).
         perceptual: ``none``, ``msssim`` (1 − MS-SSIM) or ``lpips`` (needs user-supplied weights): a
@@ -158,13 +122,13 @@ class TrainConfig(_Serializable):
             value at the phase's start restores the last good checkpoint and ends the phase.
         disc_width: channels of the discriminator's first layer (64 in the paper; the others double).
         warm_start: start from the general codec shipped for this architecture when there is one
-            (:mod:`archiver.codecs.autoencoder.warmstart`; weights trained here on photos, see its recipe) instead
+            (the codec's shipped warm start; weights trained here on photos, see its recipe) instead
             of random weights. The archive stores its own fine-tuned decoder either way.
         seed: seed of every random number generator used by pack.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
     """
 
-    lmbda: float = QUALITY_LAMBDAS[4]
+    lmbda: float = 0.013  # level 4 of the first codec; config_for_quality sets the codec's own
     crop: int = 128
     batch: int = 8
     lr: float = 1e-3
@@ -190,25 +154,14 @@ class TrainConfig(_Serializable):
     seed: int = 0
     device: str = "auto"
 
-    def refine_seconds(self, codec: str) -> float:
-        """The refinement budget: ``refine_time``, or by default :data:`REFINE_TIME_FACTORS` of
-        ``codec`` (one of :data:`CODEC_NAMES`) times ``time_limit``."""
-        return self.refine_time or REFINE_TIME_FACTORS[codec] * self.time_limit
-
-
-#: Default refinement budget per codec, in units of the training time limit. The pyramid's is 2:
-#: its relaxation before the search (q5 and up) takes about 3.7 times the search's time, some 2.3 s
-#: per 128² crop on the 2-core machine, so that 400 crops at q8 need some 15 minutes after an
-#: 8-minute training (the search alone fitted in half the time limit).
-REFINE_TIME_FACTORS: dict[str, float] = {"autoencoder": 0.5, "pyramid": 2.0}
-
 
 @dataclass(frozen=True)
 class PackConfig(_Serializable):
     """Everything that decides how an archive is made.
 
     Attributes:
-        quality: the ``--quality`` level the user asked for (1 smallest … 8 best).
+        quality: the ``--quality`` level (1 smallest … 8 best): asked for, chosen from ``--target-psnr``
+            or ``--max-bytes``, or the codec's ``DEFAULT_QUALITY``.
         model: architecture of the codec.
         train: training schedule and stopping rule.
         zstd_level: zstd level for byte-exact files, alpha planes, metadata and model weights.
@@ -220,19 +173,19 @@ class PackConfig(_Serializable):
         appendable: also store the int8 encoder (``/model/encoder``), so that ``append`` starts each
             new image's latent from it instead of searching from nothing: faster and closer to a
             repack, for the encoder's bytes (about as many as the decoder's).
-        codec: the image codec trained (:data:`CODEC_NAMES`); the archive describes it separately in
-            its ``codec`` attribute (:mod:`archiver.codecs`). ``model`` and ``model_size`` concern
-            ``autoencoder`` only.
+        codec: the image codec trained (:data:`archiver.codecs.CODEC_NAMES`); the archive describes it
+            separately in its ``codec`` attribute (:mod:`archiver.codecs`). ``model`` and
+            ``model_size`` concern only a codec whose ``resolve`` reads them.
         self_contained: store the whole model even when training started from a shipped base codec
-            (:mod:`archiver.codec.bases`); by default such an archive stores only its difference
-            from the base (``pyramid`` codec; the autoencoder always stores its whole model).
+            (its codec's ``bases``); by default such an archive stores only its difference
+            from the base (codecs with a base; the others always store their whole model).
         target_psnr: ``--target-psnr`` in dB (0: off): every image is coded at the lowest rate whose
-            PSNR through the extract path is at least this (``pyramid``; :mod:`archiver.codecs.pyramid.rate`).
-        max_bytes: ``--max-bytes`` (0: off): the whole archive is at most this many bytes, by one
-            collection-wide quantization gain (``pyramid``; :mod:`archiver.codecs.pyramid.rate`).
+            PSNR through the extract path is at least this (codecs with ``RATE_CONTROL``).
+        max_bytes: ``--max-bytes`` (0: off): the whole archive is at most this many bytes
+            (codecs with ``RATE_CONTROL``).
         target_baseline: benchmarks only (not a CLI option): with ``target_psnr``, also measure
             the same codec with one gain for every image whose worst image reaches the target
-            (:func:`archiver.codecs.pyramid.rate.uniform_baseline`; its bytes go to the training summary).
+            (its bytes go to the training summary).
         auto_quality: ``quality`` was not given: with ``max_bytes``, pack chooses it from the budget
             per pixel (:func:`resolve_budget_quality`); ``target_psnr`` chose it already.
     """
@@ -244,7 +197,7 @@ class PackConfig(_Serializable):
     int8_weights: bool = True
     model_size: str = "auto"
     appendable: bool = False
-    codec: str = "autoencoder"
+    codec: str = DEFAULT_CODEC
     self_contained: bool = False
     target_psnr: float = 0.0
     max_bytes: int = 0
@@ -254,6 +207,7 @@ class PackConfig(_Serializable):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PackConfig":
         data = dict(data)
+        data.setdefault("codec", LEGACY_CODEC)  # configs written before there was a choice of codec
         model = ModelConfig.from_dict(data.pop("model", {}))
         train = TrainConfig.from_dict(data.pop("train", {}))
         base = super().from_dict(data)
@@ -261,14 +215,14 @@ class PackConfig(_Serializable):
 
 
 def config_for_quality(
-    quality: int | None = 4,
+    quality: int | None = None,
     *,
     time_limit: float = 900.0,
     seed: int = 0,
     device: str = "auto",
     model_size: str = "auto",
     appendable: bool = False,
-    codec: str = "autoencoder",
+    codec: str = DEFAULT_CODEC,
     self_contained: bool = False,
     target_psnr: float | None = None,
     max_bytes: int = 0,
@@ -276,16 +230,16 @@ def config_for_quality(
 ) -> PackConfig:
     """The default :class:`PackConfig` for a ``--quality`` level (with ``target_psnr`` (None: not
     asked) or ``max_bytes`` (0: not asked), for ``--target-psnr`` / ``--max-bytes``: see
-    :func:`check_rate_options`)."""
+    :func:`check_rate_options`). ``quality`` None: chosen from ``target_psnr`` or ``max_bytes`` when
+    one is asked, else the codec's ``DEFAULT_QUALITY``."""
+    package = codec_package(codec)  # an unknown name is an InputError
     check_rate_options(codec, target_psnr, max_bytes)
-    auto = quality is None
-    if auto:
-        quality = pyramid_quality_for(target_psnr=target_psnr) if target_psnr else 4
-    if codec not in CODEC_NAMES:
-        raise InputError(f"--codec must be one of {', '.join(CODEC_NAMES)}, got {codec!r}")
+    auto = quality is None and bool(target_psnr or max_bytes)
+    if quality is None:
+        quality = package.quality_for(target_psnr=target_psnr) if target_psnr else package.DEFAULT_QUALITY
     if model_size not in ("auto", "custom", *MODEL_PRESETS):
         raise InputError(f"--model-size must be auto or one of {', '.join(MODEL_PRESETS)}, got {model_size!r}")
-    if quality not in QUALITY_LAMBDAS:
+    if quality not in QUALITY_LEVELS:
         raise InputError(f"--quality must be an integer from 1 to 8, got {quality}")
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, got {time_limit} s")
@@ -293,9 +247,8 @@ def config_for_quality(
         raise InputError(f"--perceptual must be none, msssim or lpips, got {train_overrides['perceptual']!r}")
     if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
-    lambdas = PYRAMID_LAMBDAS if codec == "pyramid" else QUALITY_LAMBDAS
     train = TrainConfig(
-        lmbda=lambdas[quality], time_limit=float(time_limit), seed=seed, device=device, **train_overrides
+        lmbda=package.LAMBDAS[quality], time_limit=float(time_limit), seed=seed, device=device, **train_overrides
     )
     model = MODEL_PRESETS.get(model_size, ModelConfig())
     return PackConfig(
@@ -307,36 +260,13 @@ def config_for_quality(
 
 def resolve_budget_quality(cfg: PackConfig, pixels: int, rest: int) -> PackConfig:
     """With ``--max-bytes`` and no ``--quality``: ``cfg`` at the level whose measured bpp is nearest
-    to what the budget leaves per coded pixel (:func:`pyramid_quality_for`)."""
+    to what the budget leaves per coded pixel (the codec's ``quality_for``)."""
     if not (cfg.max_bytes and cfg.auto_quality and pixels):
         return cfg
-    quality = pyramid_quality_for(bpp=max(cfg.max_bytes - rest, 1) * 8 / pixels)
-    train = dataclasses.replace(cfg.train, lmbda=PYRAMID_LAMBDAS[quality])
+    package = codec_package(cfg.codec)
+    quality = package.quality_for(bpp=max(cfg.max_bytes - rest, 1) * 8 / pixels)
+    train = dataclasses.replace(cfg.train, lmbda=package.LAMBDAS[quality])
     return dataclasses.replace(cfg, quality=quality, train=train)
-
-
-#: Whole-archive bpp and mean PSNR (dB) of ``--codec pyramid`` per ``--quality`` on the dataset
-#: regime's heldout split (400 crops of 128², 8-minute packs from base pyramid-b3 with the integer
-#: search refinement, relaxed before it at q8: benchmarks/results/rd-dataset-pyramid-b3-relax-heldout-q2-q8.md;
-#: q8 with the search alone was 2.117 / 39.97; with Adam refinement and pyramid-b2 they were 0.413 /
-#: 27.17, 0.898 / 31.36, 2.147 / 38.17); levels between are interpolated (PSNR linearly, bpp
-#: geometrically). ``--target-psnr`` and ``--max-bytes`` without ``--quality`` fine-tune at the level
-#: nearest to what they ask (:func:`pyramid_quality_for`).
-PYRAMID_LEVEL_POINTS: dict[int, tuple[float, float]] = {2: (0.403, 29.01), 4: (0.806, 32.64), 8: (2.096, 40.19)}
-
-
-def pyramid_quality_for(target_psnr: float = 0.0, bpp: float = 0.0) -> int:
-    """The ``--quality`` whose mean PSNR (or log bpp) interpolated from :data:`PYRAMID_LEVEL_POINTS`
-    is nearest ``target_psnr`` (or ``bpp``); beyond the measured levels, the nearest measured one."""
-    import numpy as np
-
-    known = sorted(PYRAMID_LEVEL_POINTS)
-    if target_psnr:
-        values, want = [PYRAMID_LEVEL_POINTS[q][1] for q in known], target_psnr
-    else:
-        values, want = [math.log(PYRAMID_LEVEL_POINTS[q][0]) for q in known], math.log(max(bpp, 1e-6))
-    distance = np.abs(np.interp(np.arange(1, 9), known, values) - want)
-    return 8 - int(np.argmin(distance[::-1]))  # ties (below the lowest measured level): the higher
 
 
 #: Highest ``--target-psnr`` accepted, in dB: 8-bit images differing in one level at one pixel in
@@ -351,9 +281,10 @@ def check_rate_options(codec: str, target_psnr: float | None, max_bytes: int) ->
         raise InputError(f"--target-psnr must be a PSNR in dB above 0 and at most {MAX_TARGET_PSNR:g}, got {target_psnr:g}")
     if target_psnr and max_bytes:
         raise InputError("--target-psnr and --max-bytes cannot be used together: choose a quality floor or a size")
-    if (target_psnr or max_bytes) and codec != "pyramid":
+    if (target_psnr or max_bytes) and not codec_package(codec).RATE_CONTROL:
         flag = "--target-psnr" if target_psnr else "--max-bytes"
-        raise InputError(f"{flag} needs --codec pyramid (the only codec with per-image rates)")
+        with_rates = ", ".join(n for n in CODEC_NAMES if codec_package(n).RATE_CONTROL)
+        raise InputError(f"{flag} needs a codec with per-image rates (--codec {with_rates}), not {codec}")
     if max_bytes < 0:
         raise InputError(f"--max-bytes must be positive, got {max_bytes}")
 
@@ -373,21 +304,6 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise InputError(f"size {text!r} must be positive")
     return value
-
-
-def resolve_model_size(cfg: PackConfig, pixels: int) -> PackConfig:
-    """``cfg`` with ``model_size="auto"`` replaced by the preset :data:`MODEL_BPP_BUDGET` allows for
-    a collection of ``pixels`` coded pixels (the smallest preset if none fits)."""
-    if cfg.model_size != "auto" or cfg.codec != "autoencoder":
-        return cfg
-    from .codecs.autoencoder.architecture import decoder_params
-
-    budget_bytes = MODEL_BPP_BUDGET * pixels / 8
-    name = "tiny"
-    for candidate, model in MODEL_PRESETS.items():  # smallest to largest
-        if decoder_params(model) <= budget_bytes:
-            name = candidate
-    return dataclasses.replace(cfg, model=MODEL_PRESETS[name], model_size=name)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)

@@ -24,7 +24,7 @@ __all__ = ["ExtractReport", "extract", "select_entries", "safe_target"]
 #: the decoding threads. Decoding is a chain (the entropy thread, then the runtime) that every
 #: image waits on; a file can be written any time before the end. With both at the same priority
 #: on 2 cores, the entropy thread got a share of a core, not a core. Fresh extracts of a 48-photo
-#: album (pyramid codec, 2 cores, five alternating runs each, median): two writers at the same
+#: album (default codec of 2026-12, 2 cores, five alternating runs each, median): two writers at the same
 #: priority 8.15 s, one writer 10 nicer 7.34 s, one 19 nicer 7.46 s (noisy machine: each variant
 #: spread over 2–2.5 s); the code before against this, alternating: 7.67 → 6.72 s and 7.87 → 6.97 s.
 #: Niceness is per thread on Linux; elsewhere the writers keep the default.

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import zstandard
 
-from .codecs.autoencoder.architecture import decoder_macs_per_pixel
 from .collection.images import pixel_crc32
-from .config import ModelConfig
 from .container.digest import check_file_digest
 from .container.format import EntryKind
 from .container.reader import ArchiveReader
@@ -82,13 +80,7 @@ def byte_breakdown(reader: ArchiveReader, archive_bytes: int) -> dict[str, int]:
 
 def _macs_per_pixel(reader: ArchiveReader) -> float:
     """Multiply–accumulates per pixel of the archive's decoder (its codec's own count)."""
-    desc = reader.codec.desc
-    if desc.name == "pyramid":  # synthesis and the context network (its entropy model runs a network)
-        from .codecs.pyramid.plan import PyramidSpec, context_macs_per_pixel
-
-        spec = PyramidSpec.from_dict(desc.spec)
-        return spec.macs_per_pixel() + context_macs_per_pixel(spec)
-    return decoder_macs_per_pixel(ModelConfig.from_dict(desc.spec))
+    return reader.codec.macs_per_pixel()
 
 
 def archive_info(path: Path) -> dict:
@@ -136,8 +128,12 @@ def archive_info(path: Path) -> dict:
             "steps": training.get("steps"),
             "stop_reason": training.get("stop_reason"),
             "device": training.get("device"),
+            "processes": training.get("processes", 1),  # training processes (torchrun --nproc_per_node)
             "denoiser": training.get("denoiser"),
             "gan": training.get("gan"),
+            # how --time-limit was split (limit_s, train_s, refine_s, reserve_s, denoiser_s) and what it cut
+            "time_budget": training.get("time_budget"),
+            "perceptual": training.get("perceptual"),  # --perceptual's term (kind, weight, last distance)
             "appendable": bool(reader.config.get("appendable", False)),
             # S<s>K<k> context tables (see archiver.codec.context), or "channel" (version 1)
             "entropy_model": (training.get("entropy_model") or {}).get("chosen", "channel"),

@@ -16,11 +16,13 @@ from pathlib import Path
 from .collection.images import NOT_AN_IMAGE, SourceImage, load_image
 from .collection import pool
 from .collection.scan import ScanItem, check_output_outside, scan_tree
-from .config import PackConfig, resolve_budget_quality, resolve_model_size
+from .codecs import codec
+from .config import PackConfig, resolve_budget_quality
 from .container.format import EntryKind
 from .errors import InputError, MissingDependencyError, OutputExistsError
 from .pack_write import _write_archive
 from .progress import ProgressCallback, emit
+from .time_budget import TimeBudget, running
 
 __all__ = ["PackReport", "CodedImages", "pack", "checkpoint_dir"]
 
@@ -121,7 +123,9 @@ class CodedImages:
     psnrs: dict[int, float] = field(default_factory=dict)
     crcs: dict[int, int] = field(default_factory=dict)
     postfilter: object = None
-    codec: object = None  #: the CodecDescription of a codec other than the autoencoder (archiver.codecs)
+    #: the CodecDescription of a codec with its own entropy model (archiver.codecs); None: the
+    #: archive's entropy tables are ``tables`` and its codec is described by ``config.model``
+    codec: object = None
     entropy_blob: tuple[bytes, list[dict]] | None = None  #: its entropy model's arrays (/model/entropy)
     coder: object = None  #: its coder (encode_many / decode_many), for the writer's groups
     gains: dict[int, int] = field(default_factory=dict)  #: image number -> gain code (``--target-psnr``)
@@ -143,22 +147,17 @@ def _code_images(
     budget_rest: int = 0,
 ) -> CodedImages | None:
     """Train the codec on ``images``, code each one and measure it as extract will decode it
-    (:mod:`archiver.codecs.autoencoder.pack`, :mod:`archiver.codecs.pyramid.pack`).
+    (the ``code_images`` of its package, :mod:`archiver.codecs`).
 
     Returns None on torchrun ranks other than 0 (they code their share of the images first).
     """
     from .model.checkpoint import Checkpointer
-    from .codecs.autoencoder.pack import code_images_autoencoder
 
     checkpointer = Checkpointer(checkpoint_dir(output), _fingerprint(items, cfg), checkpoint_every, resume)
     if not resume and os.environ.get("RANK", "0") == "0":
         checkpointer.remove()
     spool_dir = checkpoint_dir(output) / "spool"
-    if cfg.codec == "pyramid":
-        from .codecs.pyramid.pack import code_images_pyramid
-
-        return code_images_pyramid(cfg, images, checkpointer, spool_dir, progress, budget_rest)
-    return code_images_autoencoder(cfg, images, checkpointer, spool_dir, progress, lpips_weights)
+    return codec(cfg.codec).code_images(cfg, images, checkpointer, spool_dir, progress, lpips_weights, budget_rest)
 
 
 def pack(
@@ -181,6 +180,10 @@ def pack(
     animated, too large, …) is an :class:`InputError` instead; files that are not images at all
     are still stored as they are.
 
+    ``cfg.train.time_limit`` bounds the whole pack once the input is scanned: training, refinement,
+    coding and writing (and the denoiser) share it (:mod:`archiver.time_budget`); the training
+    summary's ``time_budget`` says how, and what it cut.
+
     Training is checkpointed every ``checkpoint_every`` seconds in ``.<output name>.resume/``; after
     a crash or kill, ``resume`` continues from there (same input and options, else an error). The
     folder is removed once the archive is complete; without ``resume`` a stale one is discarded.
@@ -194,13 +197,13 @@ def pack(
     items = scan_tree(source)
     classes = _classify(items, progress, strict)
     images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}
-    cfg = resolve_model_size(cfg, sum(im.width * im.height for im in images.values()))
+    cfg = codec(cfg.codec).resolve(cfg, sum(im.width * im.height for im in images.values()))
     budget_rest = 0
     if cfg.max_bytes:
-        from .codecs.pyramid.budget import check_budget
-
-        budget_rest = check_budget(cfg, items, classes)  # an impossible budget fails before training
+        budget_rest = codec(cfg.codec).check_budget(cfg, items, classes)  # an impossible budget fails before training
         cfg = resolve_budget_quality(cfg, sum(im.width * im.height for im in images.values()), budget_rest)
+    # --time-limit bounds what follows: training, refinement, coding, writing (scanning came before)
+    clock = TimeBudget.plan(cfg, sum(im.width * im.height for im in images.values()))
     reports: list[PackReport] = []
 
     def write(path: Path) -> int:
@@ -208,19 +211,20 @@ def pack(
         return reports[-1].archive_bytes
 
     try:
-        coded = (
-            _code_images(cfg, items, images, output, resume, checkpoint_every, progress,
-                         lpips_weights and str(lpips_weights), budget_rest)  # fmt: skip
-            if images
-            else CodedImages()
-        )
+        with running(clock):
+            coded = (
+                _code_images(cfg, items, images, output, resume, checkpoint_every, progress,
+                             lpips_weights and str(lpips_weights), budget_rest)  # fmt: skip
+                if images
+                else CodedImages()
+            )
         if coded is None:
             return None  # under torchrun, rank 0 alone codes the images and writes the archive
+        if images:
+            coded.training["time_budget"] = clock.summary(coded.training)
         _check_target(coded, strict)
         if cfg.max_bytes:
-            from .codecs.pyramid.budget import write_within_budget
-
-            write_within_budget(write, coded, cfg.max_bytes, output)
+            codec(cfg.codec).write_within_budget(write, coded, cfg.max_bytes, output)
         else:
             write(output)
     except InputError:
@@ -239,10 +243,7 @@ def _check_before_work(cfg: PackConfig, source: Path, output: Path, force: bool,
     """What can fail before any scanning or training: torch missing, options the codec refuses, LPIPS
     weights missing or wrong, an output inside the source, one that exists, or no folder for it."""
     _import_training()
-    if cfg.codec == "pyramid":
-        from .codecs.pyramid.pack import check_pyramid_options
-
-        check_pyramid_options(cfg)
+    codec(cfg.codec).check_options(cfg)
     if cfg.train.perceptual == "lpips":
         from .model.perceptual import load_lpips
 

@@ -10,6 +10,7 @@ import numpy as np
 from .codec.weights import pack_arrays
 from .collection.images import SourceImage, measure_decoded
 from .config import PackConfig
+from .time_budget import current
 
 __all__ = ["PostFilter", "fit_postfilter"]
 
@@ -56,7 +57,7 @@ def fit_postfilter(
     from .runtime.session import OnnxDenoiser
 
     dcfg = DenoiserConfig()
-    budget = cfg.train.denoiser_time or cfg.train.time_limit / 5
+    budget = current(cfg).denoiser_seconds()  # its share of --time-limit (archiver.time_budget)
     net, steps, reason = train_denoiser(pairs, budget, cfg.train.seed, dcfg)
     arrays = quantize_weights(net)
     blob, manifest = pack_arrays(arrays, cfg.zstd_level)

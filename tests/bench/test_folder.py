@@ -44,6 +44,13 @@ def test_bench_folder_writes_the_report(folder, tmp_path):
     assert json.loads((out / "bench.json").read_text())["n_images"] == 2
     assert (out / "bench.md").read_text().startswith("# Rate–distortion, folder `mine`")
     assert (out / "bench.png").stat().st_size > 1000
+    with Image.open(out / "look.png") as im:  # two images: two rows of four panes
+        assert im.size == (4 * (2 * 192 + 6) + 6, 2 * (34 + 2 * 192 + 6) + 6)
+    shown = result["look"]
+    assert shown["point"] == "archiver q6"
+    assert [row[0]["note"] for row in shown["rows"]] == ["a.png, 64x48", "sub/b.jpg, 48x64"]
+    # each image's share of the archive: the record coded alone plus a pixel share of the rest
+    assert sum(row[1]["bytes"] for row in shown["rows"]) == pytest.approx(ours["bytes"], rel=0.05)
 
 
 @pytest.mark.parametrize("args,match", [
@@ -65,6 +72,7 @@ def test_bench_points_by_target_psnr(folder, tmp_path):
     ours = next(p for p in result["points"] if p["codec"] == "archiver")
     assert ours["setting"] == "psnr>=30" and ours["codec_name"] == "pyramid"
     assert "--target-psnr 30" in result["command"]
+    assert result["look"]["point"] == "archiver psnr>=30" and (tmp_path / "r" / "look.png").is_file()
 
 
 def test_folder_without_images(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from archiver.codecs.pyramid.plan import PyramidSpec
-from archiver.config import PYRAMID_LAMBDAS
+from archiver.codecs.pyramid.levels import LAMBDAS as PYRAMID_LAMBDAS
 from archiver.codecs.pyramid.model import PyramidCodec, laplace_bits
 from archiver.codecs.pyramid.train import unpack_torch
 from benchmarks.joint_latents import JOINT_CROP, JointLatents, joint_optimize

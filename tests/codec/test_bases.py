@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archiver.codec import bases
-from archiver.codec.bases import BASES, base_file, from_delta, pyramid_reference, to_delta
+from archiver.codecs.pyramid.bases import BASES, base_file, from_delta, pyramid_reference, to_delta
 from archiver.codecs.pyramid.plan import PYRAMID_PRESETS, PyramidSpec
 from archiver.errors import CorruptArchiveError, MissingBaseError
 from archiver.codecs.pyramid.model import PyramidCodec
@@ -49,7 +49,7 @@ def test_released_bases_are_pinned_and_documented():
 
 
 def test_released_base_graphs_are_pinned_documented_and_the_specs_graph():
-    from archiver.codec.bases import BASE_GRAPHS, base_graph, load_base, shipped_graph
+    from archiver.codecs.pyramid.bases import BASE_GRAPHS, base_graph, load_base, shipped_graph
     from archiver.runtime.graph import graph_only
     from archiver.codecs.pyramid.graph import build_pyramid_graph
 

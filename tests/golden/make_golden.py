@@ -69,7 +69,7 @@ def main() -> None:
 
                 spec = PYRAMID_PRESETS["default"]
                 if delta:  # since pyramid codec version 3 a base that ships its graph is named, not stored
-                    from archiver.codec.bases import shipped_graph
+                    from archiver.codecs.pyramid.bases import shipped_graph
                     from archiver.codecs.pyramid.base import find_pyramid_base
 
                     base = find_pyramid_base(spec)

@@ -91,7 +91,8 @@ def test_built_graphs_are_onnx_bytes():
     from archiver.model.denoiser import Denoiser, DenoiserConfig
     from archiver.codecs.pyramid.model import PyramidCodec
     from archiver.runtime.denoiser_graph import build_denoiser_graph
-    from archiver.runtime.graph import build_graph, graph_only
+    from archiver.codecs.autoencoder.graph import build_graph
+    from archiver.runtime.graph import graph_only
     from archiver.codecs.pyramid.graph import build_pyramid_graph
 
     torch.manual_seed(0)

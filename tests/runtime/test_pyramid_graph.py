@@ -42,7 +42,7 @@ def test_tiled_synthesis_decodes_as_one_piece():
     """The pyramid's runtime tiles keep enough context (64 px: one cell of the 1/32 grid plus the
     3×3 layers) that a tiled image decodes to the pixels of one piece, ±1 where float sums round
     apart (none did here, nor on a 48-photo album; without context 6 % of the pixels differ)."""
-    from archiver.codecs import pyramid_tiling
+    from archiver.codecs.pyramid.read import pyramid_tiling
     from archiver.runtime.session import OnnxDecoder
 
     torch.manual_seed(5)

@@ -15,7 +15,8 @@ from archiver.config import ModelConfig
 from archiver.codecs.autoencoder.model import Autoencoder
 from archiver.codecs.autoencoder.inference import decode_latent, int8_decoder
 from archiver.model.int8 import quantize_weights
-from archiver.runtime.graph import attach_weights, build_graph, graph_only
+from archiver.codecs.autoencoder.graph import build_graph
+from archiver.runtime.graph import attach_weights, graph_only
 from archiver.runtime.session import OnnxDecoder, resolve_providers
 from archiver.errors import InputError
 

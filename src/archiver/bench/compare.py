@@ -90,7 +90,7 @@ def archiver_point(
         "input_bytes": report.input_bytes, "images": report.images, "model_size": model_size,
         "warm_start": (t.get("warm_start") or {}).get("name"), "self_contained": bool(getattr(cfg, "self_contained", False)),
         "entropy_model": t.get("entropy_model"),
-        "codec_name": getattr(cfg, "codec", "autoencoder"), "byte_breakdown": breakdown,
+        "codec_name": cfg.codec, "byte_breakdown": breakdown,
         # the weight blobs as stored (a difference from a base codec, or whole) and stored whole
         "model_blob_bytes": stored, "model_blob_bytes_whole": whole,
         # the graph a self-contained archive would store, where this one takes it from its base
@@ -106,7 +106,7 @@ def model_blob_bytes(reader) -> tuple[int, int]:
 
     side = reader.codec
     level = int(reader.config.get("zstd_level", 19))
-    names = ("decoder", "entropy") if side.desc.name == "pyramid" else ("decoder",)
+    names = side.model_names
     stored = sum(len(pack_arrays(reader.model_arrays(name), level)[0]) for name in names)
     if not side.desc.base:
         return stored, stored
@@ -115,7 +115,7 @@ def model_blob_bytes(reader) -> tuple[int, int]:
 
 def base_graph_bytes(reader) -> int:
     """Bytes ``/model/decoder_onnx`` would take (zstd, the archive's level) in an archive that takes
-    its graph from its base instead (``pyramid`` version 3); 0 when the archive stores its graph."""
+    its graph from its base instead; 0 when the archive stores its graph."""
     side = reader.codec
     if "graph" not in side.desc.base:
         return 0
@@ -170,7 +170,8 @@ def markdown(result: dict) -> str:
                 warm += f"; entropy {em['chosen']} ({100 * saved:.1f} % fewer latent bytes)"
             elif em:  # another codec's entropy model (archiver.codecs)
                 warm += f"; entropy {em.get('chosen')}"
-            decoder = f"{p['codec_name']} codec" if p.get("codec_name", "autoencoder") != "autoencoder" else f"{p.get('model_size', 'large')} decoder"
+            # a codec with model-size presets names the preset it resolved; the others stay "auto"
+            decoder = f"{p['codec_name']} codec" if p.get("model_size") in (None, "auto") else f"{p['model_size']} decoder"
             note = (f"{decoder}{warm}; pack {p['pack_s']:.0f} s ({p['steps']} steps, {p['stop_reason']}, "
                     f"{p['train_mpx_s']:.2f} Mpx/s), extract {p['extract_mpx_s']:.2f} Mpx/s")  # fmt: skip
         ms = f"{p['ms_ssim']:.4f}" if p.get("ms_ssim") is not None else ""

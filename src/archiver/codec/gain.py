@@ -1,4 +1,4 @@
-"""Per-image quantization gains of the ``pyramid`` codec (version 2): how ``pack --target-psnr``
+"""Per-image quantization gains (a codec version with per-image rates): how ``pack --target-psnr``
 codes each image at its own rate with one trained model.
 
 An image coded with gain code ``k`` (an integer, :data:`GAIN_MIN` … :data:`GAIN_MAX`) was quantized
@@ -10,7 +10,7 @@ multiplies each level by its stored step: the product is the same step × gain t
 
 Why 1/16 octave: neighbouring codes are 0.38 dB apart on the dataset regime's crops (6.02 dB per
 octave), fine enough that a per-image PSNR floor costs little more than the floor itself; the range
-±6 octaves covers the pyramid base's steps from ``--quality 1`` to far past 8.
+±6 octaves covers the shipped base's steps from ``--quality 1`` to far past 8.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ import zstandard
 
 from ..errors import CorruptArchiveError
 
-__all__ = ["pack_arrays", "unpack_arrays", "ALLOWED_DTYPES"]
+__all__ = ["pack_arrays", "unpack_arrays", "quantize_int8", "ALLOWED_DTYPES"]
 
 #: dtypes a weight blob may hold (little-endian on disk): int8/float32 for networks, int32/uint8 for
-#: the pyramid codec's fixed-point context network and quantized table counts (format version 3);
+#: a fixed-point context network and quantized table counts (format version 3);
 #: int16 for int8 weights stored as their difference from a base codec (codec.bases).
 ALLOWED_DTYPES = ("int8", "float32", "int32", "uint8", "int16")
 
@@ -54,3 +54,14 @@ def unpack_arrays(blob: bytes, manifest: list[dict]) -> dict[str, np.ndarray]:
         )
         pos += count * dtype.itemsize
     return out
+
+
+def quantize_int8(array: np.ndarray, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 q, float32 scale per output channel) of a conv weight (out, in, kh, kw); with ``scale``
+    given, that scale is used (a fine-tuned layer coded against its base)."""
+    flat = np.asarray(array, np.float32).reshape(array.shape[0], -1)
+    if scale is None:
+        scale = np.abs(flat).max(axis=1) / 127.0
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    q = np.clip(np.round(flat / scale[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(array.shape), np.asarray(scale, np.float32)

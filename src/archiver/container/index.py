@@ -18,7 +18,7 @@ m image entries, f byte-exact file entries):
     3 checksums  ints[b] CRC-32 of each block | ints[b] group pixel CRC-32 (0 for other blocks)
                  | f × 32 bytes SHA-256 of each byte-exact file's original, in entry order
     4 documents  bytes config JSON | bytes training JSON | bytes summary JSON | bytes created JSON
-                 | bytes codec JSON (``{}``: the autoencoder of ``config.model``; see archiver.codecs)
+                 | bytes codec JSON (``{}``: the legacy codec of ``config.model``; see archiver.codecs)
     5 model      bytes model JSON (per model blob: block, manifest, sha256, opset) | entropy tables:
                  u8 has_counts | varint C | varint S | varint K | varint L | ints[C] offsets
                  | ints[C] lengths | ints[C] modes | ints[C·(S−1)] spatial thresholds

@@ -84,7 +84,7 @@ def _read_everything(path: Path) -> None:
     with reader:
         for step in (
             lambda: reader.model_arrays("decoder"),
-            lambda: reader.onnx_graph("decoder_onnx"),
+            lambda: reader.codec.graph(),
             reader.tables,
             lambda: reader.has_denoiser and (reader.model_arrays("denoiser"), reader.onnx_graph("denoiser_onnx")),
         ):

@@ -166,7 +166,7 @@ class ArchiveReader(ModelReading):
                 raise CorruptArchiveError(f"{self.path}: image group {k} mixes latent shapes")
 
     def codec_attr(self) -> str | None:
-        """The JSON codec description (:mod:`archiver.codecs`), or None: the autoencoder of
+        """The JSON codec description (:mod:`archiver.codecs`), or None: the legacy codec (:data:`archiver.codecs.LEGACY_CODEC`) of
         ``config.model`` (every archive before format version 3, and version 3 archives of it)."""
         doc = self._index.documents.get("codec") if self._index is not None else None
         return json.dumps(doc) if doc else None

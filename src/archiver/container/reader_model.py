@@ -1,5 +1,5 @@
 """The model side of :class:`~archiver.container.reader.ArchiveReader`: model blobs (SHA-256
-checked), their int8 arrays, ONNX graphs and the autoencoder's entropy tables, in every format
+checked), their int8 arrays, ONNX graphs and the integer entropy tables, in every format
 version (``/model/<name>`` datasets before version 3, blocks of ``/data`` named by the index since).
 """
 
@@ -25,7 +25,8 @@ class ModelReading:
     (the open HDF5 file), ``_index`` (version 3, else None), ``_members`` (blocks that hold entries),
     ``config``, ``training``, ``format_version`` and ``codec_attr()``."""
 
-    def _has_model(self, name: str) -> bool:
+    def has_model(self, name: str) -> bool:
+        """Whether the archive holds model blob ``/model/<name>``."""
         return name in self._index.model if self._index is not None else f"model/{name}" in self._file
 
     def _model_blob(self, name: str) -> tuple[bytes, dict]:
@@ -62,7 +63,7 @@ class ModelReading:
     def has_denoiser(self) -> bool:
         """True if a post-filter was kept; the training summary and the datasets must agree."""
         kept = bool(self.training.get("denoiser", {}).get("kept", False))
-        if kept != (self._has_model("denoiser") and self._has_model("denoiser_onnx")):
+        if kept != (self.has_model("denoiser") and self.has_model("denoiser_onnx")):
             raise CorruptArchiveError(f"{self.path}: the denoiser datasets disagree with the training summary")
         return kept
 
@@ -75,21 +76,16 @@ class ModelReading:
     def has_encoder(self) -> bool:
         """True if the archive was packed ``appendable``; the config and the dataset must agree."""
         kept = bool(self.config.get("appendable", False))
-        if kept != self._has_model("encoder"):
+        if kept != self.has_model("encoder"):
             raise CorruptArchiveError(f"{self.path}: the encoder dataset disagrees with the config (appendable={kept})")
         return kept
 
     def onnx_graph(self, name: str = "decoder_onnx") -> bytes:
-        """An ONNX graph without weights (``/model/decoder_onnx`` or ``/model/denoiser_onnx``); for
-        archives written before the decoder's was stored, it is rebuilt from ``config.model``."""
-        if name == "decoder_onnx" and not self._has_model("decoder_onnx"):
-            if self.codec_attr() is not None:  # a named codec stores its graph or names where it is
-                raise CorruptArchiveError(f"{self.path}: /model/decoder_onnx is missing")
-            from ..config import PackConfig
-            from ..runtime.graph import build_graph, graph_only
-
-            cfg = PackConfig.from_dict(self.config)
-            return graph_only(build_graph(cfg.model, int8=cfg.int8_weights))
+        """An ONNX graph without weights (``/model/decoder_onnx`` or ``/model/denoiser_onnx``). Archives
+        written before the decoder's graph was stored have none: their codec's read side rebuilds it
+        (``reader.codec.graph()``), so ask that for the decoder's graph."""
+        if name == "decoder_onnx" and not self.has_model("decoder_onnx"):
+            raise CorruptArchiveError(f"{self.path}: /model/decoder_onnx is missing")
         blob, _ = self._model_blob(name)
         try:
             return zstandard.ZstdDecompressor().decompress(blob, max_output_size=1 << 26)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..codecs.autoencoder.architecture import LEAKY_SLOPE
+from . import LEAKY_SLOPE
 from .convergence import ConvergenceDetector
 
 __all__ = ["DenoiserConfig", "Denoiser", "train_denoiser", "worth_keeping", "DB_PER_DOUBLING"]

@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..codecs.autoencoder.model import Autoencoder
 from .prior import ChannelPrior, add_uniform_noise, quantize_ste
 
 __all__ = ["DistInfo", "init_distributed", "RateDistortion", "agree", "all_gather", "barrier"]
@@ -48,10 +47,11 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 class RateDistortion(nn.Module):
-    """Autoencoder + prior as one module whose forward is the training loss (what DDP wraps)."""
+    """A codec model (encoder + decoder, ``model(x) -> (x_hat, y)``) + prior as one module whose
+    forward is the training loss (what DDP wraps)."""
 
     def __init__(
-        self, model: Autoencoder, prior: ChannelPrior, lmbda: float, rate_weight: float = 1.0,
+        self, model: nn.Module, prior: ChannelPrior, lmbda: float, rate_weight: float = 1.0,
         perceptual: nn.Module | None = None, perceptual_weight: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__()

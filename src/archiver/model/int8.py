@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..codec.bases import quantize_int8
+from ..codec.weights import quantize_int8
 
 __all__ = ["quantize_weights", "float_decoder_arrays", "dequantize", "load_quantized"]
 

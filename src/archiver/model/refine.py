@@ -9,9 +9,9 @@ activation of the image it decodes: a few GB for a 24-megapixel photo. So a late
 sees its already-refined neighbours, so memory stays bounded whatever the image size.
 
 Two ways to optimise a tile: Adam on a continuous latent through straight-through rounding
-(:func:`_optimise`, the autoencoder's), or a gradient-guided search over integer latents
-(:func:`_search`, the pyramid's): each trial moves the latents with the largest gradients one
-quantization step against it and is kept only if the loss falls. On the pyramid's latents Adam
+(:func:`_optimise`, for an encoder's latent at 1/16), or a gradient-guided search over integer latents
+(:func:`_search`, for latent grids down to full size): each trial moves the latents with the largest gradients one
+quantization step against it and is kept only if the loss falls. On full-size latent grids Adam
 moved every latent by about its step size whatever its gradient (Adam normalises it away), so
 after a few steps many roundings flipped at once. On 16 heldout crops at q4, 30 Adam steps gained
 0.09 dB for 0.9 % more bits over the encoder's latent (on a crop traced step by step, every step
@@ -25,21 +25,24 @@ rate alike (the loss is then smooth, so Adam's normalised steps do no harm), its
 On 8 heldout crops (no collection fine-tuning), 90 relaxation steps before 30 search trials
 lowered the loss λ·255²·MSE + bpp by 6.8 % at q8 (+0.90 dB for +3.4 % bits), 3.0 % at q6, 2.0 % at
 q5 and 0.3 % at q4, for 3.7 times the search's time (benchmarks/results/refine-headroom-relax.md):
-see :data:`archiver.codecs.pyramid.infer.RELAX_MIN_LAMBDA`. In a prototype, 300 steps instead of
+see the codec's ``RELAX_MIN_LAMBDA``. In a prototype, 300 steps instead of
 100 took the gain over q2–q8 from −2.6 % to −6.4 % BD-rate at three times the time.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+import time
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
 import torch
 
-from ..codecs.autoencoder.model import Decoder
+from torch import nn
 from .prior import quantize_ste
 
-__all__ = ["REFINE_TILE", "REFINE_HALO", "REFINE_LR", "RELAX_LR", "refine_latent", "RefineBudget"]
+__all__ = ["REFINE_TILE", "REFINE_HALO", "REFINE_LR", "RELAX_LR", "refine_latent", "RefineBudget", "stop_at"]
 
 #: Latent positions per tile side (512 px at stride 16). Larger latents are refined tile by tile.
 REFINE_TILE = 32
@@ -67,9 +70,29 @@ RELAX_REFRESH = 10
 
 from ..codec.geometry import STRIDE, tiles
 
+#: When refinement must stop (``time.monotonic()``; None: never), set by :func:`stop_at`.
+_STOP_AT: ContextVar[float | None] = ContextVar("archiver_refine_stop_at", default=None)
+
+
+@contextmanager
+def stop_at(deadline: float | None) -> Iterator[None]:
+    """Refinement inside the block stops once ``time.monotonic()`` passes ``deadline`` (None: never):
+    no further tile, trial or step starts, and each tile keeps the best latent it has (pack's
+    ``--time-limit``, :meth:`RefineBudget.stop_time`)."""
+    token = _STOP_AT.set(deadline)
+    try:
+        yield
+    finally:
+        _STOP_AT.reset(token)
+
+
+def _stopped() -> bool:
+    at = _STOP_AT.get()
+    return at is not None and time.monotonic() >= at
+
 
 def refine_latent(
-    decoder: Decoder,
+    decoder: nn.Module,
     target: torch.Tensor,
     y: torch.Tensor,
     rate: Callable[[torch.Tensor], torch.Tensor],
@@ -107,6 +130,8 @@ def refine_latent(
         return out
     h, w = out.shape[-2:]
     for y0, y1, x0, x1, ya, yb, xa, xb in tiles(h, w, tile, halo):
+        if _stopped():
+            break  # the rest of the tiles keep their start
         context = out[..., ya:yb, xa:xb]
         pixels = target[..., ya * stride : yb * stride, xa * stride : xb * stride]
         # The tile's own pixels that are image, not padding, in the crop's coordinates.
@@ -163,6 +188,8 @@ def _relax(noisy_of, start: torch.Tensor, steps: int) -> torch.Tensor:
     optimizer = torch.optim.Adam([var], lr=RELAX_LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     for step in range(steps):
+        if _stopped():
+            break
         loss = noisy_of(var, step % RELAX_REFRESH == 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,7 +209,7 @@ def _search(loss_of, y: torch.Tensor, steps: int) -> torch.Tensor:
     fraction = SEARCH_FRACTION
     for _ in range(steps):
         k = int(fraction * y.numel())
-        if k < 1:
+        if k < 1 or _stopped():
             break
         at = torch.topk(grad.abs().flatten(), k).indices
         trial = y.flatten().clone()
@@ -211,7 +238,7 @@ def _optimise(loss_of, start: torch.Tensor, steps, lr, clamp, cosine) -> torch.T
         # included), never worse than where the tile started.
         if loss.item() < best_loss:
             best, best_loss = var.detach().clone(), loss.item()
-        if step == steps:
+        if step == steps or _stopped():
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -232,23 +259,49 @@ class RefineBudget:
     image gets ``floor(time left / (cost × pixels left))`` steps, at most ``max_steps``. A collection
     that fits gets ``max_steps`` everywhere; a huge one gets fewer steps, spread evenly, instead of
     making pack take many times its training time.
+
+    ``cost`` (seconds per pixel-step, None: unknown) prices the first image before any is measured;
+    without it the first image gets ``max_steps``. ``deadline`` (``time.monotonic()``, None: none) is
+    when the loop over the collection must end, the work between refinements included: the time
+    left is then also at most the deadline less what that other work has cost per pixel so far,
+    times the pixels left (pack's ``--time-limit``, :mod:`archiver.time_budget`).
     """
 
-    def __init__(self, max_steps: int, seconds: float, pixels: int) -> None:
+    def __init__(self, max_steps: int, seconds: float, pixels: int, *, cost: float | None = None,
+                 deadline: float | None = None) -> None:  # fmt: skip
         self.max_steps, self.seconds, self.pixels_left = max_steps, seconds, pixels
+        self.pixels = pixels
         self.spent = 0.0  # seconds
         self.pixel_steps = 0  # pixels × steps refined so far
         self.steps_given: list[int] = []
+        self.cost, self.deadline, self.started = cost, deadline, time.monotonic()
+        self._stop: float | None = None
+
+    def time_left(self) -> float:
+        """Seconds of refinement the rest of the collection may still take."""
+        left = self.seconds - self.spent
+        if self.deadline is not None:
+            now, done = time.monotonic(), self.pixels - self.pixels_left
+            other = max(now - self.started - self.spent, 0.0) / done * self.pixels_left if done > 0 else 0.0
+            left = min(left, self.deadline - now - other)
+        return left
+
+    def stop_time(self) -> float | None:
+        """When the image :meth:`steps_for` last priced must stop refining, whatever its steps (for
+        :func:`stop_at`): once the time left for the collection is spent; None without a deadline."""
+        return self._stop
 
     def steps_for(self, pixels: int) -> int:
         """Steps for the next image of ``pixels`` pixels."""
-        if self.max_steps <= 0 or self.spent >= self.seconds:
+        left = self.time_left()
+        self._stop = time.monotonic() + max(left, 0.0) if self.deadline is not None else None
+        cost = self.spent / self.pixel_steps if self.pixel_steps else self.cost  # seconds per pixel-step
+        if self.max_steps <= 0 or left <= 0:
             steps = 0
-        elif self.pixel_steps == 0:
+        elif cost is None:
             steps = self.max_steps  # the first image measures the cost
         else:
-            cost = self.spent / self.pixel_steps  # seconds per pixel-step
-            steps = min(self.max_steps, math.floor((self.seconds - self.spent) / (cost * max(self.pixels_left, 1))))
+            steps = min(self.max_steps, math.floor(left / (cost * max(self.pixels_left, 1))))
         self.steps_given.append(steps)
         return steps
 

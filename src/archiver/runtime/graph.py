@@ -16,11 +16,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..codecs.autoencoder.architecture import LEAKY_SLOPE, decoder_plan
-from ..config import ModelConfig
+from ..model import LEAKY_SLOPE
 from .proto import INPUT, OPSET, OUTPUT, attach_weights, fold_dequantize
 
-__all__ = ["OPSET", "Builder", "build_graph", "graph_only", "attach_weights", "fold_dequantize", "INPUT", "OUTPUT"]
+__all__ = ["OPSET", "Builder", "graph_only", "attach_weights", "fold_dequantize", "INPUT", "OUTPUT"]
 
 
 class Builder:
@@ -86,31 +85,6 @@ class Builder:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="archiver")
         model.ir_version = 8
         return model
-
-
-def build_graph(cfg: ModelConfig, arrays: dict[str, np.ndarray] | None = None, int8: bool = True) -> onnx.ModelProto:
-    """ONNX model of the decoder; with ``arrays`` (from ``/model/decoder``) its weights are included.
-    ``int8=False`` builds the float32-weight variant (no DequantizeLinear)."""
-    b = Builder(arrays, int8)
-    x = INPUT
-    for i, layer in enumerate(decoder_plan(cfg)):
-        base = f"net.{i}"
-        if layer.kind == "conv":
-            x = b.conv(x, base, layer.cout)
-        elif layer.kind == "act":
-            x = b.act(x)
-        elif layer.kind == "res":
-            y = b.conv(b.act(b.conv(x, base + ".conv1", layer.cout)), base + ".conv2", layer.cout)
-            x = b.act(b.node("Add", [x, y]) if layer.residual else y)
-        elif layer.mode == "nearest":
-            scales = b.const(b.name("scales"), np.array([1, 1, 2, 2], np.float32))
-            up = b.node("Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric",
-                        nearest_mode="floor")  # fmt: skip
-            x = b.conv(up, base + ".conv", layer.cout)
-        else:
-            x = b.node("DepthToSpace", [b.conv(x, base + ".conv", layer.cout * 4)], blocksize=2, mode="CRD")
-    x = b.node("Add", [x, b.const("half", np.array(0.5, np.float32))])
-    return b.finish(x, "archiver_decoder", TensorProto.FLOAT, [cfg.latent_channels, "h", "w"], INPUT)
 
 
 def graph_only(model: onnx.ModelProto) -> bytes:

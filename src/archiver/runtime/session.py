@@ -66,7 +66,7 @@ def _session(model: Model, providers: list[str], threads: int | None, spin: bool
     options.log_severity_level = 3
     if not spin:
         # Spinning workers took the cores of extract's entropy and PNG threads (48-photo album,
-        # pyramid codec, 2 cores, six alternating fresh extracts each: median 8.6 s spinning,
+        # default codec of 2026-12, 2 cores, six alternating fresh extracts each: median 8.6 s spinning,
         # 7.0 s not). Not the default: such a session hangs when a forked child (a DataLoader
         # worker) drops its parent's copy.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

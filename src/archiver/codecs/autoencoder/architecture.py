@@ -12,8 +12,7 @@ from ...config import ModelConfig
 
 __all__ = ["Layer", "decoder_plan", "decoder_macs_per_pixel", "decoder_params", "LEAKY_SLOPE"]
 
-#: Negative slope of every LeakyReLU in the codec.
-LEAKY_SLOPE = 0.2
+from ...model import LEAKY_SLOPE  # noqa: E402  (the shared slope, re-exported)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ...collection.images import SourceImage, measure_decoded
 from ...collection.pool import PairPool, training_set
 from ...config import PackConfig
 from ...progress import ProgressCallback, emit
+from ...time_budget import current as time_budget
 
 __all__ = ["code_images_autoencoder"]
 
@@ -37,7 +38,10 @@ def code_images_autoencoder(
     _import_training()
     image_ids = list(images)
     out = CodedImages()
-    result = _train(cfg, [images[i] for i in image_ids], checkpointer, progress, lpips_weights, training_mod)
+    pixels = sum(im.width * im.height for im in images.values())
+    # --time-limit bounds the whole pack: training runs for its share (archiver.time_budget)
+    result = _train(time_budget(cfg, pixels).training(cfg), [images[i] for i in image_ids], checkpointer,
+                    progress, lpips_weights, training_mod)  # fmt: skip
     out.training = result.summary()
     out.training["device"] = str(training_mod.resolve_device(cfg.train.device))
     decoder, runtime = _export(out, cfg, result, inference, int8)
@@ -69,7 +73,8 @@ def _export(out, cfg: PackConfig, result, inference, int8):
     uses). Quality is measured through that runtime (ONNX Runtime, CPU), so the stored PSNR and pixel
     CRC are exactly what extract produces on a CPU."""
     from ...codec.weights import pack_arrays
-    from ...runtime.graph import attach_weights, build_graph, graph_only
+    from ...runtime.graph import attach_weights, graph_only
+    from .graph import build_graph
     from ...runtime.session import OnnxDecoder
 
     if cfg.int8_weights:
@@ -90,8 +95,8 @@ def _encode_share(out, cfg: PackConfig, images, image_ids, result, decoder, runt
     Returns (the spool, the denoiser's training pairs)."""
     from ...codec.spool import LatentSpool
     from ...model.distributed import barrier
+    from ...model.refine import stop_at
     from .inference import infer_latent
-    from ...model.refine import RefineBudget
 
     rank, world = result.rank, result.world
     if rank == 0:
@@ -101,14 +106,14 @@ def _encode_share(out, cfg: PackConfig, images, image_ids, result, decoder, runt
         spool = LatentSpool(spool_dir, create=False)
     pairs = PairPool([images[i].height * images[i].width for i in image_ids], cfg.train.seed)
     mine = image_ids[rank::world]
-    refine = RefineBudget(
-        cfg.train.refine_steps, cfg.train.refine_seconds("autoencoder"),
-        sum(images[i].width * images[i].height for i in mine),
-    )  # fmt: skip
+    share = sum(images[i].width * images[i].height for i in mine)
+    refine = time_budget(cfg, share).refine_budget(cfg.train.refine_steps, share)  # what --time-limit leaves
     for n, i in enumerate(mine, 1):
         im = images[i].full()
         steps, started = refine.steps_for(im.width * im.height), time.monotonic()
-        latent = infer_latent(result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, steps, min_size=result.crop)
+        with stop_at(refine.stop_time()):  # past --time-limit's deadline it keeps the best latent it has
+            latent = infer_latent(result.model.encoder, decoder, result.prior, im.rgb, cfg.train.lmbda, steps,
+                                  min_size=result.crop)  # fmt: skip
         refine.done(im.width * im.height, steps, time.monotonic() - started)
         pixels = runtime.decode(latent, im.height, im.width)
         if cfg.train.denoiser and world == 1:

@@ -1,9 +1,10 @@
 """``append`` for ``pyramid`` archives: new images coded with the archive's own synthesis and
 context network, unchanged (stored whole or as their difference from a base codec, as they were).
 
-A pyramid archive stores no encoder. When its training started from a base codec this archiver
-ships (same SHA-256 as ``training.warm_start``), a new image's grids start from that base's encoder
-and are refined for :data:`BASE_ENCODER_STEPS` steps through the archive's int8 synthesis, with the
+An archive packed ``--appendable`` stores its own encoder (:mod:`archiver.codecs.pyramid.appendable`):
+a new image's grids start from it and are refined for its ``ENCODER_STEPS``. Otherwise, when its
+training started from a base codec this archiver ships (same SHA-256 as ``training.warm_start``),
+a new image's grids start from that base's encoder and are refined for :data:`BASE_ENCODER_STEPS` steps through the archive's int8 synthesis, with the
 archive's context network as the rate; otherwise they are searched from zero for
 :data:`SEARCH_STEPS` steps. The residual tables are then counted again over the old images' latents
 and the new ones, and every group is range-coded with them: the old images' latents, and so their
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import pyramid_tiling
+from .read import pyramid_tiling
 from ...collection.images import SourceImage, measure_decoded
 from ...config import PackConfig
 from ...container.reader import ArchiveReader
@@ -35,6 +36,8 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
                      steps: int | None, use_encoder: bool, progress: ProgressCallback | None):  # fmt: skip
     """Write the archive's model into ``writer`` and code ``images``; returns (method, steps,
     :class:`archiver.pack.CodedImages` of the new images)."""
+    from .appendable import ENCODER_STEPS, keep_encoder, own_start
+    from .denoise import keep_denoiser
     from .coder import HistogramCounter
     from ...codec.weights import pack_arrays
     from ...container.format import EntryKind
@@ -53,9 +56,13 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
     writer.set_json("codec", side.desc.to_dict())
     counting = side.coder()  # the archive's context network (and its old tables, replaced below)
     net = counting.inner.net
-    start = _shipped_base(reader, spec) if use_encoder and images else None
-    method = "base-encoder" if start is not None else "search"
-    steps = (BASE_ENCODER_STEPS if start is not None else SEARCH_STEPS) if steps is None else steps
+    keep_encoder(writer, reader, cfg.zstd_level)  # an appendable archive stays appendable
+    post = keep_denoiser(writer, reader, cfg.zstd_level)  # and its post-filter: new images measured through it
+    own = own_start(reader, spec) if use_encoder and images and reader.has_encoder else None
+    start = own if own is not None else _shipped_base(reader, spec) if use_encoder and images else None
+    method = "encoder" if own is not None else "base-encoder" if start is not None else "search"
+    if steps is None:
+        steps = {"encoder": ENCODER_STEPS, "base-encoder": BASE_ENCODER_STEPS, "search": SEARCH_STEPS}[method]
     if steps == 0 and method == "search":
         raise InputError(
             f"{reader.path}: --steps 0 needs an encoder to start from (a base codec this archiver ships); this archive has none"
@@ -69,7 +76,7 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
         for n, (i, light) in enumerate(images.items(), 1):
             im = light.full()
             latent = latent_of(im.rgb)
-            coded.psnrs[i], coded.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
+            coded.psnrs[i], coded.crcs[i] = measure_decoded(post(runtime.decode(latent, im.height, im.width)), im)
             new_latents[i] = latent
             counting.count(latent, counter)
             emit(progress, "encode", n, len(images), {"psnr": coded.psnrs[i]})

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...codec import bases
+from . import bases
 from .plan import PyramidSpec
 from ...errors import InputError
 

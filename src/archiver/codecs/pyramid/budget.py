@@ -19,6 +19,7 @@ import zstandard
 
 from .rate import BUDGET_SLACK, BudgetError, BudgetFit
 from ...progress import emit
+from ...time_budget import current as time_budget
 
 __all__ = ["check_budget", "rest_guess", "code_for_budget", "write_within_budget", "BUDGET_WRITES"]
 
@@ -68,7 +69,7 @@ def minimum_model_bytes(cfg) -> int:
     """The fewest bytes ``/model/decoder`` and ``/model/entropy`` can take: an unchanged base's
     difference when the archive stores one, else the base's (or an untrained codec's) whole model
     without tables."""
-    from ...codec.bases import to_delta
+    from .bases import to_delta
     from .plan import PYRAMID_PRESETS
     from ...codec.weights import pack_arrays
     from .model import PyramidCodec
@@ -96,8 +97,7 @@ def code_for_budget(out, cfg, spec, codec, base, reference, images: dict, spool_
     from .coder import PackedPyramidCoder
     from .infer import encode_continuous, padded_image, refine_within
     from .train import context_net, int8_synthesis
-    from ...model.refine import RefineBudget
-    from .. import pyramid_tiling
+    from .read import pyramid_tiling
     from .pack import _export_decoder, decoder_arrays, entropy_blob
 
     tile, halo = pyramid_tiling(spec.stride)
@@ -113,7 +113,7 @@ def code_for_budget(out, cfg, spec, codec, base, reference, images: dict, spool_
     log2_gain = fit.fit(cfg.max_bytes, rest)[0]
     synth = int8_synthesis(codec, decoder_arrays(cfg, codec, reference)[0])
     pixels = sum(s.width * s.height for s in images.values())
-    refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_seconds("pyramid"), pixels)
+    refine = time_budget(cfg, pixels).refine_budget(cfg.train.refine_steps, pixels)  # what --time-limit leaves
     for n, (i, source) in enumerate(images.items(), 1):
         padded, valid = padded_image(codec, source.full().rgb)
         z = torch.from_numpy(fit.z(i))  # the encoder's latent, kept by the first pass
@@ -142,7 +142,7 @@ def _code_at(out, cfg, spec, fit: BudgetFit, arrays: dict, images: dict, spool_d
     runtime and spool it; ``coder`` (with the tables the fit counted at that gain) into ``out``."""
     from ...codec.spool import LatentSpool
     from ...collection.images import measure_decoded
-    from .. import pyramid_tiling
+    from .read import pyramid_tiling
     from .pack import _export_entropy
     from ...runtime.graph import attach_weights
     from ...runtime.session import OnnxDecoder

@@ -20,7 +20,7 @@ from .net import SYMBOL_CLIP
 from ...model.prior import quantize_ste
 from .model import PyramidCodec, laplace_bits
 from .train import PackedSynthesis, pack_torch, unpack_torch
-from ...model.refine import refine_latent
+from ...model.refine import refine_latent, stop_at
 
 __all__ = [
     "infer_packed", "padded_image", "encode_continuous", "latent_bits", "refine_continuous", "refine_within",
@@ -128,10 +128,12 @@ def refine_within(budget, codec: PyramidCodec, synth: PackedSynthesis, padded: t
                   gain: float = 1.0, relax: int | None = None) -> tuple[torch.Tensor, int]:  # fmt: skip
     """:func:`refine_continuous` for as many steps as ``budget`` (a
     :class:`~archiver.model.refine.RefineBudget`) gives this image, its time recorded there;
-    returns the latent and the steps it got."""
+    returns the latent and the steps it got. Past the budget's deadline (``--time-limit``) the
+    refinement stops, keeping the best latent it has."""
     pixels = valid[0] * valid[1]
     steps, started = budget.steps_for(pixels), time.monotonic()
-    z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, tile, halo, gain, relax)
+    with stop_at(budget.stop_time()):
+        z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, tile, halo, gain, relax)
     budget.done(pixels, steps, time.monotonic() - started)
     return z, steps
 

@@ -6,7 +6,7 @@ synthesis (:func:`_export_decoder`), infer and refine each image's latent, measu
 ONNX runtime extract uses, spool and count it (:func:`_code_each`), then export the fixed-point
 context network with the collection's tables (:func:`_export_entropy`); the writer range-codes.
 Trained from a released base, an archive stores both models as their difference from it
-(:mod:`archiver.codec.bases`) unless ``--self-contained``.
+(:mod:`archiver.codecs.pyramid.bases`) unless ``--self-contained``.
 """
 
 from __future__ import annotations
@@ -15,36 +15,49 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import CONTEXT_ORDER_SINCE, GRAPH_FROM_BASE_SINCE, CodecDescription, pyramid_tiling
+from .. import CodecDescription
+from .read import pyramid_tiling
+from .versions import CONTEXT_ORDER_SINCE, GRAPH_FROM_BASE_SINCE
 from ...collection.images import SourceImage, measure_decoded
 from ...collection.pool import training_set
 from ...config import PackConfig
 from ...errors import InputError
 from ...progress import ProgressCallback, emit
+from ...time_budget import current as time_budget
 
 __all__ = ["check_pyramid_options", "code_images_pyramid"]
 
 
 def check_pyramid_options(cfg: PackConfig) -> None:
-    """Refuse options the pyramid codec does not have yet (before any work)."""
+    """Refuse option combinations the pyramid codec cannot honour (before any work)."""
     tc = cfg.train
-    for flag, on in (("--denoiser", tc.denoiser), ("--gan", tc.gan), ("--appendable", cfg.appendable),
-                     ("--perceptual", tc.perceptual != "none")):  # fmt: skip
-        if on:
-            raise InputError(f"{flag} is not available with --codec pyramid yet")
+    if tc.denoiser and (cfg.target_psnr or cfg.max_bytes):
+        rate = "--target-psnr" if cfg.target_psnr else "--max-bytes"
+        raise InputError(f"--denoiser cannot be combined with {rate} (--codec pyramid): the rate search "
+                         "fixes each image's PSNR or the archive's bytes before a post-filter exists")  # fmt: skip
 
 
 def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpointer, spool_dir: Path,
-                        progress: ProgressCallback | None, budget_rest: int = 0):  # fmt: skip
+                        progress: ProgressCallback | None, budget_rest: int = 0,
+                        lpips_weights: str | None = None):  # fmt: skip
     """Train on ``images``, code each one; returns :class:`archiver.pack.CodedImages`. ``budget_rest``:
-    with ``--max-bytes``, the guess of the archive's bytes besides model and latents."""
+    with ``--max-bytes``, the guess of the archive's bytes besides model and latents; ``lpips_weights``:
+    the folder of LPIPS weights ``--perceptual lpips`` needs."""
     from .plan import PYRAMID_PRESETS
     from ...pack import CodedImages
 
     spec = PYRAMID_PRESETS["default"]
     out = CodedImages()
-    result, base, delta = _train(cfg, spec, images, checkpointer, progress)
+    # --time-limit bounds the whole pack: training runs for its share (archiver.time_budget)
+    result, base, delta = _train(time_budget(cfg, _pixels(images)).training(cfg), spec, images, checkpointer,
+                                 progress, lpips_weights)  # fmt: skip
+    if result.rank != 0:
+        return None  # under torchrun every rank trains; rank 0 alone codes the images and writes
     out.training = result.summary()
+    if cfg.appendable:  # append starts new images from the collection's own encoder
+        from .appendable import store_encoder
+
+        store_encoder(out, cfg, result.codec, base, delta)
     reference = _delta_reference(base) if delta else None
     if cfg.max_bytes:
         from .budget import code_for_budget
@@ -52,12 +65,16 @@ def code_images_pyramid(cfg: PackConfig, images: dict[int, SourceImage], checkpo
         code_for_budget(out, cfg, spec, result.codec, base, reference, images, spool_dir, progress, budget_rest)
         return out
     arrays = _export_decoder(out, cfg, spec, result.codec, base, reference)
-    coder = _code_each(out, cfg, spec, result.codec, arrays, images, spool_dir, progress)
+    coder, latent_bits = _code_each(out, cfg, spec, result.codec, arrays, images, spool_dir, progress)
     _export_entropy(out, cfg, coder, reference)
+    if cfg.train.denoiser:
+        from .denoise import fit_pyramid_denoiser
+
+        fit_pyramid_denoiser(out, cfg, spec, arrays, images, latent_bits, progress)
     return out
 
 
-def _train(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, progress):
+def _train(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, progress, lpips_weights=None):
     """Train (from the shipped base when there is one); returns (result, base or None, whether the
     archive stores its model as a difference from the base)."""
     import torch
@@ -77,7 +94,7 @@ def _train(cfg: PackConfig, spec, images: dict[int, SourceImage], checkpointer, 
     result = train_pyramid(
         training_set(list(images.values()), cfg.train.seed), cfg, spec,
         progress=lambda p: emit(progress, "train", p.step, 0, p), checkpointer=checkpointer,
-        recipe=recipe, warm_start=base.summary() if base is not None else None,
+        recipe=recipe, warm_start=base.summary() if base is not None else None, lpips_weights=lpips_weights,
     )  # fmt: skip
     return result, base, delta
 
@@ -89,7 +106,7 @@ def _pixels(images: dict[int, SourceImage]) -> int:
 def decoder_arrays(cfg: PackConfig, codec, reference: dict | None, gain: float = 1.0) -> tuple[dict, tuple]:
     """(the int8 synthesis arrays with ``quant.steps`` times ``gain``, whole; the blob ``/model/decoder``
     stores: their difference from the base's when ``reference``)."""
-    from ...codec.bases import to_delta
+    from .bases import to_delta
     from ...codec.weights import pack_arrays
     from .train import synthesis_arrays
 
@@ -100,7 +117,7 @@ def decoder_arrays(cfg: PackConfig, codec, reference: dict | None, gain: float =
 
 def entropy_blob(cfg: PackConfig, coder, reference: dict | None) -> tuple:
     """The blob ``/model/entropy`` stores for ``coder`` (context network and tables)."""
-    from ...codec.bases import to_delta
+    from .bases import to_delta
     from ...codec.weights import pack_arrays
 
     entropy = coder.to_arrays()
@@ -110,7 +127,7 @@ def entropy_blob(cfg: PackConfig, coder, reference: dict | None) -> tuple:
 def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | None, gain: float = 1.0) -> dict:
     """The int8 synthesis (with the base's scales when stored as a difference; steps times ``gain``),
     its graph and the codec description into ``out``; returns the synthesis arrays (whole)."""
-    from ...codec.bases import shipped_graph
+    from .bases import shipped_graph
     from ..autoencoder.training import resolve_device
     from ...runtime.graph import graph_only
     from .graph import build_pyramid_graph
@@ -134,12 +151,11 @@ def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | N
 def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int, SourceImage], spool_dir: Path,
                progress):  # fmt: skip
     """Infer and refine each image's latent, measure it through the ONNX runtime extract uses,
-    spool it and count it; returns the coder with the collection's tables."""
+    spool it and count it; returns (the coder with the collection's tables, the latents' estimated bits)."""
     from .coder import HistogramCounter, PackedPyramidCoder
     from ...codec.spool import LatentSpool
     from .infer import encode_continuous, quantize_continuous, refine_within
     from .train import context_net, int8_synthesis
-    from ...model.refine import RefineBudget
     from .rate import TargetCoder
     from ...runtime.graph import attach_weights
     from ...runtime.session import OnnxDecoder
@@ -148,7 +164,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
     synth = int8_synthesis(codec, arrays)
     spool = LatentSpool(spool_dir)
-    refine = RefineBudget(cfg.train.refine_steps, cfg.train.refine_seconds("pyramid"), _pixels(images))
+    refine = time_budget(cfg, _pixels(images)).refine_budget(cfg.train.refine_steps, _pixels(images))
     coder = PackedPyramidCoder(spec, context_net(codec))
     counter = HistogramCounter()
     target = TargetCoder(codec, synth, runtime, cfg, refine, tile, halo) if cfg.target_psnr else None
@@ -173,7 +189,8 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
         if cfg.target_baseline:
             _compare_uniform(out, cfg, target, images, coder, counter)
     out.latents = spool.latent  # the writer codes the latents in groups
-    return coder.with_tables(counter.tables())
+    tables = counter.tables()
+    return coder.with_tables(tables), counter.ideal_bits(tables)
 
 
 def _target_summary(out, cfg: PackConfig, target, unreached: list) -> None:
@@ -217,14 +234,14 @@ def _export_entropy(out, cfg: PackConfig, coder, reference: dict | None) -> None
 
 def _stores_delta(cfg: PackConfig, base) -> bool:
     """True when the archive stores its model as a difference from ``base``: a released base
-    (:data:`archiver.codec.bases.BASES`; no reader would have another) and no ``--self-contained``."""
-    from ...codec.bases import BASES
+    (:data:`archiver.codecs.pyramid.bases.BASES`; no reader would have another) and no ``--self-contained``."""
+    from .bases import BASES
 
     return base is not None and not cfg.self_contained and BASES.get(base.id) == base.sha256
 
 
 def _delta_reference(base) -> dict:
-    """The base's reference arrays (:func:`archiver.codec.bases.pyramid_reference`)."""
-    from ...codec.bases import base_file, pyramid_reference
+    """The base's reference arrays (:func:`archiver.codecs.pyramid.bases.pyramid_reference`)."""
+    from .bases import base_file, pyramid_reference
 
     return pyramid_reference(base_file(base.id, base.sha256, base.path.parent))

@@ -9,7 +9,6 @@ steps of :class:`_Run` (:func:`_train_step` over :func:`optimizer_step`, :func:`
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -19,15 +18,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...codec.bases import quantize_int8
+from ...codec.weights import quantize_int8
+from . import distributed as dist
 from .net import ContextNet
 from .plan import PyramidSpec
-from ...config import PYRAMID_LAMBDAS, PackConfig
-from ...errors import InputError
+from ...config import PackConfig
+from .levels import LAMBDAS as PYRAMID_LAMBDAS
 from ...model.checkpoint import Checkpointer
 from ...model.convergence import ConvergenceDetector
 from ...model.int8 import load_quantized, quantize_weights
 from .model import PyramidCodec, PyramidSynthesis
+from .sharpen import make_sharpen
 from ..autoencoder.training import CropSampler, TrainProgress, resolve_device
 
 __all__ = ["PyramidRecipe", "PyramidTrainResult", "train_pyramid", "evaluate_levels", "optimizer_step", "PackedSynthesis", "synthesis_arrays", "context_net"]
@@ -131,12 +132,13 @@ class PyramidTrainResult:
     rank: int = 0
     world: int = 1
     warm_start: dict | None = None  #: the shipped base training started from (None: from scratch)
+    sharpen: dict | None = None  #: ``--gan`` / ``--perceptual``: their records (keys ``gan``, ``perceptual``)
 
     def summary(self) -> dict:
         return {
             "steps": self.steps, "train_seconds": round(self.seconds, 3), "stop_reason": self.stop_reason,
             "final_loss": self.final_loss, "heldout_psnr": self.heldout_psnr, "history": self.history,
-            "crop": self.crop, "processes": self.world, "warm_start": self.warm_start,
+            "crop": self.crop, "processes": self.world, "warm_start": self.warm_start, **(self.sharpen or {}),
         }  # fmt: skip
 
 
@@ -205,15 +207,16 @@ def _heldout_psnr(codec: PyramidCodec, batch: torch.Tensor, quality: int) -> flo
 
 
 def _train_step(codec, optimizer, x, quality: int, lmbda: float, coarse_from: int = 0,
-                model_bpp=None) -> tuple[float, float, float]:  # fmt: skip
+                model_bpp=None, sharpen=None) -> tuple[float, float, float]:  # fmt: skip
     """:func:`optimizer_step`, with (loss, mse, bpp) read back as floats."""
-    loss, mse, bpp = optimizer_step(codec, optimizer, x, quality, lmbda, coarse_from, model_bpp)
+    loss, mse, bpp = optimizer_step(codec, optimizer, x, quality, lmbda, coarse_from, model_bpp, sharpen)
     return float(loss.item()), float(mse.item()), float(bpp.item())
 
 
 def optimizer_step(codec, optimizer, x, quality: int, lmbda: float, coarse_from: int = 0,
-                   model_bpp=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """One optimizer step of ``λ·255²·MSE + bpp`` (+ the model's own bits per coded pixel); returns
+                   model_bpp=None, sharpen=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One optimizer step of ``λ·255²·MSE + bpp`` (+ the model's own bits per coded pixel; + the
+    perceptual and adversarial terms of ``sharpen``, :mod:`archiver.codecs.pyramid.sharpen`); returns
     (loss, mse, bpp) as detached tensors on the codec's device, not read back, so that a caller on
     an accelerator can prepare its next batch while this one trains (``scripts/pretrain_gpu.py``)."""
     x_hat, bits = codec(x, quality, coarse_from=coarse_from)
@@ -222,29 +225,35 @@ def optimizer_step(codec, optimizer, x, quality: int, lmbda: float, coarse_from:
     loss = lmbda * 255.0**2 * mse + bpp
     if model_bpp is not None:
         loss = loss + model_bpp(codec)
+    total = loss
+    if sharpen is not None:  # the loss convergence watches has P, not the adversarial term
+        loss, total = sharpen.terms(loss, x_hat, x, mse, lmbda)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total.backward()
     torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
     optimizer.step()
+    if sharpen is not None:
+        sharpen.after_step(x, x_hat)
     return loss.detach(), mse.detach(), bpp.detach()
 
 
 class _Run:
     """The mutable state of one training run and its named steps (the loop is :func:`train_pyramid`)."""
 
-    def __init__(self, images, cfg: PackConfig, spec: PyramidSpec, recipe: PyramidRecipe, checkpointer) -> None:
+    def __init__(self, images, cfg: PackConfig, spec: PyramidSpec, recipe: PyramidRecipe, checkpointer,
+                 lpips_weights: str | None = None) -> None:  # fmt: skip
         tc = cfg.train
         self.cfg, self.tc, self.recipe, self.checkpointer = cfg, tc, recipe, checkpointer
-        self.device = resolve_device(tc.device)
-        torch.manual_seed(tc.seed)
-        self.rng = np.random.default_rng([tc.seed, 0])
+        self.info, self.device = dist.join(resolve_device(tc.device))
+        torch.manual_seed(tc.seed)  # the same initial weights on every rank
+        self.rng = np.random.default_rng([tc.seed, self.info.rank])  # its own crops on every rank
         self.codec = PyramidCodec(spec).to(self.device)
         self.model_bpp = None
         if recipe.start is not None:
             self.codec.load_state_dict(recipe.start)
             if recipe.model_pixels > 0:
                 rate = DeltaRate(self.codec, recipe.start)
-                self.model_bpp = lambda codec: rate(codec) / recipe.model_pixels
+                self.model_bpp = lambda codec: rate(getattr(codec, "module", codec)) / recipe.model_pixels
         lr = tc.lr if recipe.start is None else PYRAMID_FINETUNE_LR
         self.optimizer = torch.optim.Adam(self.codec.parameters(), lr=lr)
         self.sampler = CropSampler(images, PYRAMID_CROP, self.rng, flip=recipe.flip)
@@ -254,14 +263,19 @@ class _Run:
         self.heldout = heldout.to(self.device)
         self.detector = ConvergenceDetector(tc.check_every, tc.slope_tol, tc.psnr_tol)
         self.state = {"step": 0, "elapsed": 0.0, "lr": lr, "drops_left": tc.lr_drops, "history": [], "loss": math.nan}
+        # before the generators are restored: the discriminator's initial weights draw from them
+        self.sharpen = make_sharpen(tc, self.codec, self.device, self.info.enabled, lpips_weights)
         saved = checkpointer.load() if checkpointer else None
+        if saved is not None and self.sharpen is not None:
+            self.sharpen.restore(saved.get("sharpen"))
         if saved is not None:
             self.codec.load_state_dict(saved["codec"])
             self.optimizer.load_state_dict(saved["optimizer"])
             self.detector.restore(saved["detector"])
-            self.rng.bit_generator.state, torch_rng = saved["rngs"]
+            self.rng.bit_generator.state, torch_rng = dist.rank_rngs(saved, self.info, checkpointer.folder)
             torch.set_rng_state(torch_rng)
             self.state = saved["state"]
+        self.forward = dist.wrap(self.codec, self.info)  # what a training step calls (DDP under torchrun)
         self.start = time.monotonic() - self.state["elapsed"]
 
     def coarse(self, elapsed: float) -> bool:
@@ -280,7 +294,9 @@ class _Run:
     def step(self, coarse: bool) -> tuple[float, float, float]:
         quality, lmbda = self.quality()
         x = self.sampler.batch(PYRAMID_BATCH).to(self.device)
-        loss, mse, bpp = _train_step(self.codec, self.optimizer, x, quality, lmbda, 1 if coarse else 0, self.model_bpp)
+        loss, mse, bpp = _train_step(self.forward, self.optimizer, x, quality, lmbda, 1 if coarse else 0, self.model_bpp,
+                                     self.sharpen)  # fmt: skip
+        loss = dist.mean(self.info, loss, self.device)  # every rank's detector sees the same loss
         self.state["step"] += 1
         self.state["loss"] = loss
         self.detector.add_loss(loss)
@@ -288,8 +304,12 @@ class _Run:
 
     def check(self) -> tuple[float, bool]:
         """Held-back PSNR at the pack's quality and whether training has converged for good."""
-        value = _heldout_psnr(self.codec, self.heldout, self.cfg.quality)
-        stop = _check(self.detector, value, self.state, self.optimizer, self._plateau(value))
+        value = dist.mean(self.info, _heldout_psnr(self.codec, self.heldout, self.cfg.quality), self.device)
+        sharpen = self.sharpen
+        if sharpen is not None and sharpen.held(self, value):  # the adversarial phase started or fell back
+            return value, False
+        on_converged = (lambda: sharpen.on_converged(self)) if sharpen is not None else None
+        stop = _check(self.detector, value, self.state, self.optimizer, self._plateau(value), on_converged)
         if self.recipe.qualities:  # a variable-rate run logs every level
             self.state["history"][-1]["levels"] = evaluate_levels(self.codec, self.heldout, self.recipe.qualities)
         return value, stop
@@ -312,11 +332,15 @@ class _Run:
         return True
 
     def save(self) -> None:
+        """Checkpoint (every rank calls it together: rank 0 writes every rank's generators)."""
         self.state["elapsed"] = time.monotonic() - self.start
+        rngs = dist.gather_rngs(self.info, (self.rng.bit_generator.state, torch.get_rng_state()))
+        if self.info.rank != 0:
+            return
         self.checkpointer.save({
             "codec": self.codec.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "detector": self.detector.state(), "rngs": (self.rng.bit_generator.state, torch.get_rng_state()),
-            "state": self.state,
+            "detector": self.detector.state(), "rngs": rngs[0], "rank_rngs": rngs, "world": self.info.world,
+            "state": self.state, "sharpen": self.sharpen.state() if self.sharpen is not None else None,
         })  # fmt: skip
 
 
@@ -329,20 +353,21 @@ def train_pyramid(
     report_every: int = 10,
     recipe: PyramidRecipe = PyramidRecipe(),
     warm_start: dict | None = None,
+    lpips_weights: str | None = None,
 ) -> PyramidTrainResult:
     """Train a pyramid codec on ``images`` ((H, W, 3) uint8) until a stop rule fires.
 
     With a ``checkpointer`` the whole state (weights, optimizer, schedules, random generators) is
     saved every few minutes and a run resumes exactly from it. ``warm_start`` is what the result's
-    summary records about ``recipe.start``.
+    summary records about ``recipe.start``. Under torchrun every rank trains (data parallel, its own
+    crops, :mod:`archiver.codecs.pyramid.distributed`) and all stop at the same step.
     """
     tc = cfg.train
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise InputError("--codec pyramid does not train under torchrun yet: run pack as one process")
-    run = _Run(images, cfg, spec, recipe, checkpointer)
+    run = _Run(images, cfg, spec, recipe, checkpointer, lpips_weights)
     stop_reason, heldout_value = "max_steps", math.nan
     while run.state["step"] < tc.max_steps:
-        elapsed = time.monotonic() - run.start
+        due = checkpointer is not None and run.info.rank == 0 and checkpointer.due()
+        elapsed, save_now = dist.agree_clock(run.info, time.monotonic() - run.start, due, run.device)
         if elapsed >= tc.time_limit:
             stop_reason = "time_limit"
             break
@@ -360,7 +385,7 @@ def train_pyramid(
             if stop:
                 stop_reason = "converged"
                 break
-        if checkpointer is not None and checkpointer.due():
+        if save_now:
             run.save()
     if checkpointer is not None:
         run.save()  # a run resumed with a larger budget continues from here
@@ -369,7 +394,8 @@ def train_pyramid(
     run.codec.eval()
     return PyramidTrainResult(
         run.codec.cpu(), run.state["step"], time.monotonic() - run.start, stop_reason, run.state["loss"],
-        heldout_value, run.state["history"], PYRAMID_CROP, warm_start=warm_start,
+        heldout_value, run.state["history"], PYRAMID_CROP, run.info.rank, run.info.world, warm_start=warm_start,
+        sharpen=run.sharpen.summary() if run.sharpen is not None else None,
     )  # fmt: skip
 
 
@@ -379,14 +405,18 @@ def _coarse_phase(step: int, elapsed: float, tc) -> bool:
     return elapsed < PYRAMID_COARSE_FIRST * tc.time_limit and step < PYRAMID_COARSE_FIRST * tc.max_steps
 
 
-def _check(detector: ConvergenceDetector, heldout: float, state: dict, optimizer, plateau: bool = False) -> bool:
+def _check(detector: ConvergenceDetector, heldout: float, state: dict, optimizer, plateau: bool = False,
+           on_converged: Callable[[], bool] | None = None) -> bool:  # fmt: skip
     """One convergence check (or a ``plateau`` of the held-back PSNR): logs it, drops the learning
-    rate on convergence; True to stop."""
+    rate on convergence (unless ``on_converged()`` says it started the adversarial phase); True to stop."""
     check = detector.check(heldout)
     converged = check.converged or plateau
     state["history"].append({"step": state["step"], "loss": state["loss"], "heldout_psnr": round(heldout, 4),
                              "lr": state["lr"], "converged": converged})  # fmt: skip
     if not converged:
+        return False
+    if on_converged is not None and on_converged():
+        detector.reset()
         return False
     if state["drops_left"] == 0:
         return True

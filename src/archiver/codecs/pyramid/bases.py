@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptArchiveError, MissingBaseError
+from ...errors import CorruptArchiveError, MissingBaseError
+from ...codec.weights import quantize_int8
 
 __all__ = [
     "BASES", "BASE_GRAPHS", "WEIGHTS_DIR", "base_file", "base_graph", "shipped_graph", "load_base", "pyramid_reference",
@@ -45,7 +46,7 @@ __all__ = [
 ]  # fmt: skip
 
 #: Folder of the shipped weights (inside the installed package).
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "model" / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "model" / "weights"
 
 #: Every released base: id → SHA-256 of ``<id>.npz``. Never edit a released entry; add a new id.
 BASES: dict[str, str] = {
@@ -124,21 +125,10 @@ def load_base(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def quantize_int8(array: np.ndarray, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(int8 q, float32 scale per output channel) of a conv weight (out, in, kh, kw); with ``scale``
-    given, that scale is used (a fine-tuned layer coded against its base)."""
-    flat = np.asarray(array, np.float32).reshape(array.shape[0], -1)
-    if scale is None:
-        scale = np.abs(flat).max(axis=1) / 127.0
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    q = np.clip(np.round(flat / scale[:, None]), -127, 127).astype(np.int8)
-    return q.reshape(array.shape), np.asarray(scale, np.float32)
-
-
 def pyramid_reference(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """The arrays a self-contained pyramid archive would store for the base's own weights:
     ``{"decoder": synthesis int8 arrays, "entropy": context.* int32 arrays}``."""
-    from ..codecs.pyramid.net import ContextNet
+    from .net import ContextNet
 
     _, state = load_base(path)
     decoder: dict[str, np.ndarray] = {}

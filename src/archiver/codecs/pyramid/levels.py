@@ -1,0 +1,74 @@
+"""The pyramid's rate–distortion trade-off per ``--quality`` level, and the level nearest a PSNR or
+bpp a user asks for (torch-free)."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["LAMBDAS", "LEVEL_POINTS", "DEFAULT_QUALITY", "REFINE_TIME_FACTOR", "MEASURE_SECONDS_PER_MPX",
+           "WRITE_SECONDS_PER_MPX", "REFINE_SECONDS_PER_MPX_STEP", "quality_for"]  # fmt: skip
+
+#: λ per ``--quality`` level for ``--codec pyramid``: geometric from 0.002 to 0.16 (ratio 1.87), so that
+#: level 8 reaches archival quality (36 dB and more) at 8-minute packs: the pyramid spends far more bits
+#: per λ than the autoencoder (one latent per pixel at full size), and 0.05 gave 33.7 dB after 4
+#: minutes of training on the dataset regime (benchmarks/pyramid_probe.py).
+LAMBDAS: dict[int, float] = {q: round(0.002 * (80 ** ((q - 1) / 7)), 4) for q in range(1, 9)}
+
+#: ``--time-limit`` bounds the whole pack (:mod:`archiver.time_budget`): of the time left once the
+#: reserve for coding and writing (and the denoiser's share) is set aside, refinement gets this
+#: fraction by default and training the rest (0.45). Both stages return about as much per doubling
+#: of their time: fine-tuning from the base gained ~2.5 % loss per doubling of steps, and the
+#: relaxation went from −2.6 % to −6.4 % BD-rate for 3× the steps (~2.4 % per doubling), so an even
+#: split is near the best; refinement gets the larger half because its first search trials are its
+#: best (1.2 dB at 7.6 % fewer bits at q4 over the encoder's latent), because it is the stage a large
+#: collection cuts (400 crops at q8 wanted ~15 minutes: relaxation and search take about 2.3 s per
+#: 128² crop on 2 cores), and because it also inherits whatever training leaves when it converges
+#: early (refinement's budget is what the clock leaves after training). Before the time limit bounded
+#: the pack, the default was 8 minutes of training plus up to 16 of refinement (a factor 2 on top).
+REFINE_TIME_FACTOR = 0.55
+#: Reserve per megapixel (with ``CODING_FIXED_SECONDS`` of :mod:`archiver.time_budget`) for each
+#: image's encoding and its measurement through the ONNX runtime extract uses (the coding loop's
+#: work besides refinement: encoder, padding, runtime decode, the context network's counts), and for
+#: the tables, entropy coding and writing after it. Measured on the 2-core machine, 100 crops of 128²
+#: (1.64 Mpx) with refinement off: the loop took 31.4 s of CPU (19 s/Mpx; 36–47 s/Mpx of wall time
+#: under a load average of 7–9 from other jobs), entropy coding and writing 2.2 s of CPU (1.3 s/Mpx;
+#: 2.9 s/Mpx of wall time under that load); the constants are those CPU seconds over the ~1.6 cores
+#: the loop keeps busy, and the writing's with a margin: the refinement loop measures its own other
+#: work and keeps to its deadline whatever the machine's speed, the writing after it does not.
+MEASURE_SECONDS_PER_MPX = 12.0
+WRITE_SECONDS_PER_MPX = 2.0
+#: Refinement's seconds per megapixel and step (search trial, with its relaxation steps at q5 and
+#: up), pricing the first image before one is measured (:class:`archiver.model.refine.RefineBudget`):
+#: at q6 a 128² crop took 8.2 s of CPU for 30 trials but 2.6 s for 5 and 0.5 s for 1 (16.5 s of CPU
+#: per megapixel-step at 30, 32 at a few: each image's search has a fixed cost), and a first image
+#: priced at 10 s took 3 times its budget under a load average of 7; so the price of a few steps
+#: under load. The price measured on the first image takes over from the second on.
+REFINE_SECONDS_PER_MPX_STEP = 30.0
+
+#: Whole-archive bpp and mean PSNR (dB) of ``--codec pyramid`` per ``--quality`` on the dataset
+#: regime's heldout split (400 crops of 128², 8-minute packs from base pyramid-b3 with the integer
+#: search refinement, relaxed before it at q8: benchmarks/results/rd-dataset-pyramid-b3-relax-heldout-q2-q8.md;
+#: q8 with the search alone was 2.117 / 39.97; with Adam refinement and pyramid-b2 they were 0.413 /
+#: 27.17, 0.898 / 31.36, 2.147 / 38.17); levels between are interpolated (PSNR linearly, bpp
+#: geometrically). ``--target-psnr`` and ``--max-bytes`` without ``--quality`` fine-tune at the level
+#: nearest to what they ask (:func:`quality_for`).
+LEVEL_POINTS: dict[int, tuple[float, float]] = {2: (0.403, 29.01), 4: (0.806, 32.64), 8: (2.096, 40.19)}
+
+#: ``--quality`` when none is given: where people keep photos, 35–37 dB mean PSNR. The heldout album
+#: measured 32.22 dB at q4 and 39.71 dB at q8 (the dataset regime 32.64 and 40.19, :data:`LEVEL_POINTS`),
+#: so q6 lands near 36 dB by interpolation (the dataset's curve: 36.4 dB).
+DEFAULT_QUALITY = 6
+
+
+def quality_for(target_psnr: float = 0.0, bpp: float = 0.0) -> int:
+    """The ``--quality`` whose mean PSNR (or log bpp) interpolated from :data:`LEVEL_POINTS`
+    is nearest ``target_psnr`` (or ``bpp``); beyond the measured levels, the nearest measured one."""
+    import numpy as np
+
+    known = sorted(LEVEL_POINTS)
+    if target_psnr:
+        values, want = [LEVEL_POINTS[q][1] for q in known], target_psnr
+    else:
+        values, want = [math.log(LEVEL_POINTS[q][0]) for q in known], math.log(max(bpp, 1e-6))
+    distance = np.abs(np.interp(np.arange(1, 9), known, values) - want)
+    return 8 - int(np.argmin(distance[::-1]))  # ties (below the lowest measured level): the higher
