@@ -64,7 +64,9 @@ def test_refine_budget_keeps_its_deadline():
     late = RefineBudget(30, 100.0, 1000, deadline=now - 1)
     assert late.steps_for(500) == 0 and late.stop_time() <= time.monotonic()
     priced = RefineBudget(30, 10.0, 1000, cost=1e-3)  # 1 ms per pixel-step: 10 s buys 10 steps of 1000 px
-    assert priced.steps_for(500) == 10
+    assert priced.steps_for(500) == 20  # the first image, priced before any is measured: up to twice its share
+    capped = RefineBudget(30, 100.0, 1000, cost=1e-3, deadline=time.monotonic() + 10.1)
+    assert capped.steps_for(250) == 20 and capped.stop_time() <= time.monotonic() + 5.06  # twice its share: ~5 s
     assert RefineBudget(30, 100.0, 1000).steps_for(500) == 30  # no price, no deadline: the first measures
 
 

@@ -233,7 +233,7 @@ def append(
     archive: Path = typer.Argument(..., help="Archive to add to (rewritten in place, atomically)."),
     source: Path = typer.Argument(..., help="Folder whose files are added at the archive's root."),
     steps: Optional[int] = typer.Option(
-        None, "--steps", help="Latent steps per new image (default 30 from a stored encoder, 300 from a shipped start (100 for a pyramid base), else 300 of search)."
+        None, "--steps", help="Latent steps per new image (default 30 from a stored encoder, 100–300 from a shipped start, depending on the codec, else 300 of search)."
     ),
     strict: bool = typer.Option(False, "--strict", help="Refuse images that would be stored as is."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),

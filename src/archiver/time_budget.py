@@ -130,7 +130,7 @@ class TimeBudget:
                 self.cut.append(f"--refine-time: {seconds:.0f} s of the {self.refine_time:.0f} s asked "
                                 "(what the time limit leaves after training)")  # fmt: skip
             seconds = min(seconds, self.refine_time)
-        self.refine = seconds
+        self.refine = seconds if max_steps > 0 else 0.0
         return RefineBudget(max_steps, seconds, pixels, cost=self.refine_cost, deadline=end)
 
     def denoiser_seconds(self) -> float:

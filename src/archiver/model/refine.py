@@ -260,12 +260,18 @@ class RefineBudget:
     that fits gets ``max_steps`` everywhere; a huge one gets fewer steps, spread evenly, instead of
     making pack take many times its training time.
 
-    ``cost`` (seconds per pixel-step, None: unknown) prices the first image before any is measured;
-    without it the first image gets ``max_steps``. ``deadline`` (``time.monotonic()``, None: none) is
-    when the loop over the collection must end, the work between refinements included: the time
-    left is then also at most the deadline less what that other work has cost per pixel so far,
-    times the pixels left (pack's ``--time-limit``, :mod:`archiver.time_budget`).
+    ``cost`` (seconds per pixel-step, None: unknown) prices the first image before any is measured,
+    within :data:`SHARE_CAP` times its pixel share of the time; without it the first image gets
+    ``max_steps``. ``deadline`` (``time.monotonic()``, None: none) is when the loop over the
+    collection must end, the work between refinements included: the time left is then also at most
+    the deadline less what that other work has cost per pixel so far, times the pixels left (pack's
+    ``--time-limit``, :mod:`archiver.time_budget`), and each image stops refining (:meth:`stop_time`)
+    once it has taken :data:`SHARE_CAP` times its share; one stopped so counts half its steps, so
+    that the next ones are priced higher.
     """
+
+    #: How many times its pixel share of the time left an image may take, with a deadline.
+    SHARE_CAP = 2.0
 
     def __init__(self, max_steps: int, seconds: float, pixels: int, *, cost: float | None = None,
                  deadline: float | None = None) -> None:  # fmt: skip
@@ -294,23 +300,26 @@ class RefineBudget:
     def steps_for(self, pixels: int) -> int:
         """Steps for the next image of ``pixels`` pixels."""
         left = self.time_left()
-        self._stop = time.monotonic() + max(left, 0.0) if self.deadline is not None else None
-        cost = self.spent / self.pixel_steps if self.pixel_steps else self.cost  # seconds per pixel-step
+        share = max(left, 0.0) * min(1.0, self.SHARE_CAP * pixels / max(self.pixels_left, 1))
+        self._stop = time.monotonic() + share if self.deadline is not None else None
         if self.max_steps <= 0 or left <= 0:
             steps = 0
-        elif cost is None:
-            steps = self.max_steps  # the first image measures the cost
+        elif self.pixel_steps:  # seconds per pixel-step, measured
+            steps = math.floor(left / (self.spent / self.pixel_steps * max(self.pixels_left, 1)))
+        elif self.cost is not None:  # priced before any is measured
+            steps = math.floor(share / (self.cost * max(pixels, 1)))
         else:
-            steps = min(self.max_steps, math.floor(left / (cost * max(self.pixels_left, 1))))
-        self.steps_given.append(steps)
-        return steps
+            steps = self.max_steps  # the first image measures the cost
+        self.steps_given.append(min(steps, self.max_steps))
+        return self.steps_given[-1]
 
     def done(self, pixels: int, steps: int, seconds: float) -> None:
         """Record an image's refinement: ``seconds`` it took for ``steps`` steps over ``pixels`` pixels."""
+        stopped = self._stop is not None and time.monotonic() >= self._stop
         self.pixels_left -= pixels
         if steps > 0:
             self.spent += seconds
-            self.pixel_steps += pixels * steps
+            self.pixel_steps += pixels * steps * (0.5 if stopped else 1)
 
     def summary(self) -> dict:
         """JSON-able: the cap, the budget (s), seconds spent and the steps images got."""

@@ -2,13 +2,13 @@
 context network, unchanged (stored whole or as their difference from a base codec, as they were).
 
 An archive packed ``--appendable`` stores its own encoder (:mod:`archiver.codecs.pyramid.appendable`):
-a new image's grids start from it and are refined for its ``ENCODER_STEPS``. Otherwise, when its
+a new image's grids start from it and are refined for its ``ENCODER_STEPS`` steps through the
+archive's int8 synthesis, with the archive's context network as the rate. Otherwise, when its
 training started from a base codec this archiver ships (same SHA-256 as ``training.warm_start``),
-a new image's grids start from that base's encoder and are refined for :data:`BASE_ENCODER_STEPS` steps through the archive's int8 synthesis, with the
-archive's context network as the rate; otherwise they are searched from zero for
-:data:`SEARCH_STEPS` steps. The residual tables are then counted again over the old images' latents
-and the new ones, and every group is range-coded with them: the old images' latents, and so their
-pixels, do not change, and no new residual can fall outside a table.
+they start from that base's encoder and are refined for :data:`BASE_ENCODER_STEPS` steps; else they
+are searched from zero for :data:`SEARCH_STEPS` steps. The residual tables are then counted again
+over the old images' latents and the new ones, and every group is range-coded with them: the old
+images' latents, and so their pixels, do not change, and no new residual can fall outside a table.
 """
 
 from __future__ import annotations

@@ -40,10 +40,12 @@ WRITE_SECONDS_PER_MPX = 2.0
 #: Refinement's seconds per megapixel and step (search trial, with its relaxation steps at q5 and
 #: up), pricing the first image before one is measured (:class:`archiver.model.refine.RefineBudget`):
 #: at q6 a 128² crop took 8.2 s of CPU for 30 trials but 2.6 s for 5 and 0.5 s for 1 (16.5 s of CPU
-#: per megapixel-step at 30, 32 at a few: each image's search has a fixed cost), and a first image
-#: priced at 10 s took 3 times its budget under a load average of 7; so the price of a few steps
-#: under load. The price measured on the first image takes over from the second on.
-REFINE_SECONDS_PER_MPX_STEP = 30.0
+#: per megapixel-step at 30, 32 at a few: each image's search has a fixed cost), some 10–20 s of
+#: wall time on 2 idle cores. Priced at 30, the demo's first image got 5 of 30 steps and the pack
+#: left 40 % of its limit unused; priced at 10 under a load average of 7, a first image took 3 times
+#: its time. So 15, with each image stopped at twice its share of the time left; the price measured
+#: on the first image takes over from the second on.
+REFINE_SECONDS_PER_MPX_STEP = 15.0
 
 #: Whole-archive bpp and mean PSNR (dB) of ``--codec pyramid`` per ``--quality`` on the dataset
 #: regime's heldout split (400 crops of 128², 8-minute packs from base pyramid-b3 with the integer

@@ -95,7 +95,7 @@ def test_append_to_a_pyramid_archive(packed, tmp_path):
     assert info["codec"] == json.loads(run("info", packed_archive, "--json").output)["codec"]
 
 
-PYRAMID_GOLDEN = Path(__file__).resolve().parent / "golden" / "v3-pyramid-mixed.nca"
+PYRAMID_GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "v3-pyramid-mixed.nca"
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

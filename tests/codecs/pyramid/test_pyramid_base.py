@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from archiver.codec import bases
+from archiver.codecs.pyramid import bases
 from archiver.codecs.pyramid.plan import PYRAMID_PRESETS
 from archiver.codecs.pyramid.model import PyramidCodec
 from archiver.codecs.pyramid.base import save_pyramid_base

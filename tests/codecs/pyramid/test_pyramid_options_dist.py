@@ -37,6 +37,8 @@ def test_torchrun_two_processes_pack_a_pyramid_archive(tmp_path):
            *_pack_cmd(src, out, "--max-steps", "30", "--refine", "3")[1:]]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**ENV, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("images coded") == 1  # rank 0 alone codes, writes and reports
+    assert "trained by 2 processes" in proc.stdout
     info = archive_info(out)
     assert info["images"] == 3 and info["steps"] == 30 and info["processes"] == 2
     assert info["codec"]["name"] == "pyramid"
@@ -135,7 +137,8 @@ def test_resume_after_a_kill_gives_the_uninterrupted_model(tmp_path):
     assert not out.exists()
     step = torch.load(ckpt, weights_only=False)["state"]["step"]
     assert 12 <= step < 40
-    resumed = subprocess.run(_pack_cmd(src, out, *extra, "--resume"), timeout=300, env=ENV, capture_output=True, text=True)
+    resumed = subprocess.run(_pack_cmd(src, out, *extra, "--resume"), timeout=300, env=ENV, capture_output=True,
+                             text=True)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     with ArchiveReader(whole) as a, ArchiveReader(out) as b:
         assert b.training["steps"] == a.training["steps"] == 40

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.codec import bases
+from archiver.codecs.pyramid import bases
 from archiver.codecs.pyramid.bases import BASES, base_file, from_delta, pyramid_reference, to_delta
 from archiver.codecs.pyramid.plan import PYRAMID_PRESETS, PyramidSpec
 from archiver.errors import CorruptArchiveError, MissingBaseError
@@ -35,7 +35,7 @@ PINNED_GRAPHS = {
     "pyramid-b3": "4bc469530c9f61776c8ea94b7291b85941d16ef5654e1cd59f9a02b73a14224d",
 }
 
-FORMAT = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
+FORMAT = Path(__file__).resolve().parents[3] / "docs" / "FORMAT.md"
 
 
 def test_released_bases_are_pinned_and_documented():
