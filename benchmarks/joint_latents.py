@@ -67,7 +67,7 @@ from archiver.codecs.pyramid.train import (  # noqa: E402
     PYRAMID_BATCH, PYRAMID_CROP, PYRAMID_FINETUNE_LR, context_net, int8_synthesis, optimizer_step, pack_torch,
     synthesis_arrays, unpack_torch,
 )
-from archiver.codecs.autoencoder.training import CropSampler  # noqa: E402
+from archiver.model.crops import CropSampler  # noqa: E402
 from benchmarks.refine_headroom import decoded_mse  # noqa: E402
 from benchmarks.regimes import build_regime  # noqa: E402
 

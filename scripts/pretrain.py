@@ -162,7 +162,7 @@ def pretrain_pyramid(args: argparse.Namespace, argv: list[str] | None) -> int:
     from archiver.model.checkpoint import Checkpointer
     from archiver.codecs.pyramid.base import save_pyramid_base
     from archiver.codecs.pyramid.train import PYRAMID_CROP, PyramidRecipe, train_pyramid
-    from archiver.codecs.autoencoder.training import CropSampler, resolve_device
+    from archiver.model.crops import CropSampler, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,7 +229,7 @@ def initial_state(path: Path, spec, pool: list[np.ndarray], qualities: tuple[int
     from archiver.codecs.pyramid.bases import load_base
     from archiver.codecs.pyramid.model import PyramidCodec, laplace_bits
     from archiver.codecs.pyramid.train import PYRAMID_CROP
-    from archiver.codecs.autoencoder.training import CropSampler
+    from archiver.model.crops import CropSampler
 
     codec = PyramidCodec(spec, qualities=len(qualities))
     own = codec.state_dict()

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from archiver.codecs.pyramid.model import PyramidCodec
     from archiver.codecs.pyramid.base import save_pyramid_base
     from archiver.codecs.pyramid.train import evaluate_levels, optimizer_step
-    from archiver.codecs.autoencoder.training import CropSampler, resolve_device
+    from archiver.model.crops import CropSampler, resolve_device
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--init", type=Path, required=True, help="the base file (.npz) to start from")

@@ -27,7 +27,7 @@ def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("append")
     src = write_images(root / "src", 4, 64, 48, seed=1)
     archive = root / "a.nca"
-    result = runner.invoke(app, ["pack", str(src), "-o", str(archive), "--max-steps", "400", "--quality", "6", "--quiet"])
+    result = runner.invoke(app, ["pack", str(src), "-o", str(archive), "--max-steps", "400", "--quality", "6", "--codec", "autoencoder", "--quiet"])
     assert result.exit_code == 0, result.output
     return root, archive
 
@@ -135,7 +135,7 @@ def appendable(base):
     root, _ = base
     archive = root / "appendable.nca"
     result = runner.invoke(app, ["pack", str(root / "src"), "-o", str(archive), "--max-steps", "400", "--quality", "6",
-                                 "--quiet", "--appendable"])  # fmt: skip
+                                 "--codec", "autoencoder", "--quiet", "--appendable"])  # fmt: skip
     assert result.exit_code == 0, result.output
     return root, archive
 
@@ -183,7 +183,7 @@ def test_steps_zero_needs_an_encoder(base, tmp_path):
     _, packed = base
     archive = tmp_path / "a.nca"
     src = write_images(tmp_path / "src", 2, 32, 32, seed=3)
-    result = runner.invoke(app, ["pack", str(src), "-o", str(archive), "--max-steps", "20", "--no-warm-start", "--quiet"])
+    result = runner.invoke(app, ["pack", str(src), "-o", str(archive), "--max-steps", "20", "--no-warm-start", "--codec", "autoencoder", "--quiet"])
     assert result.exit_code == 0, result.output
     with pytest.raises(InputError, match=r"a\.nca: --steps 0 needs an encoder to start from \(pack --appendable, or a "
                                          r"warm start this archiver ships\); this archive has none"):  # fmt: skip

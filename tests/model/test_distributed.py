@@ -31,7 +31,7 @@ def test_torchrun_two_processes(tmp_path):
 
 def _torchrun(src, out, *extra, timeout=300):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "archiver", "pack", str(src), "-o", str(out), "--max-steps", "150", "--quiet", *extra]  # fmt: skip
+           "-m", "archiver", "pack", str(src), "-o", str(out), "--max-steps", "150", "--codec", "autoencoder", "--quiet", *extra]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # fmt: skip

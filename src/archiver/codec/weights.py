@@ -11,7 +11,7 @@ __all__ = ["pack_arrays", "unpack_arrays", "quantize_int8", "ALLOWED_DTYPES"]
 
 #: dtypes a weight blob may hold (little-endian on disk): int8/float32 for networks, int32/uint8 for
 #: a fixed-point context network and quantized table counts (format version 3);
-#: int16 for int8 weights stored as their difference from a base codec (codecs.pyramid.bases).
+#: int16 for int8 weights stored as their difference from a base codec (a codec's shipped base).
 ALLOWED_DTYPES = ("int8", "float32", "int32", "uint8", "int16")
 
 

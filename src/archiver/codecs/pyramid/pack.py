@@ -128,7 +128,7 @@ def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | N
     """The int8 synthesis (with the base's scales when stored as a difference; steps times ``gain``),
     its graph and the codec description into ``out``; returns the synthesis arrays (whole)."""
     from .bases import shipped_graph
-    from ..autoencoder.training import resolve_device
+    from ...model.crops import resolve_device
     from ...runtime.graph import graph_only
     from .graph import build_pyramid_graph
 

@@ -16,20 +16,18 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ...codec.weights import quantize_int8
 from . import distributed as dist
-from .net import ContextNet
 from .plan import PyramidSpec
 from ...config import PackConfig
 from .levels import LAMBDAS as PYRAMID_LAMBDAS
 from ...model.checkpoint import Checkpointer
 from ...model.convergence import ConvergenceDetector
-from ...model.int8 import load_quantized, quantize_weights
-from .model import PyramidCodec, PyramidSynthesis
+from .model import PyramidCodec
+from .export import PackedSynthesis, context_net, int8_synthesis, pack_torch, synthesis_arrays, unpack_torch  # noqa: F401  (re-exported)
 from .sharpen import make_sharpen
-from ..autoencoder.training import CropSampler, TrainProgress, resolve_device
+from ...model.crops import CropSampler, TrainProgress, resolve_device
 
 __all__ = ["PyramidRecipe", "PyramidTrainResult", "train_pyramid", "evaluate_levels", "optimizer_step", "PackedSynthesis", "synthesis_arrays", "context_net"]
 
@@ -140,51 +138,6 @@ class PyramidTrainResult:
             "final_loss": self.final_loss, "heldout_psnr": self.heldout_psnr, "history": self.history,
             "crop": self.crop, "processes": self.world, "warm_start": self.warm_start, **(self.sharpen or {}),
         }  # fmt: skip
-
-
-def unpack_torch(spec: PyramidSpec, packed: torch.Tensor) -> list[torch.Tensor]:
-    """(N, packed_channels, h, w) → the grids, as :func:`archiver.codecs.pyramid.plan.unpack_grids`
-    (pixel_shuffle is DepthToSpace in DCR order)."""
-    grids = []
-    for c, (first, side) in zip(spec.channels, spec.blocks()):
-        block = packed[:, first : first + c * side * side]
-        grids.append(F.pixel_shuffle(block, side) if side > 1 else block)
-    return grids
-
-
-def pack_torch(spec: PyramidSpec, grids: list[torch.Tensor]) -> torch.Tensor:
-    """Inverse of :func:`unpack_torch`."""
-    return torch.cat([F.pixel_unshuffle(g, side) if side > 1 else g for g, (_, side) in zip(grids, spec.blocks())], 1)
-
-
-class PackedSynthesis(nn.Module):
-    """Packed integer latent (as float) → RGB, the same computation as the ONNX graph."""
-
-    def __init__(self, spec: PyramidSpec, synthesis: PyramidSynthesis, steps: torch.Tensor) -> None:
-        super().__init__()
-        self.spec, self.synthesis = spec, synthesis
-        self.register_buffer("steps", steps)
-
-    def forward(self, packed: torch.Tensor) -> torch.Tensor:
-        grids = unpack_torch(self.spec, packed)
-        return self.synthesis([g * self.steps[i] for i, g in enumerate(grids)])
-
-
-def synthesis_arrays(codec: PyramidCodec, quality: int, scales: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The synthesis' int8 weights (with the given per-channel ``scales``: a base's) and
-    ``quant.steps`` (float32 (L,)): what ``/model/decoder`` stores (or its difference from a base)."""
-    arrays = quantize_weights(codec.synthesis, scales)
-    arrays["quant.steps"] = codec.steps(quality).detach().cpu().numpy().astype(np.float32)
-    return arrays
-
-
-def context_net(codec: PyramidCodec) -> ContextNet:
-    """The context model's weights in fixed point (what the coder runs)."""
-    phases = []
-    for mlp in codec.context.mlps:
-        linears = [m for m in mlp if isinstance(m, nn.Linear)]
-        phases.append([(m.weight.detach().cpu().double().numpy(), m.bias.detach().cpu().double().numpy()) for m in linears])
-    return ContextNet.from_float(phases)
 
 
 def evaluate_levels(codec: PyramidCodec, batch: torch.Tensor, qualities) -> list[dict]:
@@ -426,10 +379,3 @@ def _check(detector: ConvergenceDetector, heldout: float, state: dict, optimizer
         group["lr"] = state["lr"]
     detector.reset()
     return False
-
-
-def int8_synthesis(codec: PyramidCodec, arrays: dict[str, np.ndarray]) -> PackedSynthesis:
-    """The packed synthesis with the int8 weights and steps of ``arrays`` (a new module; ``codec`` is
-    unchanged)."""
-    synthesis = load_quantized(PyramidSynthesis(codec.spec), {k: v for k, v in arrays.items() if k != "quant.steps"})
-    return PackedSynthesis(codec.spec, synthesis, torch.from_numpy(arrays["quant.steps"].copy())).eval()
