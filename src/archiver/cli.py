@@ -265,7 +265,7 @@ def extract(
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
     image_format: Optional[str] = typer.Option(None, "--format", help="Write images as this format (png)."),
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto, cpu, cuda, dml, coreml, qnn, openvino, …"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: the codec's choice; all cores, or all but the one the entropy decoding keeps busy)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images of equal coded size decoded per runtime call."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Skip damaged entries (exit 1) instead of stopping."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -327,7 +327,7 @@ def bench(
             )  # fmt: skip
     out.print((output / f"{REPORT_STEM}.md").read_text(), markup=False, highlight=False)
     out.print(f"report: {output / (REPORT_STEM + '.md')}, {output / (REPORT_STEM + '.json')}, "
-              f"{output / (REPORT_STEM + '.png')}")  # fmt: skip
+              f"{output / (REPORT_STEM + '.png')}, {output / 'look.png'}")  # fmt: skip
 
 
 @app.command("list")

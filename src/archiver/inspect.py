@@ -134,6 +134,10 @@ def archive_info(path: Path) -> dict:
             # how --time-limit was split (limit_s, train_s, refine_s, reserve_s, denoiser_s) and what it cut
             "time_budget": training.get("time_budget"),
             "perceptual": training.get("perceptual"),  # --perceptual's term (kind, weight, last distance)
+            "refine": training.get("refine"),  # per-image latent refinement: steps, seconds
+            "target": training.get("target"),  # --target-psnr: what the search did, images below it
+            "budget": training.get("budget"),  # --max-bytes: the gain found, the rest assumed, trials
+            "appends": training.get("appends", []),  # one record per append
             "appendable": bool(reader.config.get("appendable", False)),
             # S<s>K<k> context tables (see archiver.codec.context), or "channel" (version 1)
             "entropy_model": (training.get("entropy_model") or {}).get("chosen", "channel"),

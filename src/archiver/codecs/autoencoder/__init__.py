@@ -32,7 +32,11 @@ def read_side(reader, desc):
 
 
 def check_options(cfg) -> None:
-    """Every pack option works with this codec."""
+    """Refuse, before any work, what this codec does not have."""
+    from ...errors import InputError
+
+    if cfg.self_contained:
+        raise InputError("--self-contained is not an option of --codec autoencoder: it always stores its whole model")
 
 
 def resolve(cfg, pixels: int):

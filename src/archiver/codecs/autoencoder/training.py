@@ -19,7 +19,8 @@ from ...model.adversarial import AdversarialPhase, last_layer_weight
 from .model import Autoencoder
 from ...model.checkpoint import Checkpointer
 from ...model.convergence import ConvergenceDetector
-from ...model.distributed import RateDistortion, agree, all_gather, init_distributed
+from ...model.distributed import agree, all_gather, init_distributed
+from .loss import RateDistortion
 from ...model.perceptual import make_perceptual
 from ...model.prior import ChannelPrior
 from .warmstart import find_warm_start

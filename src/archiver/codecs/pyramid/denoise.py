@@ -4,8 +4,8 @@ for its bytes (:func:`archiver.postfilter.fit_postfilter`, the autoencoder's sta
 applies a stored post-filter whatever the codec (:class:`archiver.decode.ArchiveDecoder`), so a
 kept one replaces every image's measured PSNR and pixel CRC, as the autoencoder's does.
 
-Its training time is ``cfg.train.denoiser_time`` (0: a fifth of the time limit), the autoencoder's
-share. The images are decoded from the spool twice (once for the training pairs, once for the
+Its training time is ``cfg.train.denoiser_time``, or the denoiser's share of ``--time-limit``
+(:meth:`archiver.time_budget.TimeBudget.denoiser_seconds`). The images are decoded from the spool twice (once for the training pairs, once for the
 verdict): memory holds the pairs' pool, never the collection's pixels.
 """
 

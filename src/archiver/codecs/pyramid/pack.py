@@ -31,6 +31,8 @@ __all__ = ["check_pyramid_options", "code_images_pyramid"]
 def check_pyramid_options(cfg: PackConfig) -> None:
     """Refuse option combinations the pyramid codec cannot honour (before any work)."""
     tc = cfg.train
+    if cfg.model_size not in ("auto", "custom"):
+        raise InputError(f"--model-size {cfg.model_size} is not an option of --codec pyramid: its size is its base's")
     if tc.denoiser and (cfg.target_psnr or cfg.max_bytes):
         rate = "--target-psnr" if cfg.target_psnr else "--max-bytes"
         raise InputError(f"--denoiser cannot be combined with {rate} (--codec pyramid): the rate search "
