@@ -11,7 +11,7 @@ from archiver.codecs.pyramid.read import PyramidReadSide
 from archiver.container.reader import ArchiveReader
 from archiver.errors import CorruptArchiveError
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 class FakeReader:
