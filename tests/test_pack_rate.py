@@ -101,6 +101,85 @@ def test_max_bytes_lands_just_under_the_budget(tmp_path, budget):
     assert not list(tmp_path.glob(".b.nca*"))  # no scratch archive, no resume folder
 
 
+def _photo_crops(folder: Path, count: int, side: int) -> Path:
+    """Centre crops of the first heldout development photos (the test skips where they are absent)."""
+    from PIL import Image
+
+    from benchmarks.regimes import DEFAULT_SRC_DIR, list_sources
+
+    if not DEFAULT_SRC_DIR.is_dir():
+        pytest.skip(f"no development photos in {DEFAULT_SRC_DIR}")
+    folder.mkdir()
+    for n, path in enumerate(list_sources(DEFAULT_SRC_DIR, "heldout")[:count]):
+        with Image.open(path) as im:
+            left, top = (im.width - side) // 2, (im.height - side) // 2
+            im.convert("RGB").crop((left, top, left + side, top + side)).save(folder / f"{n}.png")
+    return folder
+
+
+def test_max_bytes_lands_within_the_slack_on_photos(tmp_path):
+    # Photos, unlike the smooth test images: a refined latent is integers times its gain, so a new
+    # gain for all moved the bytes in steps of several percent and this pack landed at 95.0 % of the
+    # budget (issue 33). Coded at the gain it was refined at, it is 2.5 % under (its 5 ICC profiles,
+    # two thirds of the archive, guessed right); nudged images fill that, or the training summary
+    # says why they could not.
+    from archiver.codecs.pyramid.budget import SHORT_REASONS
+    from archiver.container.reader import ArchiveReader
+
+    src = _photo_crops(tmp_path / "src", 12, 64)
+    out, budget = tmp_path / "b.nca", 14_000
+    run("pack", src, "-o", out, "--max-bytes", str(budget), *FAST)
+    size = out.stat().st_size
+    with ArchiveReader(out) as r:
+        summary = r.training["budget"]
+    assert size <= budget
+    assert size >= (1 - BUDGET_SLACK) * budget or summary["short"] in SHORT_REASONS.values(), (size, summary)
+    assert summary["finer"] + summary["coarser"] > 0
+    run("verify", out, "--decode")  # the nudged images' gain codes decode as pack measured them
+
+
+def test_merged_counts_are_the_collections():
+    from archiver.codecs.pyramid.coder import HistogramCounter
+    from archiver.codecs.pyramid.rate import merge_counters
+
+    rng = np.random.default_rng(3)
+    parts = [(rng.integers(0, 4, 50), rng.integers(-5 - k, 3 + 2 * k, 50)) for k in range(4)]
+    whole, each = HistogramCounter(), []
+    for bucket, residual in parts:
+        whole.add(bucket, residual)
+        each.append(HistogramCounter())
+        each[-1].add(bucket, residual)
+    merged = merge_counters(each)
+    assert merged.lows == whole.lows and all(np.array_equal(merged.hist[k], whole.hist[k]) for k in whole.hist)
+    assert merged.ideal_bits(merged.tables()) == whole.ideal_bits(whole.tables())
+
+
+def test_an_archive_left_under_the_budget_says_why(tmp_path):
+    from archiver.codecs.pyramid.budget import SHORT_REASONS, write_within_budget
+
+    class Nudges:  # what code_for_budget leaves in CodedImages.refit: nothing more to change
+        stopped, calls = "granularity", 0
+
+        def __call__(self, rest):
+            self.calls += 1
+            return False
+
+    class Coded:
+        training, predicted_bytes, refit = {"budget": {}}, 9_000, Nudges()
+
+    sizes = iter([9_500, 9_540])  # 5 % under the budget, then with the reason in the summary
+
+    def write(path):
+        size = next(sizes)
+        path.write_bytes(b"x" * size)
+        return size
+
+    coded, out = Coded(), tmp_path / "x.nca"
+    assert write_within_budget(write, coded, 10_000, out) == 9_540 == out.stat().st_size
+    assert coded.refit.calls == 1  # no further writes once nudging has nothing left to change
+    assert coded.training["budget"]["short"] == SHORT_REASONS["granularity"]
+
+
 def test_impossible_budget_fails_before_training(tmp_path):
     src = write_images(tmp_path / "src", 2, 32, 32)
     out = tmp_path / "b.nca"

@@ -92,3 +92,7 @@ def _print_rate(out, t: dict) -> None:
     if "budget" in t:
         b = t["budget"]
         out.print(f"  budget {b['max_bytes']:,} bytes: steps × 2^{b['log2_gain']:+.3f}, fitted in {b['trials']} trials")
+        if b.get("finer") or b.get("coarser"):
+            out.print(f"    {b.get('finer', 0)} images nudged finer, {b.get('coarser', 0)} coarser")
+        if b.get("short"):
+            out.print(f"    more than 1 % under the budget: {b['short']}")
