@@ -42,13 +42,15 @@ def fit_postfilter(
     decoded: Callable[[], Iterable[tuple[np.ndarray, SourceImage]]],
     psnrs: list[float],
     coded_bytes: int,
+    pass_seconds: float | None = None,
 ) -> PostFilter:
     """Train the denoiser on (reconstruction, original) ``pairs`` (whole images or tiles) and measure
     it through ONNX Runtime on every image ``decoded()`` yields (reconstruction, source), in the order
     of ``psnrs`` (their PSNR without it).
 
     ``coded_bytes`` is what the images cost without it (model + latents): its own bytes are priced
-    against that by :func:`archiver.model.denoiser.worth_keeping`.
+    against that by :func:`archiver.model.denoiser.worth_keeping`. ``pass_seconds``: what the pass that
+    decoded the training pairs took, when the caller made one (it prices the verdict's pass).
     """
     from .model.denoiser import DenoiserConfig, train_denoiser, worth_keeping
     from .model.int8 import quantize_weights
@@ -57,7 +59,7 @@ def fit_postfilter(
     from .runtime.session import OnnxDenoiser
 
     dcfg = DenoiserConfig()
-    budget = current(cfg).denoiser_seconds()  # its share of --time-limit (archiver.time_budget)
+    budget = current(cfg).denoiser_seconds(pass_seconds)  # its share of --time-limit (archiver.time_budget)
     net, steps, reason = train_denoiser(pairs, budget, cfg.train.seed, dcfg)
     arrays = quantize_weights(net)
     blob, manifest = pack_arrays(arrays, cfg.zstd_level)

@@ -55,6 +55,10 @@ WORK_MIN_SHARE = 0.2
 #: training pairs, one decode and filter for its verdict.
 DENOISER_PASSES = 2.5
 
+#: The denoiser's verdict pass (decode, filter, measure) in units of the pass that decoded its
+#: training pairs (decode, measure): the filter is a second network over the same pixels.
+VERDICT_PASSES = 1.5
+
 _RUNNING: ContextVar["TimeBudget | None"] = ContextVar("archiver_time_budget", default=None)
 
 
@@ -124,21 +128,31 @@ class TimeBudget:
         from .model.refine import RefineBudget
 
         end = self.deadline - self.denoiser - self.write
-        seconds = max(end - time.monotonic() - self.measure, 0.0)
+        planned = max(end - time.monotonic() - self.measure, 0.0)
+        # Without --refine-time the deadline binds, not the plan: the loop measures its own other work
+        # (its first image is priced with the reserve's estimate), so refinement takes whatever that
+        # work leaves. On 400 crops at a 4-minute limit the estimate, made under load, was 94 s and
+        # the loop's other work took about 28 s on the quiet machine: 70 s of the limit went unused.
+        seconds = max(end - time.monotonic(), 0.0)
         if self.refine_time and max_steps > 0:
-            if self.refine_time > seconds + 0.5:
-                self.cut.append(f"--refine-time: {seconds:.0f} s of the {self.refine_time:.0f} s asked "
+            if self.refine_time > planned + 0.5:
+                self.cut.append(f"--refine-time: {planned:.0f} s of the {self.refine_time:.0f} s asked "
                                 "(what the time limit leaves after training)")  # fmt: skip
-            seconds = min(seconds, self.refine_time)
-        self.refine = seconds if max_steps > 0 else 0.0
-        return RefineBudget(max_steps, seconds, pixels, cost=self.refine_cost, deadline=end)
+            seconds = min(planned, self.refine_time)
+        self.refine = min(seconds, planned) if max_steps > 0 else 0.0
+        return RefineBudget(max_steps, seconds, pixels, cost=self.refine_cost, deadline=end, other=self.measure)
 
-    def denoiser_seconds(self) -> float:
-        """The denoiser's training time from now: its share less its passes over the collection (or
-        ``denoiser_time``), within what the clock leaves before writing."""
-        verdict = (DENOISER_PASSES - 1) * self.measure
+    def denoiser_seconds(self, pass_seconds: float | None = None) -> float:
+        """The denoiser's training time from now: what the clock leaves before its verdict pass and
+        writing (at most ``denoiser_time`` when given). ``pass_seconds``: what the caller's pass over
+        the collection for the training pairs took, which prices the verdict pass (it decodes again
+        and runs the filter: :data:`VERDICT_PASSES` of it); None: the reserve's estimate."""
+        if pass_seconds is not None:
+            verdict = VERDICT_PASSES * pass_seconds
+        else:
+            verdict = (DENOISER_PASSES - 1) * self.measure
         left = max(self.remaining() - self.write - verdict, 0.0)
-        wanted = self.denoiser_time or max(self.denoiser - DENOISER_PASSES * self.measure, 0.0)
+        wanted = self.denoiser_time or left
         if wanted > left + 0.5:
             self.cut.append(f"denoiser: trained {left:.0f} s of {wanted:.0f} s (what the time limit leaves)")
         return min(wanted, left)

@@ -264,7 +264,8 @@ class RefineBudget:
     within :data:`SHARE_CAP` times its pixel share of the time; without it the first image gets
     ``max_steps``. ``deadline`` (``time.monotonic()``, None: none) is when the loop over the
     collection must end, the work between refinements included: the time left is then also at most
-    the deadline less what that other work has cost per pixel so far, times the pixels left (pack's
+    the deadline less what that other work has cost per pixel so far, times the pixels left (before
+    any image is done: ``other`` seconds, the caller's estimate for the whole collection; pack's
     ``--time-limit``, :mod:`archiver.time_budget`), and each image stops refining (:meth:`stop_time`)
     once it has taken :data:`SHARE_CAP` times its share; one stopped so counts half its steps, so
     that the next ones are priced higher.
@@ -274,13 +275,13 @@ class RefineBudget:
     SHARE_CAP = 2.0
 
     def __init__(self, max_steps: int, seconds: float, pixels: int, *, cost: float | None = None,
-                 deadline: float | None = None) -> None:  # fmt: skip
+                 deadline: float | None = None, other: float = 0.0) -> None:  # fmt: skip
         self.max_steps, self.seconds, self.pixels_left = max_steps, seconds, pixels
         self.pixels = pixels
         self.spent = 0.0  # seconds
         self.pixel_steps = 0  # pixels × steps refined so far
         self.steps_given: list[int] = []
-        self.cost, self.deadline, self.started = cost, deadline, time.monotonic()
+        self.cost, self.deadline, self.started, self.other = cost, deadline, time.monotonic(), other
         self._stop: float | None = None
 
     def time_left(self) -> float:
@@ -288,7 +289,7 @@ class RefineBudget:
         left = self.seconds - self.spent
         if self.deadline is not None:
             now, done = time.monotonic(), self.pixels - self.pixels_left
-            other = max(now - self.started - self.spent, 0.0) / done * self.pixels_left if done > 0 else 0.0
+            other = max(now - self.started - self.spent, 0.0) / done * self.pixels_left if done > 0 else self.other
             left = min(left, self.deadline - now - other)
         return left
 

@@ -11,6 +11,8 @@ verdict): memory holds the pairs' pool, never the collection's pixels.
 
 from __future__ import annotations
 
+import time
+
 from ...collection.images import SourceImage
 from ...config import PackConfig
 from ...progress import emit
@@ -42,10 +44,12 @@ def fit_pyramid_denoiser(out, cfg: PackConfig, spec, arrays: dict, images: dict[
 
     emit(progress, "denoise", 0, 1)
     pairs = PairPool([images[i].height * images[i].width for i in ids], cfg.train.seed)
+    started = time.monotonic()
     for pixels, im in decoded():
         pairs.add(pixels, im.rgb)
     coded = len(out.model_blob[0]) + len(out.entropy_blob[0]) + int(latent_bits / 8)
-    out.postfilter = fit_postfilter(cfg, pairs.pairs, decoded, [out.psnrs[i] for i in ids], coded)
+    out.postfilter = fit_postfilter(cfg, pairs.pairs, decoded, [out.psnrs[i] for i in ids], coded,
+                                    time.monotonic() - started)
     out.training["denoiser"] = out.postfilter.summary()
     if out.postfilter.kept:
         out.psnrs.update(zip(ids, out.postfilter.psnrs))

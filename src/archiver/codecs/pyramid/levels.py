@@ -29,13 +29,13 @@ REFINE_TIME_FACTOR = 0.55
 #: Reserve per megapixel (with ``CODING_FIXED_SECONDS`` of :mod:`archiver.time_budget`) for each
 #: image's encoding and its measurement through the ONNX runtime extract uses (the coding loop's
 #: work besides refinement: encoder, padding, runtime decode, the context network's counts), and for
-#: the tables, entropy coding and writing after it. Measured on the 2-core machine, 100 crops of 128²
-#: (1.64 Mpx) with refinement off: the loop took 31.4 s of CPU (19 s/Mpx; 36–47 s/Mpx of wall time
-#: under a load average of 7–9 from other jobs), entropy coding and writing 2.2 s of CPU (1.3 s/Mpx;
-#: 2.9 s/Mpx of wall time under that load); the constants are those CPU seconds over the ~1.6 cores
-#: the loop keeps busy, and the writing's with a margin: the refinement loop measures its own other
-#: work and keeps to its deadline whatever the machine's speed, the writing after it does not.
-MEASURE_SECONDS_PER_MPX = 12.0
+#: the tables, entropy coding and writing after it. It sizes training's share and prices the first
+#: image; from the second image on the refinement loop measures that work itself and keeps to its
+#: deadline. Measured on the quiet 2-core machine, 400 heldout crops of 128² (6.55 Mpx) at a 4-minute
+#: limit: everything besides training and refinement took about 25 s (3.8 s/Mpx, writing included).
+#: 12 s/Mpx, measured before under a load average of 7–9, left 70 s of that limit unused and 210 s
+#: of the album's 8 minutes.
+MEASURE_SECONDS_PER_MPX = 5.0
 WRITE_SECONDS_PER_MPX = 2.0
 #: Refinement's seconds per megapixel and step (search trial, with its relaxation steps at q5 and
 #: up), pricing the first image before one is measured (:class:`archiver.model.refine.RefineBudget`):
