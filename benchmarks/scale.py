@@ -99,7 +99,7 @@ def study_processes(src: Path, work: Path, steps: int) -> dict:
     rows = []
     for processes in (1, 2):
         archive = work / f"p{processes}.nca"
-        args = ["pack", str(src), "-o", str(archive), "--max-steps", str(steps), "--quiet", "--force"]
+        args = ["pack", str(src), "-o", str(archive), "--max-steps", str(steps), "--codec", "autoencoder", "--quiet", "--force"]
         wall = _run(_archiver(*args, processes=processes), _env(1 if processes > 1 else None))
         rows.append({**_train_rates(archive), "wall_s": wall})
     return {"steps": steps, "rows": rows}
@@ -117,7 +117,7 @@ def _checkpoint_step(folder: Path) -> int | None:
 def study_resume(src: Path, work: Path, steps: int, every: str = "60s") -> dict:
     """Uninterrupted pack vs one killed at :data:`KILL_AT` of its wall time and resumed."""
     whole, cut = work / "whole.nca", work / "cut.nca"
-    base = ["pack", str(src), "--max-steps", str(steps), "--quiet", "--force", "--checkpoint-every", every]
+    base = ["pack", str(src), "--max-steps", str(steps), "--codec", "autoencoder", "--quiet", "--force", "--checkpoint-every", every]
     whole_s = _run(_archiver(*base, "-o", str(whole)))
     proc = subprocess.Popen(_archiver(*base, "-o", str(cut)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=_env(), start_new_session=True)  # fmt: skip
@@ -179,7 +179,7 @@ def study_append(src: Path, work: Path, time_limit: str) -> dict:
             shutil.copy(f, folder / f.name)
     names, rest = {f.name for f in files[split:]}, {f.name for f in files[:split]}
     packed = work / "first.nca"
-    pack_s = _run(_archiver("pack", str(first), "-o", str(packed), "--time-limit", time_limit, "--quiet", "--appendable"))
+    pack_s = _run(_archiver("pack", str(first), "-o", str(packed), "--time-limit", time_limit, "--codec", "autoencoder", "--quiet", "--appendable"))
     rows = {}
     for method in ("encoder", "search"):
         archive = work / f"append-{method}.nca"
@@ -188,7 +188,7 @@ def study_append(src: Path, work: Path, time_limit: str) -> dict:
         rows[method] = {"appended": _summary(_image_rows(archive, names)), "rest": _summary(_image_rows(archive, rest)),
                         "seconds": report.seconds, "steps": report.steps, "archive_bytes": report.archive_bytes}  # fmt: skip
     repack = work / "repack.nca"
-    repack_s = _run(_archiver("pack", str(src), "-o", str(repack), "--time-limit", time_limit, "--quiet"))
+    repack_s = _run(_archiver("pack", str(src), "-o", str(repack), "--time-limit", time_limit, "--codec", "autoencoder", "--quiet"))
     rows["repack"] = {"appended": _summary(_image_rows(repack, names)), "rest": _summary(_image_rows(repack, rest)),
                       "seconds": repack_s, "steps": _info(repack)["steps"], "archive_bytes": repack.stat().st_size}  # fmt: skip
     from archiver.container.reader import ArchiveReader

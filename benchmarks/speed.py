@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         archive = args.archive
         if archive is None:
             archive = work / "a.nca"
-            pack(work / "images", archive, config_for_quality(4, time_limit=parse_duration(args.time_limit)))
+            pack(work / "images", archive, config_for_quality(4, time_limit=parse_duration(args.time_limit), codec="autoencoder"))
         result = measure(archive, args.runs, work)
         result.update(pillow_decode(paths, args.runs))
     result.update({

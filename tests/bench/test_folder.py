@@ -58,7 +58,8 @@ def test_bench_folder_writes_the_report(folder, tmp_path):
     (["--qualities", "x"], "--qualities must be comma-separated integers, got 'x'"),
     (["--codecs", "jpeg,bpg"], "--codecs: unknown codec 'bpg' (known: jpeg, webp, avif, jxl)"),
     (["--target-psnr", "x"], "--target-psnr must be comma-separated numbers of dB, got 'x'"),
-    (["--target-psnr", "30"], "--target-psnr needs --codec pyramid (the only codec with per-image rates)"),
+    (["--target-psnr", "30", "--codec", "autoencoder"],
+     "--target-psnr needs a codec with per-image rates (--codec pyramid), not autoencoder"),
     (["--target-psnr", "-3", "--codec", "pyramid"], "--target-psnr must be a PSNR in dB above 0 and at most 60, got -3"),
 ])  # fmt: skip
 def test_cli_bench_errors(folder, tmp_path, args, match):

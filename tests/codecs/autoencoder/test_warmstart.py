@@ -96,7 +96,7 @@ def test_pack_says_where_training_started(tmp_path, flag):
     runner = CliRunner()
     src = write_images(tmp_path / "src", 3, 48, 40)
     archive = tmp_path / "a.nca"
-    result = runner.invoke(app, ["pack", str(src), "-o", str(archive), "--max-steps", "5", "--refine", "0", "--quiet", flag])
+    result = runner.invoke(app, ["pack", str(src), "-o", str(archive), "--max-steps", "5", "--refine", "0", "--codec", "autoencoder", "--quiet", flag])
     assert result.exit_code == 0, result.output
     info = json.loads(runner.invoke(app, ["info", str(archive), "--json"]).output)
     if flag == "--warm-start":
