@@ -175,8 +175,7 @@ def pack(
     model_size: str = typer.Option("auto", "--model-size", help="Decoder size: auto (by pixel count), tiny, small, base, large."),
     codec: CodecName = typer.Option(
         DEFAULT_CODEC, "--codec",
-        help="Image codec: pyramid (latent grids down to full size; the default) or autoencoder (one latent at "
-        "1/16, the first codec).",
+        help="Image codec: " + "; ".join(f"{n} ({codec_package(n).SUMMARY})" for n in CODEC_NAMES) + ".",
     ),
     gan: bool = typer.Option(False, "--gan", help="Adversarial phase (PatchGAN, hinge loss) for sharper images."),
     perceptual: str = typer.Option("none", "--perceptual", help="Perceptual term in the loss: none, msssim, lpips."),

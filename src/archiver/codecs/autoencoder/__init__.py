@@ -15,6 +15,8 @@ __all__ = ["READS", "validate", "read_side", "LAMBDAS", "DEFAULT_QUALITY", "REFI
 
 #: Versions of this codec this archiver reads.
 READS: tuple[int, ...] = (1,)
+#: What ``pack --codec`` says of it.
+SUMMARY = "one latent at 1/16, the first codec"
 #: No per-image rates (``--target-psnr``, ``--max-bytes``).
 RATE_CONTROL = False
 

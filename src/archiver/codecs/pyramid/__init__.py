@@ -15,6 +15,8 @@ __all__ = ["READS", "validate", "read_side", "LAMBDAS", "LEVEL_POINTS", "DEFAULT
            "quality_for", "check_options", "resolve", "code_images", "code_new", "check_budget",
            "write_within_budget"]  # fmt: skip
 
+#: What ``pack --codec`` says of it.
+SUMMARY = "latent grids down to full size"
 #: Per-image rates: ``--target-psnr`` (per-image gains) and ``--max-bytes`` (one gain for all).
 RATE_CONTROL = True
 

@@ -28,20 +28,10 @@ ENCODER_STEPS = 30
 def _reference(base_id: str, sha256: str, folder=None) -> dict[str, np.ndarray]:
     """The int8 arrays of the base's encoder with its own scales (what an appendable archive made
     from that base stores the difference from)."""
-    from ...codec.weights import quantize_int8
-    from .bases import base_file, load_base
+    from .bases import base_file, int8_reference, load_base
 
     _, state = load_base(base_file(base_id, sha256, folder))
-    out: dict[str, np.ndarray] = {}
-    for key, value in state.items():
-        if not key.startswith("encoder."):
-            continue
-        name = key[len("encoder."):]
-        if name.endswith(".weight") and value.ndim == 4:
-            out[name + ".q"], out[name + ".scale"] = quantize_int8(value)
-        else:
-            out[name] = value
-    return out
+    return int8_reference(state, "encoder.")
 
 
 def store_encoder(out, cfg, codec, base, delta: bool) -> None:

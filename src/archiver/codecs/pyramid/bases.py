@@ -125,21 +125,29 @@ def load_base(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def int8_reference(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays an archive stores for the base's sub-module ``prefix`` (``"synthesis."``,
+    ``"encoder."``): conv weights in int8 with their own per-channel scales (:func:`quantize_int8`),
+    everything else as it is, named without the prefix."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if name.endswith(".weight") and value.ndim == 4:
+            out[name + ".q"], out[name + ".scale"] = quantize_int8(value)
+        else:
+            out[name] = value
+    return out
+
+
 def pyramid_reference(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """The arrays a self-contained pyramid archive would store for the base's own weights:
     ``{"decoder": synthesis int8 arrays, "entropy": context.* int32 arrays}``."""
     from .net import ContextNet
 
     _, state = load_base(path)
-    decoder: dict[str, np.ndarray] = {}
-    for key, value in state.items():
-        if not key.startswith("synthesis."):
-            continue
-        name = key[len("synthesis."):]
-        if name.endswith(".weight") and value.ndim == 4:
-            decoder[name + ".q"], decoder[name + ".scale"] = quantize_int8(value)
-        else:
-            decoder[name] = value
+    decoder = int8_reference(state, "synthesis.")
     phases = []
     for p in sorted({int(k.split(".")[2]) for k in state if k.startswith("context.mlps.")}):
         linears = sorted({k.rsplit(".", 1)[0] for k in state if k.startswith(f"context.mlps.{p}.")},
