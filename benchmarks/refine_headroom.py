@@ -86,6 +86,8 @@ def measure(codec, quality: int, images: list[np.ndarray], kind: str, steps: int
     coder, counter = PackedPyramidCoder(codec.spec, context_net(codec)), HistogramCounter()
     psnrs, pixels, started = [], 0, time.monotonic()
     torch.manual_seed(0)
+    if kind.startswith("anneal"):
+        return _measure_annealed(codec, synth, quality, images, kind, steps, coder, counter, started)
     for rgb in images:
         (padded, z), valid = encode_continuous(codec, rgb, quality)
         if kind == "adam":
@@ -99,9 +101,48 @@ def measure(codec, quality: int, images: list[np.ndarray], kind: str, steps: int
         psnrs.append(10 * math.log10(255**2 / max(decoded_mse(synth, latent, rgb), 1e-10)))
         coder.count(latent, counter)
         pixels += rgb.shape[0] * rgb.shape[1]
+    return _row(quality, kind, steps, counter, pixels, psnrs, started)
+
+
+def _row(quality, kind, steps, counter, pixels, psnrs, started) -> dict:
+    """One measured point; ``loss``: λ·MSE (8-bit units²) + bpp, what refinement minimises."""
     bits = counter.ideal_bits(counter.tables())
+    mse = float(np.mean([255**2 / 10 ** (p / 10) for p in psnrs]))
     return {"quality": quality, "variant": f"{kind}:{steps}", "bpp": bits / pixels, "psnr": float(np.mean(psnrs)),
+            "loss": round(PYRAMID_LAMBDAS[quality] * mse + bits / pixels, 4),
             "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+
+
+#: ``anneal*`` variants: how many crops are optimized in one batch.
+ANNEAL_BATCH = 16
+
+
+def _measure_annealed(codec, synth, quality, images, kind, steps, coder, counter, started) -> dict:
+    """``anneal:S`` (:func:`archiver.codecs.pyramid.anneal.anneal_latents`, batches of
+    :data:`ANNEAL_BATCH` crops), ``annealsoft:S`` (no noise), ``annealsearch:S`` (then 30 search
+    trials per crop), ``annealfast:S`` (a twice larger step)."""
+    from archiver.codecs.pyramid.anneal import AnnealSchedule, anneal_latents
+
+    schedule = AnnealSchedule(noise=kind != "annealsoft", lr=0.1 if kind == "annealfast" else AnnealSchedule().lr)
+    lmbda = PYRAMID_LAMBDAS[quality]
+    psnrs, pixels = [], 0
+    for first in range(0, len(images), ANNEAL_BATCH):
+        batch = images[first : first + ANNEAL_BATCH]
+        encoded = [encode_continuous(codec, rgb, quality) for rgb in batch]
+        padded = torch.cat([e[0][0] for e in encoded])
+        z = torch.cat([e[0][1] for e in encoded])
+        valid = encoded[0][1]
+        y = anneal_latents(codec, synth, padded, z, valid, lmbda, steps, schedule)
+        for k, rgb in enumerate(batch):
+            zk = y[k : k + 1]
+            if kind == "annealsearch":
+                zk = refine_continuous(codec, synth, padded[k : k + 1], zk, valid, lmbda, 30,
+                                       *pyramid_tiling(codec.spec.stride), relax=0)  # fmt: skip
+            latent = quantize_continuous(zk)
+            psnrs.append(10 * math.log10(255**2 / max(decoded_mse(synth, latent, rgb), 1e-10)))
+            coder.count(latent, counter)
+            pixels += rgb.shape[0] * rgb.shape[1]
+    return _row(quality, kind, steps, counter, pixels, psnrs, started)
 
 
 def classic_points(paths: list[Path], names: list[str]) -> list[dict]:

@@ -160,9 +160,13 @@ def pack(
         None, "--max-bytes",
         help="The whole archive at most this size: 500M, 4G, 4GiB or bytes (codecs with per-image rates).",
     ),
-    time_limit: str = typer.Option(
-        "15m", "--time-limit",
-        help="Whole pack time (training, refinement, coding, writing; scanning the input comes on top): 90, 90s, 15m, 2h.",
+    time_limit: Optional[str] = typer.Option(
+        None, "--time-limit",
+        help="Whole pack time (training, refinement, coding, writing; scanning the input comes on top): 90, 90s, 15m, 2h (default 15m).",
+    ),
+    effort: Optional[float] = typer.Option(
+        None, "--effort", min=0.01,
+        help="Pack time per pixel instead of --time-limit: 1 is about 27 s per megapixel (8 minutes for 17.5 Mpx); 16 is 16 times that.",
     ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random generator."),
@@ -211,13 +215,13 @@ def pack(
 
     with _user_errors():
         cfg = config_for_quality(
-            quality, time_limit=parse_duration(time_limit), seed=seed, device=device, max_steps=max_steps,
+            quality, time_limit=parse_duration(time_limit or "15m"), effort=_effort(effort, time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
             refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start, codec=codec.value,
             self_contained=self_contained, target_psnr=target_psnr,
             max_bytes=parse_size(max_bytes) if max_bytes is not None else 0,
         )  # fmt: skip
-        with _bars(quiet, cfg.train.time_limit) as bars:
+        with _bars(quiet, 0.0 if cfg.train.effort else cfg.train.time_limit) as bars:
             report = do_pack(
                 source, output, cfg, force=force, strict=strict, resume=resume,
                 checkpoint_every=parse_duration(checkpoint_every), progress=bars, lpips_weights=lpips_weights or None,
@@ -254,6 +258,13 @@ def append(
             f"{report.archive_mean_psnr:.2f} dB (a repack would train on the new images too)"
         )
     print_other_entries(out, report)
+
+
+def _effort(effort: float | None, time_limit: str | None) -> float:
+    """``--effort`` (0: not asked); with ``--time-limit`` as well, an :class:`InputError`."""
+    if effort is not None and time_limit is not None:
+        raise InputError("--effort and --time-limit both set the pack's time: give one of them")
+    return effort or 0.0
 
 
 @app.command()

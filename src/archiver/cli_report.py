@@ -75,6 +75,10 @@ def _print_time(out, t: dict) -> None:
     denoiser = f", denoiser {b['denoiser_s']:.0f} s" if "denoiser_s" in b else ""
     out.print(f"  time limit {b['limit_s']:.0f} s: training {b['train_s']:.0f} s, refinement {b['refine_s']:.0f} s"
               f"{denoiser}, coding and writing {b['reserve_s']:.0f} s reserved")  # fmt: skip
+    annealed = (r or {}).get("annealed") or {}
+    if annealed.get("images"):
+        out.print(f"    annealed {annealed['images']} images, {annealed['mean_steps']:.0f} steps per batch on average "
+                  f"({annealed['seconds']:.0f} s); the others searched")  # fmt: skip
     for cut in b["cut"]:
         out.print(f"    cut: {cut}", markup=False, highlight=False)
 

@@ -91,6 +91,10 @@ class TrainConfig(_Serializable):
         time_limit: ``--time-limit``, in seconds: the whole pack's (training, refinement, coding,
             writing and the denoiser share it, :mod:`archiver.time_budget`); training itself runs
             with its share as ``time_limit``.
+        effort: pack time per pixel instead of ``time_limit`` (0: ``time_limit`` decides): the
+            whole pack's limit becomes ``effort`` × :data:`archiver.time_budget.EFFORT_SECONDS_PER_MPX`
+            seconds per megapixel of the collection (at least
+            :data:`~archiver.time_budget.EFFORT_MIN_SECONDS`).
         max_steps: cap on optimisation steps.
         check_every: K, the convergence window in steps: every K steps a linear regression over the
             last K losses and the change of the held-back PSNR are tested.
@@ -133,6 +137,7 @@ class TrainConfig(_Serializable):
     batch: int = 8
     lr: float = 1e-3
     time_limit: float = 900.0
+    effort: float = 0.0
     max_steps: int = 200_000
     check_every: int = 500
     slope_tol: float = 0.005
@@ -243,6 +248,8 @@ def config_for_quality(
         raise InputError(f"--quality must be an integer from 1 to 8, got {quality}")
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, got {time_limit} s")
+    if train_overrides.get("effort", 0.0) < 0:
+        raise InputError(f"--effort must be positive, got {train_overrides['effort']}")
     if train_overrides.get("perceptual", "none") not in ("none", "msssim", "lpips"):
         raise InputError(f"--perceptual must be none, msssim or lpips, got {train_overrides['perceptual']!r}")
     if device not in ("auto", "cpu", "cuda"):

@@ -322,8 +322,24 @@ class RefineBudget:
             self.spent += seconds
             self.pixel_steps += pixels * steps * (0.5 if stopped else 1)
 
+    def share(self, pixels: int) -> float:
+        """Seconds the next ``pixels`` may take of what is left (their pixel share, at most
+        :data:`SHARE_CAP` times it with a deadline): what another optimizer (the pyramid's annealing)
+        prices its steps with before it :meth:`spend` s them."""
+        cap = self.SHARE_CAP if self.deadline is not None else 1.0
+        share = max(self.time_left(), 0.0) * min(1.0, cap * pixels / max(self.pixels_left, 1))
+        self._stop = time.monotonic() + share if self.deadline is not None else None
+        return share
+
+    def spend(self, pixels: int, seconds: float) -> None:
+        """Record ``pixels`` optimized in ``seconds`` by another optimizer: the time is spent, the
+        search's measured cost per pixel-step is not changed."""
+        self.pixels_left -= pixels
+        self.spent += seconds
+
     def summary(self) -> dict:
-        """JSON-able: the cap, the budget (s), seconds spent and the steps images got."""
-        given = self.steps_given or [0]
+        """JSON-able: the cap, the budget (s), seconds spent and the steps the searched images got
+        (none searched: the cap, nothing was cut)."""
+        given = self.steps_given or [self.max_steps]
         return {"max_steps": self.max_steps, "budget_seconds": round(self.seconds, 3), "seconds": round(self.spent, 3),
                 "mean_steps": sum(given) / len(given), "min_steps": min(given)}  # fmt: skip

@@ -156,7 +156,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     spool it and count it; returns (the coder with the collection's tables, the latents' estimated bits)."""
     from .coder import HistogramCounter, PackedPyramidCoder
     from ...codec.spool import LatentSpool
-    from .infer import encode_continuous, quantize_continuous, refine_within
+    from .anneal import Annealer
     from .train import context_net, int8_synthesis
     from .rate import TargetCoder
     from ...runtime.graph import attach_weights
@@ -171,21 +171,14 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     counter = HistogramCounter()
     target = TargetCoder(codec, synth, runtime, cfg, refine, tile, halo) if cfg.target_psnr else None
     unreached: list[tuple[SourceImage, float]] = []
-    for n, (i, source) in enumerate(images.items(), 1):
-        im = source.full()
-        if target is not None:
-            r = target.code(im)
-            latent, out.psnrs[i], out.crcs[i], out.gains[i] = r.latent, r.psnr, r.crc, r.gain
-            if not r.reached:
-                unreached.append((source, r.psnr))
-        else:
-            (padded, z), valid = encode_continuous(codec, im.rgb, cfg.quality)
-            latent = quantize_continuous(refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo)[0])
-            out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
+    annealer = Annealer(refine)
+    coded = _targeted(target, images, out, unreached) if target is not None else \
+        _refined(cfg, codec, synth, images, refine, annealer, runtime, out)  # fmt: skip
+    for n, (i, latent) in enumerate(coded, 1):
         coder.count(latent, counter)
         spool.put(i, latent)
         emit(progress, "encode", n, len(images), {"psnr": out.psnrs[i]})
-    out.training["refine"] = refine.summary()
+    out.training["refine"] = {**refine.summary(), "annealed": annealer.summary()}
     if target is not None:
         _target_summary(out, cfg, target, unreached)
         if cfg.target_baseline:
@@ -193,6 +186,51 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     out.latents = spool.latent  # the writer codes the latents in groups
     tables = counter.tables()
     return coder.with_tables(tables), counter.ideal_bits(tables)
+
+
+def _targeted(target, images: dict[int, SourceImage], out, unreached: list):
+    """(key, latent) of each image coded for ``--target-psnr`` (its PSNR, CRC and gain into ``out``)."""
+    for i, source in images.items():
+        r = target.code(source.full())
+        out.psnrs[i], out.crcs[i], out.gains[i] = r.psnr, r.crc, r.gain
+        if not r.reached:
+            unreached.append((source, r.psnr))
+        yield i, r.latent
+
+
+def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refine, annealer, runtime, out):
+    """(key, latent) of each image at the trained steps (its PSNR and CRC through ``runtime`` into
+    ``out``): images of one size annealed together where the budget affords
+    :data:`~archiver.codecs.pyramid.anneal.MIN_STEPS` (:mod:`archiver.codecs.pyramid.anneal`), else
+    each searched (:func:`~archiver.codecs.pyramid.infer.refine_within`)."""
+    import time
+
+    import torch
+
+    from .anneal import anneal_latents, batches
+    from .infer import encode_continuous, quantize_continuous, refine_within
+    from ...model.refine import stop_at
+
+    tile, halo = pyramid_tiling(codec.spec.stride)
+    for keys in batches({i: (s.height, s.width) for i, s in images.items()}):
+        ims = [images[i].full() for i in keys]
+        encoded = [encode_continuous(codec, im.rgb, cfg.quality) for im in ims]
+        pixels = sum(im.height * im.width for im in ims)
+        steps = annealer.steps_for(pixels, len(ims))
+        if steps:
+            started = time.monotonic()
+            with stop_at(refine.stop_time()):
+                y = anneal_latents(codec, synth, torch.cat([e[0][0] for e in encoded]),
+                                   torch.cat([e[0][1] for e in encoded]), encoded[0][1], cfg.train.lmbda, steps)  # fmt: skip
+            annealer.done(pixels, len(ims), steps, time.monotonic() - started)
+            zs = [y[k : k + 1] for k in range(len(ims))]
+        else:
+            zs = [refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo)[0]
+                  for (padded, z), valid in encoded]  # fmt: skip
+        for i, im, z in zip(keys, ims, zs):
+            latent = quantize_continuous(z)
+            out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
+            yield i, latent
 
 
 def _target_summary(out, cfg: PackConfig, target, unreached: list) -> None:

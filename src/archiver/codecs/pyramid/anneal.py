@@ -1,0 +1,225 @@
+"""Annealed latent optimization of the ``pyramid`` codec (C3's encoding recipe, Kim et al. 2023,
+arXiv 2312.02753), batched over images of one size.
+
+Each image's packed latent ``y`` (units of its quantization steps, :mod:`.infer`) is optimized
+for ``λ·255²·MSE + bits / pixel`` through the collection's int8 synthesis, with the codec's
+context model for the bits, in two stages:
+
+1. **Soft rounding and noise** (the first :data:`SOFT_SHARE` of the steps): the synthesis and the
+   rate see ``ŷ = sr_T(sr_T(y) + u)``, with ``sr_T`` the soft rounding of temperature ``T``
+   (Agustsson & Theis 2020: ``floor(y) + ½ + tanh(Δ/T) / (2 tanh(1/(2T)))``, Δ = y − floor(y) − ½;
+   T → 0 is rounding, large T the identity) and ``u`` centred Kumaraswamy noise on (−½, ½).
+   ``T`` falls from :data:`T_START` to :data:`T_END` and the noise's shape ``a`` rises from 1
+   (uniform) to :data:`NOISE_A_END` (more concentrated), both linearly: the loss starts smooth,
+   which is where Adam's normalized steps do no harm, and ends close to the rounded one.
+2. **Straight-through** (the rest): rounding forward, identity backward, a tenth of the step size;
+   each image keeps the best rounded latent it has seen (its loss with real rounding).
+
+Adam's step (:data:`LR`, in quantization steps) decays by a cosine over each stage. The context
+model's means and scales come from the rounded latent (what the decoder has) without gradient,
+recomputed every :data:`REFRESH` steps. Images are independent: the loss is their sum, so a batch
+of N images costs one synthesis call per step instead of N, and every image gets what it would
+alone (Adam is elementwise).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ...model.prior import quantize_ste
+from ...model.refine import _stopped
+from .model import laplace_bits
+from .export import unpack_torch
+
+__all__ = ["AnnealSchedule", "anneal_latents", "soft_round", "kumaraswamy_noise"]
+
+#: Share of the steps spent in the soft-rounding stage (C3: most of them).
+SOFT_SHARE = 0.8
+#: Soft-rounding temperature at the start and end of stage 1 (C3 anneals 0.3 → 0.1).
+T_START, T_END = 0.3, 0.1
+#: Kumaraswamy shape at the end of stage 1 (1: uniform noise; larger: more concentrated at 0).
+NOISE_A_END = 2.0
+#: Adam's first step, in quantization steps (stage 2 starts at a tenth of it).
+LR = 0.05
+#: Steps between recomputations of the context model's (mean, scale).
+REFRESH = 10
+
+
+@dataclass(frozen=True)
+class AnnealSchedule:
+    """The annealing's knobs (defaults: the module's constants)."""
+
+    soft_share: float = SOFT_SHARE
+    t_start: float = T_START
+    t_end: float = T_END
+    noise_a_end: float = NOISE_A_END
+    lr: float = LR
+    refresh: int = REFRESH
+    noise: bool = True  #: stage 1 adds noise (False: soft rounding alone)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AnnealSchedule":
+        return cls(**d)
+
+
+def soft_round(y: torch.Tensor, t: float) -> torch.Tensor:
+    """``floor(y) + ½ + tanh(Δ / t) / (2 tanh(1 / (2t)))`` with Δ = y − floor(y) − ½ (see the
+    module docstring): rounding as t → 0, the identity as t grows."""
+    f = torch.floor(y)
+    return f + 0.5 + torch.tanh((y - f - 0.5) / t) / (2.0 * math.tanh(0.5 / t))
+
+
+def kumaraswamy_noise(like: torch.Tensor, a: float) -> torch.Tensor:
+    """Noise on (−½, ½) from a Kumaraswamy(a, b) with b making its mode ½ (a = 1: uniform)."""
+    b = (2.0**a * (a - 1.0) + 1.0) / a
+    u = torch.rand_like(like).clamp_(1e-6, 1.0 - 1e-6)
+    return (1.0 - (1.0 - u) ** (1.0 / b)) ** (1.0 / a) - 0.5
+
+
+def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: tuple[int, int], lmbda: float,
+                   steps: int, schedule: AnnealSchedule = AnnealSchedule()) -> torch.Tensor:  # fmt: skip
+    """Integer latents (N, C, h, w, as float) of ``N`` images after ``steps`` annealed steps from
+    the continuous ``z`` (see the module docstring). ``targets``: the padded images (N, 3, H, W) in
+    [0, 1]; ``valid``: their own (height, width), the same for all (the rest is padding)."""
+    for p in list(synth.parameters()) + list(codec.context.parameters()):
+        p.requires_grad_(False)
+    best = torch.round(z.detach())
+    if steps <= 0:
+        return best
+    # Channels-last: the synthesis' small convolutions and their backward ran 1.9× faster so (16
+    # crops of 128², 2 cores: 155 against 300 ms a step); torch.compile was slower (246 ms) after
+    # 47 s of compiling.
+    synth = copy.deepcopy(synth).to(memory_format=torch.channels_last)
+    targets = targets.contiguous(memory_format=torch.channels_last)
+    losses = _LossOf(codec, synth, targets, valid, lmbda)
+    best_loss = losses.hard(best)
+    y = z.detach().clone().requires_grad_(True)
+    soft = int(round(steps * schedule.soft_share))
+    optimizer = torch.optim.Adam([y], lr=schedule.lr)
+    for step in range(steps):
+        if _stopped():
+            break
+        if step < soft:
+            frac = step / max(soft - 1, 1)
+            t = schedule.t_start + (schedule.t_end - schedule.t_start) * frac
+            a = 1.0 + (schedule.noise_a_end - 1.0) * frac
+            lr = schedule.lr * 0.5 * (1 + math.cos(math.pi * step / soft))
+            y_hat = soft_round(y, t)
+            if schedule.noise:
+                y_hat = soft_round(y_hat + kumaraswamy_noise(y_hat, a), t)
+            per_image = losses(y_hat, y, step % schedule.refresh == 0)
+        else:
+            k = step - soft
+            lr = 0.1 * schedule.lr * 0.5 * (1 + math.cos(math.pi * k / max(steps - soft, 1)))
+            per_image = losses(quantize_ste(y), y, k % schedule.refresh == 0)
+            with torch.no_grad():  # the rounded latent's loss: keep the best per image
+                better = per_image.detach() < best_loss
+                best[better] = torch.round(y.detach()[better])
+                best_loss = torch.where(better, per_image.detach(), best_loss)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        per_image.sum().backward()
+        optimizer.step()
+    with torch.no_grad():  # the last step's latent, if it is the best
+        last = torch.round(y.detach())
+        final = losses.hard(last)
+        better = final < best_loss
+        best[better] = last[better]
+    return best
+
+
+class _LossOf:
+    """Per-image loss ``λ·255²·MSE + bits / pixel`` of a batch, the context's (mean, scale) of the
+    rounded latent kept between refreshes."""
+
+    def __init__(self, codec, synth, targets, valid, lmbda) -> None:
+        self.codec, self.synth, self.targets, self.lmbda = codec, synth, targets, lmbda
+        self.h, self.w = valid
+        self.params = None
+
+    def __call__(self, y_hat: torch.Tensor, y: torch.Tensor, refresh: bool) -> torch.Tensor:
+        if refresh or self.params is None:
+            with torch.no_grad():
+                self.params = self.codec.context([torch.round(g) for g in unpack_torch(self.codec.spec, y.detach())])
+        x_hat = self.synth(y_hat)
+        err = (x_hat[..., : self.h, : self.w] - self.targets[..., : self.h, : self.w]) ** 2
+        mse = err.mean(dim=(1, 2, 3))
+        grids = unpack_torch(self.codec.spec, y_hat)
+        bits = sum(laplace_bits(g, mu, ls).sum(dim=(1, 2, 3)) for g, (mu, ls) in zip(grids, self.params))
+        return self.lmbda * 255.0**2 * mse + bits / (self.h * self.w)
+
+    def hard(self, y: torch.Tensor) -> torch.Tensor:
+        """Per-image loss of the integer latents ``y`` (context of ``y`` itself)."""
+        with torch.no_grad():
+            self.params = None
+            return self(y, y, True)
+
+
+#: Fewest annealing steps an image gets, else it is searched (:func:`~archiver.model.refine._search`)
+#: instead. 8 heldout crops of 128² (base pyramid-b3, no fine-tuning, loss λ·MSE + bpp): at q4 the
+#: search's 30 trials 1.512 in 5.5 s, 50 annealing steps 1.529 in 3.2 s, 100 steps 1.481 in 6.3 s,
+#: 200 steps 1.458 in 11.3 s; at q8 the search (after its relaxation) 3.782 in 20.7 s, 100 steps
+#: 3.871, 200 steps 3.711 in 10.7 s (benchmarks/results/refine-headroom-anneal.md).
+MIN_STEPS = 100
+#: Most annealing steps an image gets, per step the search may take (``--refine``, 30 by default:
+#: 600): about the time the search's trials take at q8 (20.7 s for 8 crops, 30 trials after their
+#: relaxation), three times theirs at q4; ``--refine 3`` (4 and under) anneals nothing.
+STEPS_PER_TRIAL = 20
+#: Seconds per pixel-step of annealing before any is measured: 11.3 s for 200 steps of 8 crops
+#: of 128² on the 2-core machine (0.43 µs).
+SECONDS_PER_PIXEL_STEP = 4.3e-7
+#: Most pixels annealed in one batch (32 crops of 128²), and the largest image annealed at all:
+#: a step holds about 1 kB of activations a pixel; larger images are searched tile by tile.
+BATCH_PIXELS = 1 << 19
+MAX_PIXELS = 1 << 22
+
+
+def batches(sizes: dict[int, tuple[int, int]]) -> list[list[int]]:
+    """Keys of images of one (height, width) in batches of at most :data:`BATCH_PIXELS` pixels (one
+    image at least), first-seen order."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for key, size in sizes.items():
+        groups.setdefault(size, []).append(key)
+    out = []
+    for (h, w), keys in groups.items():
+        per = max(1, BATCH_PIXELS // max(h * w, 1))
+        out += [keys[i : i + per] for i in range(0, len(keys), per)]
+    return out
+
+
+class Annealer:
+    """Prices annealing steps from the refinement's :class:`~archiver.model.refine.RefineBudget`
+    (the time this batch may take) and its own measured cost; records what it spent there."""
+
+    def __init__(self, budget, min_steps: int | None = None) -> None:
+        self.budget, self.min_steps = budget, MIN_STEPS if min_steps is None else min_steps
+        self.max_steps = STEPS_PER_TRIAL * budget.max_steps
+        self.pixel_steps, self.seconds, self.images, self.steps_given = 0, 0.0, 0, []
+
+    def steps_for(self, pixels: int, images: int) -> int:
+        """Annealing steps for the next batch of ``pixels`` (0: search it instead)."""
+        if self.max_steps < self.min_steps or pixels // max(images, 1) > MAX_PIXELS:
+            return 0
+        cost = self.seconds / self.pixel_steps if self.pixel_steps else SECONDS_PER_PIXEL_STEP
+        steps = min(int(self.budget.share(pixels) / (cost * pixels)), self.max_steps)
+        return steps if steps >= self.min_steps else 0
+
+    def done(self, pixels: int, images: int, steps: int, seconds: float) -> None:
+        self.budget.spend(pixels, seconds)
+        self.pixel_steps += pixels * steps
+        self.seconds += seconds
+        self.images += images
+        self.steps_given.append(steps)
+
+    def summary(self) -> dict:
+        """JSON-able: images annealed, their batches' mean steps and the seconds it took."""
+        given = self.steps_given or [0]
+        return {"images": self.images, "mean_steps": round(sum(given) / len(given), 1), "seconds": round(self.seconds, 3)}
