@@ -111,7 +111,9 @@ class _Bars:
             # training runs for its share of --time-limit: the bar's total is that share
             self.progress.update(task, completed=p.elapsed, total=p.elapsed + max(p.remaining, 0), info=info)
         else:
-            info = f"{event.detail['psnr']:.2f} dB" if isinstance(event.detail, dict) and "psnr" in event.detail else ""
+            d = event.detail if isinstance(event.detail, dict) else {}
+            info = f"{d['psnr']:.2f} dB" if "psnr" in d else ""
+            info += f"  {d['bpp']:.3f} bpp" if "bpp" in d else ""
             self.progress.update(task, completed=event.done, total=event.total, info=info)
 
 

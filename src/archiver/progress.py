@@ -10,7 +10,7 @@ __all__ = ["ProgressEvent", "ProgressCallback", "emit"]
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """``stage`` ("scan", "train", "encode", "write", "extract", "verify"), ``done`` of ``total`` units."""
+    """``stage`` ("scan", "train", "anneal", "encode", "write", "extract", "verify"), ``done`` of ``total`` units."""
 
     stage: str
     done: int

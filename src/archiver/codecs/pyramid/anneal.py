@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -47,6 +48,8 @@ NOISE_A_END = 2.0
 LR = 0.05
 #: Steps between recomputations of the context model's (mean, scale).
 REFRESH = 10
+#: Steps between progress reports (:func:`anneal_latents`'s ``on_step``).
+REPORT_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,13 @@ def kumaraswamy_noise(like: torch.Tensor, a: float) -> torch.Tensor:
 
 
 def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: tuple[int, int], lmbda: float,
-                   steps: int, schedule: AnnealSchedule = AnnealSchedule()) -> torch.Tensor:  # fmt: skip
+                   steps: int, schedule: AnnealSchedule = AnnealSchedule(),
+                   on_step: Callable[[int, int, dict], None] | None = None) -> torch.Tensor:  # fmt: skip
     """Integer latents (N, C, h, w, as float) of ``N`` images after ``steps`` annealed steps from
     the continuous ``z`` (see the module docstring). ``targets``: the padded images (N, 3, H, W) in
-    [0, 1]; ``valid``: their own (height, width), the same for all (the rest is padding)."""
+    [0, 1]; ``valid``: their own (height, width), the same for all (the rest is padding).
+    ``on_step(step, steps, {"psnr", "bpp"})`` every :data:`REPORT_EVERY` steps: the batch's mean
+    PSNR (dB) and bits per pixel under the stage's quantization proxy."""
     for p in list(synth.parameters()) + list(codec.context.parameters()):
         p.requires_grad_(False)
     best = torch.round(z.detach())
@@ -123,6 +129,8 @@ def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: 
                 better = per_image.detach() < best_loss
                 best[better] = torch.round(y.detach()[better])
                 best_loss = torch.where(better, per_image.detach(), best_loss)
+        if on_step is not None and step % REPORT_EVERY == 0:
+            on_step(step, steps, losses.report())
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
@@ -154,7 +162,13 @@ class _LossOf:
         mse = err.mean(dim=(1, 2, 3))
         grids = unpack_torch(self.codec.spec, y_hat)
         bits = sum(laplace_bits(g, mu, ls).sum(dim=(1, 2, 3)) for g, (mu, ls) in zip(grids, self.params))
+        self.last = (mse.detach(), bits.detach())
         return self.lmbda * 255.0**2 * mse + bits / (self.h * self.w)
+
+    def report(self) -> dict:
+        """The last call's mean PSNR (dB, of [0, 1] pixels) and bits per pixel over the batch."""
+        mse, bits = self.last
+        return {"psnr": float(torch.mean(-10 * torch.log10(mse.clamp_min(1e-10)))), "bpp": float(bits.mean()) / (self.h * self.w)}
 
     def hard(self, y: torch.Tensor) -> torch.Tensor:
         """Per-image loss of the integer latents ``y`` (context of ``y`` itself)."""

@@ -91,15 +91,15 @@ class PyramidSynthesis(nn.Module):
 def laplace_bits(y: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """Bits of integer-valued (or noisy) ``y`` under a Laplace(mu, exp(log_scale)) discretized to
     unit bins: −log2(F(y + ½) − F(y − ½))."""
-    b = torch.exp(log_scale.clamp(-4.0, 8.0))
+    inv_b = torch.exp(-log_scale.clamp(-4.0, 8.0))
     d = torch.abs(y - mu)
-    upper = (d + 0.5) / b
-    lower = (d - 0.5).clamp_min(0.0) / b
-    # P = F(hi) - F(lo) on the far side of the mode: 0.5 (exp(-lower) - exp(-upper)); at the mode
-    # (d < 0.5) the bin straddles it: 1 - 0.5 exp(-(0.5 - d)/b) - 0.5 exp(-(0.5 + d)/b).
-    far = 0.5 * (torch.exp(-lower) - torch.exp(-upper))
-    near = 1.0 - 0.5 * torch.exp(-(0.5 - d).clamp_min(0.0) / b) - 0.5 * torch.exp(-upper)
-    p = torch.where(d < 0.5, near, far)
+    # P = F(d + ½) − F(d − ½). On the far side of the mode (d ≥ ½): ½ (exp(−(d − ½)/b) − exp(−(d + ½)/b));
+    # at the mode (d < ½) the bin straddles it: 1 − ½ exp(−(½ − d)/b) − ½ exp(−(d + ½)/b). Both
+    # read exp(−|d − ½|/b) and exp(−(d + ½)/b): two exponentials (the annealing's rate runs this on
+    # every latent at every step).
+    outer = torch.exp(-(d + 0.5) * inv_b)
+    inner = torch.exp(-torch.abs(d - 0.5) * inv_b)
+    p = torch.where(d < 0.5, 1.0 - 0.5 * (inner + outer), 0.5 * (inner - outer))
     return -torch.log(p.clamp_min(1e-9)) / _LOG2
 
 

@@ -173,7 +173,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     unreached: list[tuple[SourceImage, float]] = []
     annealer = Annealer(refine)
     coded = _targeted(target, images, out, unreached) if target is not None else \
-        _refined(cfg, codec, synth, images, refine, annealer, runtime, out)  # fmt: skip
+        _refined(cfg, codec, synth, images, refine, annealer, runtime, out, progress)  # fmt: skip
     for n, (i, latent) in enumerate(coded, 1):
         coder.count(latent, counter)
         spool.put(i, latent)
@@ -198,11 +198,13 @@ def _targeted(target, images: dict[int, SourceImage], out, unreached: list):
         yield i, r.latent
 
 
-def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refine, annealer, runtime, out):
+def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refine, annealer, runtime, out,
+             progress=None):  # fmt: skip
     """(key, latent) of each image at the trained steps (its PSNR and CRC through ``runtime`` into
     ``out``): images of one size annealed together where the budget affords
-    :data:`~archiver.codecs.pyramid.anneal.MIN_STEPS` (:mod:`archiver.codecs.pyramid.anneal`), else
-    each searched (:func:`~archiver.codecs.pyramid.infer.refine_within`)."""
+    :data:`~archiver.codecs.pyramid.anneal.MIN_STEPS` (:mod:`archiver.codecs.pyramid.anneal`; its
+    steps reported as ``anneal`` progress events), else each searched
+    (:func:`~archiver.codecs.pyramid.infer.refine_within`)."""
     import time
 
     import torch
@@ -221,7 +223,8 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
             started = time.monotonic()
             with stop_at(refine.stop_time()):
                 y = anneal_latents(codec, synth, torch.cat([e[0][0] for e in encoded]),
-                                   torch.cat([e[0][1] for e in encoded]), encoded[0][1], cfg.train.lmbda, steps)  # fmt: skip
+                                   torch.cat([e[0][1] for e in encoded]), encoded[0][1], cfg.train.lmbda, steps,
+                                   on_step=lambda k, n, d: emit(progress, "anneal", k, n, d))  # fmt: skip
             annealer.done(pixels, len(ims), steps, time.monotonic() - started)
             zs = [y[k : k + 1] for k in range(len(ims))]
         else:

@@ -1,0 +1,123 @@
+"""Optimization throughput of the per-image latent optimization: multiply–accumulates per second of
+one step (forward and backward through the synthesis, the context model's rate), against the
+machine's fp32 peak.
+
+    python benchmarks/anneal_throughput.py [--images 16] [--side 128] [--steps 6]
+
+A step is the annealing's loss (:class:`archiver.codecs.pyramid.anneal._LossOf`, soft rounding,
+rate from kept context parameters) on a batch of ``--images`` crops of ``--side``², its backward
+to the latents, timed over ``--steps`` after one warm-up, three ways:
+
+- ``before``: the synthesis as pack refined with it until 2026-12-06 (``PackedSynthesis``,
+  contiguous NCHW tensors);
+- ``channels-last``: the same module and images in channels-last memory;
+- ``fast``: :class:`archiver.codecs.pyramid.fastsynth.OptimSynthesis` (upsampling as matrices, the
+  1×1 layers as one GEMM chain with its own backward).
+
+MAC/s counts the synthesis and context network's multiply–accumulates per pixel
+(``PyramidReadSide.macs_per_pixel``: the spec's synthesis plus the context network) three times
+(forward, and a backward about twice a forward), as the issue's estimate does. The peak: 2 cores ×
+2 FMA units × 8 fp32 lanes × 2 flops × the clock (``--ghz``, 2.9 by default: about 190 GFLOP/s,
+95 G MAC/s). Writes ``benchmarks/results/anneal-throughput.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
+
+from archiver.bench.compare import machine  # noqa: E402
+from archiver.codecs.pyramid.anneal import _LossOf, soft_round  # noqa: E402
+from archiver.codecs.pyramid.base import find_pyramid_base  # noqa: E402
+from archiver.codecs.pyramid.fastsynth import OptimSynthesis  # noqa: E402
+from archiver.codecs.pyramid.model import PyramidCodec  # noqa: E402
+from archiver.codecs.pyramid.plan import PYRAMID_PRESETS, context_macs_per_pixel  # noqa: E402
+from archiver.codecs.pyramid.train import int8_synthesis, pack_torch, synthesis_arrays  # noqa: E402
+from benchmarks.rd import git_commit  # noqa: E402
+
+
+def seconds_per_step(codec, synth, x, z, steps: int) -> float:
+    side = x.shape[-1]
+    loss = _LossOf(codec, synth, x, (side, side), 0.013)
+    y = z.clone().requires_grad_(True)
+
+    def step(refresh: bool) -> None:
+        loss(soft_round(y, 0.2), y, refresh).sum().backward()
+
+    step(True)
+    started = time.perf_counter()
+    for k in range(steps):
+        step(k % 10 == 0)
+    return (time.perf_counter() - started) / steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--side", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--ghz", type=float, default=2.9)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+    spec = PYRAMID_PRESETS["default"]
+    codec = PyramidCodec(spec)
+    codec.load_state_dict(find_pyramid_base(spec).state_dict())
+    codec.eval()
+    for p in codec.parameters():
+        p.requires_grad_(False)
+    synth = int8_synthesis(codec, synthesis_arrays(codec, 4))
+    torch.manual_seed(0)
+    x = torch.rand(args.images, 3, args.side, args.side)
+    with torch.no_grad():
+        z = pack_torch(spec, [g / codec.steps(4)[i] for i, g in enumerate(codec.encoder(x))])
+    macs = spec.macs_per_pixel() + context_macs_per_pixel(spec)
+    pixels = args.images * args.side**2
+    peak = 2 * 2 * 8 * args.ghz * 1e9  # MAC/s: cores × FMA units × lanes × GHz
+    ways = {
+        "before": (synth, x),
+        "channels-last": (copy.deepcopy(synth).to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)),
+        "fast": (OptimSynthesis(synth), x),
+    }  # fmt: skip
+    rows = []
+    for name, (module, images) in ways.items():
+        s = seconds_per_step(codec, module, images, z, args.steps)
+        rate = 3 * macs * pixels / s
+        rows.append({"way": name, "ms_per_step": round(1000 * s, 1), "mpx_per_s": round(pixels / s / 1e6, 3),
+                     "gmac_per_s": round(rate / 1e9, 2), "of_peak": round(rate / peak, 4)})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    meta = {"command": "python benchmarks/anneal_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "commit": git_commit(), "machine": machine(), "macs_per_pixel": macs, "pixels": pixels,
+            "peak_gmac_per_s": peak / 1e9, "torch_threads": torch.get_num_threads(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+    lines = [
+        "# Optimization throughput: one annealing step (forward and backward)", "",
+        f"- command: `{meta['command']}`",
+        f"- date: {meta['date']}, commit {meta['commit']}, machine: {meta['machine']['platform']}, "
+        f"{meta['machine']['cores']} cores, torch threads {meta['torch_threads']}",
+        f"- {args.images} crops of {args.side}², {macs:.0f} MAC per pixel (synthesis and context network) × 3 for "
+        f"forward and backward; peak {peak / 1e9:.0f} G MAC/s (2 cores × 2 FMA × 8 fp32 lanes × {args.ghz} GHz)", "",
+        "| way | ms / step | Mpx / s | G MAC / s | of peak | vs before |", "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r['way']} | {r['ms_per_step']} | {r['mpx_per_s']} | {r['gmac_per_s']} | "
+                     f"{100 * r['of_peak']:.1f} % | {rows[0]['ms_per_step'] / r['ms_per_step']:.2f}× |")  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "anneal-throughput.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+    (args.out / "anneal-throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
