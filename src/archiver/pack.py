@@ -21,6 +21,7 @@ from .config import PackConfig, resolve_budget_quality
 from .container.format import EntryKind
 from .errors import InputError, MissingDependencyError, OutputExistsError
 from .pack_write import _write_archive
+from .model.allocator import keep_freed_memory
 from .progress import ProgressCallback, emit
 from .time_budget import TimeBudget, running
 
@@ -194,6 +195,7 @@ def pack(
     started = time.monotonic()
     source, output = Path(source), Path(output)
     _check_before_work(cfg, source, output, force, lpips_weights)
+    keep_freed_memory()  # training and refinement allocate the same large arrays every step
     items = scan_tree(source)
     classes = _classify(items, progress, strict)
     images = {i: c for i, c in classes.items() if isinstance(c, SourceImage)}

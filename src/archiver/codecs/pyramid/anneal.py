@@ -24,7 +24,6 @@ alone (Adam is elementwise).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -99,12 +98,7 @@ def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: 
     best = torch.round(z.detach())
     if steps <= 0:
         return best
-    # Channels-last: the synthesis' small convolutions and their backward ran 1.9× faster so (16
-    # crops of 128², 2 cores: 155 against 300 ms a step); torch.compile was slower (246 ms) after
-    # 47 s of compiling.
-    synth = copy.deepcopy(synth).to(memory_format=torch.channels_last)
-    targets = targets.contiguous(memory_format=torch.channels_last)
-    losses = _LossOf(codec, synth, targets, valid, lmbda)
+    losses = _LossOf(codec, optimizable(synth), targets, valid, lmbda)
     best_loss = losses.hard(best)
     y = z.detach().clone().requires_grad_(True)
     soft = int(round(steps * schedule.soft_share))
@@ -142,6 +136,21 @@ def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: 
         better = final < best_loss
         best[better] = last[better]
     return best
+
+
+def optimizable(synth):
+    """The synthesis to optimize latents through (the annealing and the integer search):
+    :class:`~archiver.codecs.pyramid.fastsynth.OptimSynthesis`, the same function laid out for
+    speed (benchmarks/results/anneal-throughput.md); the packed synthesis itself if its plan does not
+    start with 1×1 layers. The search's 30 trials on 8 heldout crops: 5.1 → 4.3 s at q4, 16.4 → 12.1
+    s at q8, the same latents. torch.compile was slower (246 against 155 ms a step after 47 s of
+    compiling)."""
+    from .fastsynth import OptimSynthesis
+
+    try:
+        return OptimSynthesis(synth)
+    except ValueError:
+        return synth
 
 
 class _LossOf:
@@ -187,9 +196,10 @@ MIN_STEPS = 100
 #: 600): about the time the search's trials take at q8 (20.7 s for 8 crops, 30 trials after their
 #: relaxation), three times theirs at q4; ``--refine 3`` (4 and under) anneals nothing.
 STEPS_PER_TRIAL = 20
-#: Seconds per pixel-step of annealing before any is measured: 11.3 s for 200 steps of 8 crops
-#: of 128² on the 2-core machine (0.43 µs).
-SECONDS_PER_PIXEL_STEP = 4.3e-7
+#: Seconds per pixel-step of annealing before any is measured: 88 ms a step for 16 crops of 128²
+#: on the 2-core machine, through OptimSynthesis with pack's allocator setting (0.34 µs;
+#: benchmarks/results/anneal-throughput.md).
+SECONDS_PER_PIXEL_STEP = 3.4e-7
 #: Most pixels annealed in one batch (32 crops of 128²), and the largest image annealed at all:
 #: a step holds about 1 kB of activations a pixel; larger images are searched tile by tile.
 BATCH_PIXELS = 1 << 19
@@ -223,7 +233,12 @@ class Annealer:
         if self.max_steps < self.min_steps or pixels // max(images, 1) > MAX_PIXELS:
             return 0
         cost = self.seconds / self.pixel_steps if self.pixel_steps else SECONDS_PER_PIXEL_STEP
-        steps = min(int(self.budget.share(pixels) / (cost * pixels)), self.max_steps)
+        # Steps from the batch's fair share of the time left (as the search prices its trials); the
+        # budget's capped share only sets when the batch must stop. Pricing from the capped share
+        # let each of 8 album photos take twice its share, and the last two got 0.5 search trials.
+        fair = max(self.budget.time_left(), 0.0) * min(1.0, pixels / max(self.budget.pixels_left, 1))
+        self.budget.share(pixels)
+        steps = min(int(fair / (cost * pixels)), self.max_steps)
         return steps if steps >= self.min_steps else 0
 
     def done(self, pixels: int, images: int, steps: int, seconds: float) -> None:

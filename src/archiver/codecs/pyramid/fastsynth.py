@@ -60,8 +60,8 @@ class _Chain(torch.autograd.Function):
         g = grad
         for k in reversed(range(n)):
             g = g.mm(weights[k])
-            if k > 0:  # through the activation after layer k - 1: slope where it was negative
-                g = torch.where(acts[k - 1] > 0, g, g * ctx.slope)
+            if k > 0:  # through the activation after layer k - 1 (one fused pass, from its output)
+                g = torch.ops.aten.leaky_relu_backward(g, acts[k - 1], ctx.slope, True)
         return (g, None) + (None,) * (2 * n)
 
 

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from .net import SYMBOL_CLIP
 
 from ...model.prior import quantize_ste
+from .anneal import optimizable
 from .model import PyramidCodec, laplace_bits
 from .train import PackedSynthesis, pack_torch, unpack_torch
 from ...model.refine import refine_latent, stop_at
@@ -118,7 +119,7 @@ def refine_continuous(codec: PyramidCodec, synth: PackedSynthesis, padded: torch
     rate = lambda v: latent_bits(codec, v)  # noqa: E731
     effective = lmbda * gain**-GAIN_LAMBDA_EXPONENT
     relax = relax_steps(effective, refine_steps) if relax is None else relax
-    y = refine_latent(scaled, padded, z / gain, rate, effective, refine_steps, valid, tile=tile, halo=halo,
+    y = refine_latent(optimizable(scaled), padded, z / gain, rate, effective, refine_steps, valid, tile=tile, halo=halo,
                       stride=codec.spec.stride, search=True, relax=relax, relaxed_rate=RelaxedBits(codec))  # fmt: skip
     return y * gain
 
