@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="+", default=["q4@1", "q4@4", "q4@16"])
     ap.add_argument("--src", type=Path, default=DEFAULT_SRC_DIR)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--tag", default="", help="results as effort-<regime>-<tag>")
     args = ap.parse_args(argv)
     if not Path(args.src).is_dir():
         print(f"{args.src}: no source photos, nothing measured")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             "commit": git_commit(), "machine": machine(), "images": len(paths), "mpx": mpx,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"effort-{args.regime}"
+    stem = f"effort-{args.regime}" + (f"-{args.tag}" if args.tag else "")
     (args.out / f"{stem}.json").write_text(json.dumps({**meta, "rows": rows, "classic": classic}, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(args.regime, rows, meta))
     print(markdown(args.regime, rows, meta))

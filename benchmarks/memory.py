@@ -74,10 +74,10 @@ def run(args: list[str]) -> tuple[float, int]:
     return wall, int(peak.split()[1]) * 1024
 
 
-def measure(name: str, folder: Path, pixels: int, images: int, work: Path, max_steps: int) -> dict:
+def measure(name: str, folder: Path, pixels: int, images: int, work: Path, max_steps: int, refine: int = 30) -> dict:
     archive = work / f"{name}.nca"
     pack_s, pack_rss = run(["pack", str(folder), "-o", str(archive), "--max-steps", str(max_steps),
-                            "--quality", "4", "--quiet", "--force"])  # fmt: skip
+                            "--refine", str(refine), "--quality", "4", "--quiet", "--force"])  # fmt: skip
     extract_s, extract_rss = run(["extract", str(archive), "-o", str(work / f"{name}-out"), "--quiet", "--force"])
     return {
         "case": name, "images": images, "pixels": pixels, "decoded_bytes": 3 * pixels,
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--side", type=int, default=256, help="image width in pixels (height 3/4 of it)")
     ap.add_argument("--photo-mpx", type=float, default=24.0, help="megapixels of the single large photo (0: skip)")
     ap.add_argument("--max-steps", type=int, default=200)
+    ap.add_argument("--refine", type=int, default=30, help="pack's --refine")
     ap.add_argument("--append-steps", type=int, default=5, help="latent search steps when appending the photo")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             pixels = make_collection(folder, count, args.side)
             print(f"{count} images", file=sys.stderr, flush=True)
             rows.append(measure(f"{count} images of {args.side}x{args.side * 3 // 4}", folder, pixels, count, work,
-                                args.max_steps))  # fmt: skip
+                                args.max_steps, args.refine))  # fmt: skip
             first = first or work / f"{rows[-1]['case']}.nca"
             for p in folder.rglob("*"):
                 p.unlink() if p.is_file() else None
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             synthetic_photo(np.random.default_rng(1), w, h).save(work / "photo" / "big.png", compress_level=1)
             print(f"one {w}x{h} photo", file=sys.stderr, flush=True)
             rows.append(measure(f"one {w}x{h} photo ({w * h / 1e6:.1f} Mpx)", work / "photo", w * h, 1, work,
-                                args.max_steps))  # fmt: skip
+                                args.max_steps, args.refine))  # fmt: skip
             if first is not None:  # the same photo appended to the first collection's archive
                 append_s, append_rss = run(["append", str(first), str(work / "photo"), "--steps",
                                             str(args.append_steps), "--quiet"])  # fmt: skip

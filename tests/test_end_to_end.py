@@ -20,7 +20,7 @@ def packed(tmp_path_factory):
     kinds = build_mixed_tree(src)
     archive = base / "mixed.nca"
     # A step cap, not a time limit, so that a loaded machine gives the same archive, only later.
-    result = run("pack", src, "-o", archive, "--max-steps", "700", "--time-limit", "10m", "--quality", "6", "--quiet")
+    result = run("pack", src, "-o", archive, "--max-steps", "700", "--time-limit", "10m", "--quality", "6", "--refine", "10", "--quiet")
     return src, archive, kinds, result
 
 

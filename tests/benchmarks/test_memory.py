@@ -9,7 +9,7 @@ from benchmarks import memory
 
 def test_memory_benchmark_runs(tmp_path):
     out = tmp_path / "results"
-    assert memory.main(["--counts", "3", "--side", "64", "--photo-mpx", "0.05", "--max-steps", "5", "--out", str(out)]) == 0
+    assert memory.main(["--counts", "3", "--side", "64", "--photo-mpx", "0.05", "--max-steps", "5", "--refine", "3", "--out", str(out)]) == 0
     rows = json.loads((out / "memory.json").read_text())["rows"]
     assert [r["images"] for r in rows] == [3, 1]
     # a fresh Python with torch and onnxruntime loaded is well above 50 MiB; far below 4 GiB here

@@ -104,6 +104,7 @@ def test_annealer_prices_from_the_budget_and_falls_back_to_the_search():
     assert budget.pixels_left == 900_000 and budget.spent == 20.0
     assert annealer.steps_for(900_000, 36) == 0  # 80 s for 900 kpx at 1 µs: 88 steps, below MIN_STEPS
     assert Annealer(RefineBudget(3, 100.0, 1000)).steps_for(1000, 1) == 0  # --refine 3: 60 at most
+    assert Annealer(RefineBudget(3, 100.0, 1000), effort=4).max_steps == anneal.STEPS_PER_TRIAL * 3 * 4
     assert annealer.summary() == {"images": 4, "mean_steps": 200.0, "seconds": 20.0}
 
 

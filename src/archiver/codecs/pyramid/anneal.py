@@ -143,8 +143,8 @@ def optimizable(synth):
     :class:`~archiver.codecs.pyramid.fastsynth.OptimSynthesis`, the same function laid out for
     speed (benchmarks/results/anneal-throughput.md); the packed synthesis itself if its plan does not
     start with 1×1 layers. The search's 30 trials on 8 heldout crops: 5.1 → 4.3 s at q4, 16.4 → 12.1
-    s at q8, the same latents. torch.compile was slower (246 against 155 ms a step after 47 s of
-    compiling)."""
+    s at q8, the same latents. torch.compile was slower (246 ms a step against 155 channels-last,
+    after 47 s of compiling)."""
     from .fastsynth import OptimSynthesis
 
     try:
@@ -190,11 +190,13 @@ class _LossOf:
 #: instead. 8 heldout crops of 128² (base pyramid-b3, no fine-tuning, loss λ·MSE + bpp): at q4 the
 #: search's 30 trials 1.512 in 5.5 s, 50 annealing steps 1.529 in 3.2 s, 100 steps 1.481 in 6.3 s,
 #: 200 steps 1.458 in 11.3 s; at q8 the search (after its relaxation) 3.782 in 20.7 s, 100 steps
-#: 3.871, 200 steps 3.711 in 10.7 s (benchmarks/results/refine-headroom-anneal.md).
+#: 3.871, 200 steps 3.711 in 10.7 s (benchmarks/results/refine-headroom-anneal-steps.md; over
+#: q2–q8: refine-headroom-anneal.md). Measured before OptimSynthesis, which sped both up.
 MIN_STEPS = 100
 #: Most annealing steps an image gets, per step the search may take (``--refine``, 30 by default:
-#: 600): about the time the search's trials take at q8 (20.7 s for 8 crops, 30 trials after their
-#: relaxation), three times theirs at q4; ``--refine 3`` (4 and under) anneals nothing.
+#: 600; with ``--effort E`` E times that): about the time the search's trials take at q8 (20.7 s
+#: for 8 crops, 30 trials after their relaxation), three times theirs at q4; ``--refine 4`` and
+#: under anneal nothing.
 STEPS_PER_TRIAL = 20
 #: Seconds per pixel-step of annealing before any is measured: 88 ms a step for 16 crops of 128²
 #: on the 2-core machine, through OptimSynthesis with pack's allocator setting (0.34 µs;
@@ -223,9 +225,11 @@ class Annealer:
     """Prices annealing steps from the refinement's :class:`~archiver.model.refine.RefineBudget`
     (the time this batch may take) and its own measured cost; records what it spent there."""
 
-    def __init__(self, budget, min_steps: int | None = None) -> None:
+    def __init__(self, budget, min_steps: int | None = None, effort: float = 0.0) -> None:
         self.budget, self.min_steps = budget, MIN_STEPS if min_steps is None else min_steps
-        self.max_steps = STEPS_PER_TRIAL * budget.max_steps
+        # --effort E asks for E times the compute per pixel: the cap grows with it (with effort 16
+        # and the plain cap, 8 album photos stopped at 600 steps with 244 s of 1,132 unused).
+        self.max_steps = int(STEPS_PER_TRIAL * budget.max_steps * max(1.0, effort))
         self.pixel_steps, self.seconds, self.images, self.steps_given = 0, 0.0, 0, []
 
     def steps_for(self, pixels: int, images: int) -> int:

@@ -171,7 +171,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     counter = HistogramCounter()
     target = TargetCoder(codec, synth, runtime, cfg, refine, tile, halo) if cfg.target_psnr else None
     unreached: list[tuple[SourceImage, float]] = []
-    annealer = Annealer(refine)
+    annealer = Annealer(refine, effort=cfg.train.effort)
     coded = _targeted(target, images, out, unreached) if target is not None else \
         _refined(cfg, codec, synth, images, refine, annealer, runtime, out, progress)  # fmt: skip
     for n, (i, latent) in enumerate(coded, 1):
