@@ -105,3 +105,20 @@ def test_cli_summary_says_how_the_limit_was_spent(tmp_path):
     result = run("pack", src, "-o", tmp_path / "x.nca", "--time-limit", "12s", "--refine-time", "10m", "--quiet")
     assert "time limit 12 s: training" in result.output
     assert "cut: --refine-time" in result.output
+
+
+def test_effort_sets_the_limit_from_the_pixels():
+    from archiver.time_budget import EFFORT_MIN_SECONDS, EFFORT_SECONDS_PER_MPX
+
+    cfg = config_for_quality(effort=4.0)
+    assert TimeBudget.plan(cfg, 2_000_000, started=0.0).limit == pytest.approx(4.0 * EFFORT_SECONDS_PER_MPX * 2.0)
+    assert TimeBudget.plan(cfg, 1000, started=0.0).limit == EFFORT_MIN_SECONDS  # a handful of pixels
+    assert TimeBudget.plan(config_for_quality(time_limit=90), 2_000_000, started=0.0).limit == 90
+
+
+def test_effort_and_time_limit_together_are_refused(tmp_path):
+    src = write_images(tmp_path / "src", 1, 32, 32)
+    result = run("pack", src, "-o", tmp_path / "a.nca", "--effort", "2", "--time-limit", "1m", code=2)
+    assert "error: --effort and --time-limit both set the pack's time: give one of them" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "a.nca").exists()
