@@ -77,8 +77,9 @@ def _print_time(out, t: dict) -> None:
               f"{denoiser}, coding and writing {b['reserve_s']:.0f} s reserved")  # fmt: skip
     annealed = (r or {}).get("annealed") or {}
     if annealed.get("images"):
+        searched = r.get("searched", 0)
         out.print(f"    annealed {annealed['images']} images, {annealed['mean_steps']:.0f} steps per batch on average "
-                  f"({annealed['seconds']:.0f} s); the others searched")  # fmt: skip
+                  f"({annealed['seconds']:.0f} s)" + (f"; {searched} searched" if searched else ""))  # fmt: skip
     for cut in b["cut"]:
         out.print(f"    cut: {cut}", markup=False, highlight=False)
 

@@ -342,4 +342,4 @@ class RefineBudget:
         (none searched: the cap, nothing was cut)."""
         given = self.steps_given or [self.max_steps]
         return {"max_steps": self.max_steps, "budget_seconds": round(self.seconds, 3), "seconds": round(self.spent, 3),
-                "mean_steps": sum(given) / len(given), "min_steps": min(given)}  # fmt: skip
+                "mean_steps": sum(given) / len(given), "min_steps": min(given), "searched": len(self.steps_given)}  # fmt: skip
