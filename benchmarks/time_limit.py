@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure(src, Path(tmp), name, args.time_limit))
             print(json.dumps(rows[-1]), flush=True)
     stem = args.out / f"time-limit-{args.regime}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(args.regime, args.time_limit, rows, meta))
     return 0
