@@ -83,32 +83,40 @@ def measure(codec, quality: int, images: list[np.ndarray], kind: str, steps: int
     for p in synth.parameters():
         p.requires_grad_(False)
     lmbda = PYRAMID_LAMBDAS[quality]
-    coder, counter = PackedPyramidCoder(codec.spec, context_net(codec)), HistogramCounter()
-    psnrs, pixels, started = [], 0, time.monotonic()
+    started = time.monotonic()
     torch.manual_seed(0)
     if kind.startswith("anneal"):
-        return _measure_annealed(codec, synth, quality, images, kind, steps, coder, counter, started)
-    for rgb in images:
-        (padded, z), valid = encode_continuous(codec, rgb, quality)
-        if kind == "adam":
-            z = adam_refine(codec, synth, padded, z, valid, lmbda, steps)
-        elif kind in ("search", "plain", "relax"):
-            relax = {"search": None, "plain": 0, "relax": RELAX_PER_TRIAL * steps}[kind]
-            z = refine_continuous(codec, synth, padded, z, valid, lmbda, steps, *pyramid_tiling(codec.spec.stride), relax=relax)
-        else:
-            raise SystemExit(f"unknown variant {kind!r}: adam, search, plain or relax")
+        zs = _annealed(codec, synth, quality, images, kind, steps)
+    else:
+        zs = [_refined(codec, synth, quality, lmbda, rgb, kind, steps) for rgb in images]
+    return _row(codec, synth, quality, f"{kind}:{steps}", images, zs, started)
+
+
+def _refined(codec, synth, quality: int, lmbda: float, rgb, kind: str, steps: int) -> torch.Tensor:
+    """One crop's continuous latent after ``adam``, ``search``, ``plain`` or ``relax`` (see the module doc)."""
+    (padded, z), valid = encode_continuous(codec, rgb, quality)
+    if kind == "adam":
+        return adam_refine(codec, synth, padded, z, valid, lmbda, steps)
+    if kind in ("search", "plain", "relax"):
+        relax = {"search": None, "plain": 0, "relax": RELAX_PER_TRIAL * steps}[kind]
+        return refine_continuous(codec, synth, padded, z, valid, lmbda, steps, *pyramid_tiling(codec.spec.stride), relax=relax)
+    raise SystemExit(f"unknown variant {kind!r}: adam, search, plain, relax or anneal*")
+
+
+def _row(codec, synth, quality: int, variant: str, images, zs, started: float) -> dict:
+    """One measured point of the crops' continuous latents ``zs``: bpp (ideal bits of the wavefront
+    coder under tables counted from them), mean PSNR, and ``loss``: λ·MSE (8-bit units²) + bpp, what
+    refinement minimises."""
+    coder, counter = PackedPyramidCoder(codec.spec, context_net(codec)), HistogramCounter()
+    psnrs, pixels = [], 0
+    for rgb, z in zip(images, zs):
         latent = quantize_continuous(z)
         psnrs.append(10 * math.log10(255**2 / max(decoded_mse(synth, latent, rgb), 1e-10)))
         coder.count(latent, counter)
         pixels += rgb.shape[0] * rgb.shape[1]
-    return _row(quality, kind, steps, counter, pixels, psnrs, started)
-
-
-def _row(quality, kind, steps, counter, pixels, psnrs, started) -> dict:
-    """One measured point; ``loss``: λ·MSE (8-bit units²) + bpp, what refinement minimises."""
     bits = counter.ideal_bits(counter.tables())
     mse = float(np.mean([255**2 / 10 ** (p / 10) for p in psnrs]))
-    return {"quality": quality, "variant": f"{kind}:{steps}", "bpp": bits / pixels, "psnr": float(np.mean(psnrs)),
+    return {"quality": quality, "variant": variant, "bpp": bits / pixels, "psnr": float(np.mean(psnrs)),
             "loss": round(PYRAMID_LAMBDAS[quality] * mse + bits / pixels, 4),
             "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
 
@@ -117,32 +125,27 @@ def _row(quality, kind, steps, counter, pixels, psnrs, started) -> dict:
 ANNEAL_BATCH = 16
 
 
-def _measure_annealed(codec, synth, quality, images, kind, steps, coder, counter, started) -> dict:
-    """``anneal:S`` (:func:`archiver.codecs.pyramid.anneal.anneal_latents`, batches of
-    :data:`ANNEAL_BATCH` crops), ``annealsoft:S`` (no noise), ``annealsearch:S`` (then 30 search
-    trials per crop), ``annealfast:S`` (a twice larger step)."""
+def _annealed(codec, synth, quality: int, images, kind: str, steps: int) -> list[torch.Tensor]:
+    """The crops' latents by ``anneal:S`` (:func:`archiver.codecs.pyramid.anneal.anneal_latents`,
+    batches of :data:`ANNEAL_BATCH` crops), ``annealsoft:S`` (no noise), ``annealsearch:S`` (then 30
+    search trials per crop) or ``annealfast:S`` (a twice larger step)."""
     from archiver.codecs.pyramid.anneal import AnnealSchedule, anneal_latents
 
     schedule = AnnealSchedule(noise=kind != "annealsoft", lr=0.1 if kind == "annealfast" else AnnealSchedule().lr)
     lmbda = PYRAMID_LAMBDAS[quality]
-    psnrs, pixels = [], 0
+    zs = []
     for first in range(0, len(images), ANNEAL_BATCH):
-        batch = images[first : first + ANNEAL_BATCH]
-        encoded = [encode_continuous(codec, rgb, quality) for rgb in batch]
+        encoded = [encode_continuous(codec, rgb, quality) for rgb in images[first : first + ANNEAL_BATCH]]
         padded = torch.cat([e[0][0] for e in encoded])
-        z = torch.cat([e[0][1] for e in encoded])
         valid = encoded[0][1]
-        y = anneal_latents(codec, synth, padded, z, valid, lmbda, steps, schedule)
-        for k, rgb in enumerate(batch):
+        y = anneal_latents(codec, synth, padded, torch.cat([e[0][1] for e in encoded]), valid, lmbda, steps, schedule)
+        for k in range(len(encoded)):
             zk = y[k : k + 1]
             if kind == "annealsearch":
                 zk = refine_continuous(codec, synth, padded[k : k + 1], zk, valid, lmbda, 30,
                                        *pyramid_tiling(codec.spec.stride), relax=0)  # fmt: skip
-            latent = quantize_continuous(zk)
-            psnrs.append(10 * math.log10(255**2 / max(decoded_mse(synth, latent, rgb), 1e-10)))
-            coder.count(latent, counter)
-            pixels += rgb.shape[0] * rgb.shape[1]
-    return _row(quality, kind, steps, counter, pixels, psnrs, started)
+            zs.append(zk)
+    return zs
 
 
 def classic_points(paths: list[Path], names: list[str]) -> list[dict]:

@@ -4,7 +4,7 @@ optimization do not page-fault their way through fresh activations every step.
 torch frees a step's activations (tens of MB each) when the step ends; glibc returns blocks that
 large to the kernel (``mmap``) and the next step's allocation comes back zero-filled, page by page.
 Raising glibc's mmap and trim thresholds keeps them in the heap for reuse. Measured on the 2-core
-machine: fine-tuning the pyramid on 16 crops for 38 s made 425 steps instead of 328 (1.30×); an
+machine: fine-tuning the default codec on 16 crops for 38 s made 425 steps instead of 328 (1.30×); an
 out-of-place multiply of two 32 MB tensors took 4.0 ms instead of 10.7. The peak memory is the same;
 what changes is that the process keeps it after the peak (bounded by that peak).
 """

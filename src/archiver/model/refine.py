@@ -301,8 +301,7 @@ class RefineBudget:
     def steps_for(self, pixels: int) -> int:
         """Steps for the next image of ``pixels`` pixels."""
         left = self.time_left()
-        share = max(left, 0.0) * min(1.0, self.SHARE_CAP * pixels / max(self.pixels_left, 1))
-        self._stop = time.monotonic() + share if self.deadline is not None else None
+        share = self._capped_share(pixels, left)
         if self.max_steps <= 0 or left <= 0:
             steps = 0
         elif self.pixel_steps:  # seconds per pixel-step, measured
@@ -322,14 +321,20 @@ class RefineBudget:
             self.spent += seconds
             self.pixel_steps += pixels * steps * (0.5 if stopped else 1)
 
-    def share(self, pixels: int) -> float:
-        """Seconds the next ``pixels`` may take of what is left (their pixel share, at most
-        :data:`SHARE_CAP` times it with a deadline): what another optimizer (the pyramid's annealing)
-        prices its steps with before it :meth:`spend` s them."""
-        cap = self.SHARE_CAP if self.deadline is not None else 1.0
-        share = max(self.time_left(), 0.0) * min(1.0, cap * pixels / max(self.pixels_left, 1))
+    def _capped_share(self, pixels: int, left: float) -> float:
+        """Seconds the next ``pixels`` may take at most of ``left``: :data:`SHARE_CAP` times their
+        pixel share; with a deadline, also when they must stop (:meth:`stop_time`)."""
+        share = max(left, 0.0) * min(1.0, self.SHARE_CAP * pixels / max(self.pixels_left, 1))
         self._stop = time.monotonic() + share if self.deadline is not None else None
         return share
+
+    def fair_share(self, pixels: int) -> float:
+        """Seconds of what is left that are the next ``pixels``' pixel share: what another optimizer
+        (a codec's own) prices its steps with before it :meth:`spend` s them. Sets their stop time
+        as :meth:`steps_for` does."""
+        left = self.time_left()
+        self._capped_share(pixels, left)
+        return max(left, 0.0) * min(1.0, pixels / max(self.pixels_left, 1))
 
     def spend(self, pixels: int, seconds: float) -> None:
         """Record ``pixels`` optimized in ``seconds`` by another optimizer: the time is spent, the

@@ -189,7 +189,6 @@ class _LossOf:
     def hard(self, y: torch.Tensor) -> torch.Tensor:
         """Per-image loss of the integer latents ``y`` (context of ``y`` itself)."""
         with torch.no_grad():
-            self.params = None
             return self(y, y, True)
 
 
@@ -247,8 +246,7 @@ class Annealer:
         # Steps from the batch's fair share of the time left (as the search prices its trials); the
         # budget's capped share only sets when the batch must stop. Pricing from the capped share
         # let each of 8 album photos take twice its share, and the last two got 0.5 search trials.
-        fair = max(self.budget.time_left(), 0.0) * min(1.0, pixels / max(self.budget.pixels_left, 1))
-        self.budget.share(pixels)
+        fair = self.budget.fair_share(pixels)
         steps = min(int(fair / (cost * pixels)), self.max_steps)
         return steps if steps >= self.min_steps else 0
 
