@@ -60,9 +60,8 @@ def test_target_archive_decodes_as_measured(target_pack, tmp_path):
     _, archive, _ = target_pack
     run("verify", archive, "--decode")
     info = json.loads(run("info", archive, "--json").output)
-    # images carry their own gains (since version 2); the base's graph is named, not stored (version 3),
-    # the wavefront context order (version 4)
-    assert info["codec"]["version"] == 4 and info["codec"]["base"]["graph"]
+    # images carry their own gains and the base's graph is named, not stored: what every pack writes
+    assert info["codec"]["version"] == 5 and info["codec"]["base"]["graph"]
 
 
 def test_target_gains_survive_append(target_pack, tmp_path):

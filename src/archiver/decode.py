@@ -29,6 +29,7 @@ BATCH_PIXELS = 4_000_000
 #: 60 bytes a pixel (2 Mpx ≈ 120 MB). Measured on a 48-photo album (0.37 Mpx each, 2 cores): see
 #: the README's extraction speed.
 ENTROPY_PIXELS = 2_000_000
+FIRST_ROUND_SHARE = 4
 
 #: What :meth:`ArchiveDecoder.images` yields per image: a Pillow image (for writing files) or an
 #: H×W×C uint8 array (:func:`image_array`).
@@ -193,17 +194,18 @@ class ArchiveDecoder:
             yield from self._images(entries, batch_size, batch_pixels, on_error, as_array)
 
     def _images(self, entries, batch_size, batch_pixels, on_error, as_array):
-        try:
-            self._ensure()
-        except ArchiverError as exc:
-            if on_error is None:
-                raise
-            for entry in entries:
-                on_error(entry, exc)
-            return
         rounds = self._rounds(self._chunks(entries, batch_size, batch_pixels), min(batch_pixels, ENTROPY_PIXELS))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropy") as pool:
+            # The first round's entropy decoding runs while the runtime session is built.
             pending = pool.submit(self._prepare_many, rounds[0])
+            try:
+                self._ensure()
+            except ArchiverError as exc:
+                if on_error is None:
+                    raise
+                for entry in entries:
+                    on_error(entry, exc)
+                return
             for k, chunks in enumerate(rounds):
                 prepared = pending.result()
                 if k + 1 < len(rounds):
@@ -224,10 +226,12 @@ class ArchiveDecoder:
         """Consecutive batches cut into the entropy thread's rounds of at most ``pixels`` coded
         pixels (one batch at least)."""
         rounds: list[list[list[Entry]]] = []
-        total = pixels
+        total, cap = 0, max(1, pixels // FIRST_ROUND_SHARE)
         for chunk in chunks:
             size = sum(math.prod(self.reader.latent_shape(e)) for e in chunk) * self._side.stride**2
-            if total + size > pixels:
+            if not rounds or total + size > cap:
+                if rounds:  # the rounds grow: 1/FIRST_ROUND_SHARE of the cap, then twice that, … up to it
+                    cap = min(pixels, 2 * cap)
                 rounds.append([])
                 total = 0
             rounds[-1].append(chunk)

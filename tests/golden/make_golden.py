@@ -6,7 +6,8 @@
                                                                # its difference: v<N>-<codec>-delta-mixed.nca
                                                                # (-delta-graph-: the base's graph named,
                                                                # pyramid codec version 3; with the
-                                                               # wavefront default, -wavefront-: version 4)
+                                                               # wavefront default, -wavefront-: version 4;
+                                                               # -c5-: codec version 5 and later, named)
     python tests/golden/make_golden.py --codec pyramid --delta --target 30  # per-image gains (pyramid
                                                                # version 2): v<N>-<codec>-target-mixed.nca
 
@@ -76,6 +77,10 @@ def main() -> None:
                     kind += "-graph" if base is not None and shipped_graph(base.id) else ""
                 if spec.context != "checkerboard":  # pyramid codec version 4: v<N>-pyramid-wavefront-…
                     kind = f"-{spec.context}{kind}"
+                from archiver.codecs.pyramid.versions import PLAIN_LAYOUT_SINCE, WRITES
+
+                if WRITES >= PLAIN_LAYOUT_SINCE:  # v<N>-pyramid-c5-…: the codec version it writes
+                    kind = f"-c{WRITES}{kind}"
             out = HERE / f"v{FORMAT_VERSION}-{codec}{kind}-mixed.nca"
             if out.exists():
                 sys.exit(f"{out} exists: old versions' files must stay as they are")

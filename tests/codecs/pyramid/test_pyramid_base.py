@@ -93,7 +93,7 @@ def test_append_to_a_delta_archive_keeps_base_and_delta(base_and_archives, tmp_p
 
 
 def test_graph_from_the_base_is_named_not_stored(base_and_archives, tmp_path):
-    """A base that ships its graph: the archive (wavefront context: codec version 4) stores no graph, decodes
+    """A base that ships its graph: the archive (codec version 5, as every pack writes) stores no graph, decodes
     bit-exactly, appends, and without the graph file fails with one clear line."""
     from archiver.runtime.graph import graph_only
     from archiver.codecs.pyramid.graph import build_pyramid_graph
@@ -110,7 +110,7 @@ def test_graph_from_the_base_is_named_not_stored(base_and_archives, tmp_path):
         run("pack", src, "-o", archive, "--codec", "pyramid", "--max-steps", "30", "--refine", "2", "--quiet")
         info = json.loads(run("info", archive, "--json").output)
         delta = json.loads(run("info", base_and_archives["delta"], "--json").output)
-        assert info["codec"]["version"] == 4
+        assert info["codec"]["version"] == 5
         assert info["codec"]["base"]["graph"] == hashlib.sha256(graph).hexdigest()
         assert info["model_bytes"] < delta["model_bytes"] - 500  # the graph (zstd) is not in the archive
         run("verify", archive, "--decode")

@@ -56,3 +56,26 @@ def test_tiled_synthesis_decodes_as_one_piece():
     tiled = OnnxDecoder(model, "cpu", 1, spec.stride, *pyramid_tiling(spec.stride)).decode(latent, 1100, 690)
     assert tiled.shape == whole.shape == (1100, 690, 3)
     assert np.abs(tiled.astype(int) - whole).max() <= 1 and (tiled != whole).mean() < 1e-3
+
+
+def test_synthesis_runtime_follows_the_codec_version():
+    """Versions 1–4 decode with ONNX Runtime's layout optimizations (their pixel checks were made so),
+    version 5 without; both compute the same function to ±1 per channel."""
+    import onnxruntime as ort
+
+    from archiver.codecs.pyramid.read import synthesis_runtime
+
+    torch.manual_seed(7)
+    spec = PyramidSpec(channels=(1, 1, 1, 1, 1, 1))
+    arrays = int8.quantize_weights(PyramidCodec(spec).synthesis)
+    arrays["quant.steps"] = np.full(spec.levels, 0.3, np.float32)
+    model = attach_weights(graph_only(build_pyramid_graph(spec)), arrays)
+    latent = np.random.default_rng(8).integers(-4, 5, (spec.packed_channels, 8, 8)).astype(np.int32)
+    levels = {}
+    pixels = {}
+    for version in (4, 5):
+        runtime = synthesis_runtime(model, spec.stride, version)
+        levels[version] = runtime.session.get_session_options().graph_optimization_level
+        pixels[version] = runtime.decode(latent, 250, 256).astype(int)
+    assert levels == {4: ort.GraphOptimizationLevel.ORT_ENABLE_ALL, 5: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
+    assert pixels[4].shape == (250, 256, 3) and np.abs(pixels[4] - pixels[5]).max() <= 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .read import pyramid_tiling
+from .read import pyramid_tiling, synthesis_runtime
 from ...collection.images import SourceImage, measure_decoded
 from ...config import PackConfig
 from ...container.reader import ArchiveReader
@@ -43,7 +43,6 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
     from ...container.format import EntryKind
     from ...pack import CodedImages
     from ...runtime.graph import OPSET, attach_weights
-    from ...runtime.session import OnnxDecoder
 
     side = reader.codec
     spec = side.spec
@@ -71,7 +70,7 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
     coded = CodedImages(latents=new_latents.__getitem__)
     counter = HistogramCounter()
     if images:
-        runtime = OnnxDecoder(attach_weights(graph, decoder), "cpu", None, spec.stride, *pyramid_tiling(spec.stride))
+        runtime = synthesis_runtime(attach_weights(graph, decoder), spec.stride, side.desc.version)
         latent_of = _refiner(spec, decoder, net, start, cfg, steps)
         for n, (i, light) in enumerate(images.items(), 1):
             im = light.full()

@@ -306,17 +306,13 @@ class _Nudges:
 
     def _code(self, size: int, coder, rest: int) -> None:
         """Export the decoder at the gain, quantize and measure every image, export the tables."""
-        import dataclasses
-
         from .pack import _export_decoder
 
         out, fit = self.out, self.fit
         gain = 2.0**self.log2_gain
         if self.arrays is None:
             self.arrays = _export_decoder(out, self.cfg, self.spec, self.codec, self.base, self.reference, gain)
-        out.gains = self._codes()
-        if out.gains:
-            out.codec = dataclasses.replace(out.codec, version=max(2, out.codec.version))
+        out.gains = self._codes()  # per-image gain codes: every version pack writes allows them
         _code_at(out, self.cfg, self.spec, fit, self.arrays, self.images, self.spool_dir, gain, coder,
                  self.reference, self.progress)  # fmt: skip
         out.predicted_bytes = size
@@ -336,13 +332,11 @@ def _code_at(out, cfg, spec, fit: BudgetFit, arrays: dict, images: dict, spool_d
     from ...codec.gain import apply_gain
     from ...codec.spool import LatentSpool
     from ...collection.images import measure_decoded
-    from .read import pyramid_tiling
+    from .read import synthesis_runtime
     from .pack import _export_entropy
     from ...runtime.graph import attach_weights
-    from ...runtime.session import OnnxDecoder
 
-    tile, halo = pyramid_tiling(spec.stride)
-    runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
+    runtime = synthesis_runtime(attach_weights(out.onnx_graph, arrays), spec.stride, out.codec.version)
     spool = LatentSpool(spool_dir)
     for n, (i, source) in enumerate(images.items(), 1):
         im = source.full()

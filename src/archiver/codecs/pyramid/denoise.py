@@ -30,11 +30,9 @@ def fit_pyramid_denoiser(out, cfg: PackConfig, spec, arrays: dict, images: dict[
     from ...collection.pool import PairPool
     from ...postfilter import fit_postfilter
     from ...runtime.graph import attach_weights
-    from ...runtime.session import OnnxDecoder
-    from .read import pyramid_tiling
+    from .read import synthesis_runtime
 
-    tile, halo = pyramid_tiling(spec.stride)
-    runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
+    runtime = synthesis_runtime(attach_weights(out.onnx_graph, arrays), spec.stride, out.codec.version)
     ids = list(images)
 
     def decoded():  # every image as extract decodes it (without a post-filter), with its source

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import CodecDescription
-from .read import pyramid_tiling
-from .versions import CONTEXT_ORDER_SINCE, GRAPH_FROM_BASE_SINCE
+from .read import pyramid_tiling, synthesis_runtime
+from .versions import WRITES
 from ...collection.images import SourceImage, measure_decoded
 from ...collection.pool import training_set
 from ...config import PackConfig
@@ -137,16 +137,13 @@ def _export_decoder(out, cfg: PackConfig, spec, codec, base, reference: dict | N
     out.training["device"] = str(resolve_device(cfg.train.device))
     arrays, out.model_blob = decoder_arrays(cfg, codec, reference, gain)
     shipped = shipped_graph(base.id) if reference else None
-    if shipped is not None:  # the base's own graph: named, not stored (codec version 3 or 4)
+    if shipped is not None:  # the base's own graph: named, not stored
         out.onnx_graph = shipped[0]
         based_on = {"id": base.id, "sha256": base.sha256, "graph": shipped[1]}
     else:
         out.onnx_graph = graph_only(build_pyramid_graph(spec))
         based_on = {"id": base.id, "sha256": base.sha256} if reference else {}
-    version = GRAPH_FROM_BASE_SINCE if shipped is not None else 1
-    if spec.context != "checkerboard":  # version 4 allows gains and a named or stored graph
-        version = CONTEXT_ORDER_SINCE
-    out.codec = CodecDescription("pyramid", version, spec.to_dict(), based_on)
+    out.codec = CodecDescription("pyramid", WRITES, spec.to_dict(), based_on)
     return arrays
 
 
@@ -160,10 +157,9 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     from .train import context_net, int8_synthesis
     from .rate import TargetCoder
     from ...runtime.graph import attach_weights
-    from ...runtime.session import OnnxDecoder
 
     tile, halo = pyramid_tiling(spec.stride)
-    runtime = OnnxDecoder(attach_weights(out.onnx_graph, arrays), "cpu", None, spec.stride, tile, halo)
+    runtime = synthesis_runtime(attach_weights(out.onnx_graph, arrays), spec.stride, out.codec.version)
     synth = int8_synthesis(codec, arrays)
     spool = LatentSpool(spool_dir)
     refine = time_budget(cfg, _pixels(images)).refine_budget(cfg.train.refine_steps, _pixels(images))
@@ -237,13 +233,8 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
 
 
 def _target_summary(out, cfg: PackConfig, target, unreached: list) -> None:
-    """``--target-psnr``: the codec becomes version 2 (per-image gains) when any image has one
-    (version 3, graph from the base, already allows them);
-    the training summary says what the search did and which images stayed below the target."""
-    import dataclasses
-
-    if any(out.gains.values()):
-        out.codec = dataclasses.replace(out.codec, version=max(2, out.codec.version))
+    """``--target-psnr``: the training summary says what the search did and which images stayed
+    below the target (the version every pack writes allows per-image gains)."""
     gains = list(out.gains.values())
     out.training["target"] = {
         "psnr": cfg.target_psnr,

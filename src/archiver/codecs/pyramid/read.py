@@ -5,9 +5,12 @@ from __future__ import annotations
 from .. import CodecDescription
 from ...errors import CorruptArchiveError, InputError, MissingBaseError
 from ..readside import no_gain, runtime_imports
-from .versions import CONTEXT_ORDER_SINCE
+from .versions import CONTEXT_ORDER_SINCE, PLAIN_LAYOUT_SINCE
 
-__all__ = ["PyramidReadSide", "PYRAMID_TILE_PX", "PYRAMID_HALO_PX", "pyramid_tiling", "synthesis_threads"]
+__all__ = [
+    "PyramidReadSide", "PYRAMID_TILE_PX", "PYRAMID_HALO_PX", "pyramid_tiling", "synthesis_threads",
+    "synthesis_runtime",
+]  # fmt: skip
 
 
 #: The pyramid's runtime tiles: pixels per tile side, and pixels of context around a tile (bilinear
@@ -103,10 +106,20 @@ class PyramidReadSide:
 
     def runtime(self, provider: str, threads: int | None, spin: bool = True):
         """The synthesis session; ``threads`` None: :func:`synthesis_threads`."""
-        attach_weights, OnnxDecoder = runtime_imports()
+        attach_weights, _ = runtime_imports()
         model = attach_weights(self.graph(), self.model_arrays("decoder"))
         threads = synthesis_threads() if threads is None else threads
-        return OnnxDecoder(model, provider, threads, self.stride, self.tile, self.halo, spin)
+        return synthesis_runtime(model, self.spec.stride, self.desc.version, provider, threads, spin)
+
+
+def synthesis_runtime(model, stride: int, version: int, provider: str = "cpu", threads: int | None = None,
+                      spin: bool = True):  # fmt: skip
+    """The runtime (:class:`archiver.runtime.session.OnnxDecoder`) that decodes the synthesis
+    ``model`` (graph with weights) of a pyramid of ``stride`` exactly as codec ``version`` measured
+    its pixels: pack, append and extract all decode through it."""
+    _, OnnxDecoder = runtime_imports()
+    tile, halo = pyramid_tiling(stride)
+    return OnnxDecoder(model, provider, threads, stride, tile, halo, spin, layout=version < PLAIN_LAYOUT_SINCE)
 
 
 def synthesis_threads() -> int:

@@ -5,20 +5,26 @@ when every gain is 0, so that archivers reading only version 1 read it. ``pyrami
 graph is not stored but named by its base (``base.graph``: the SHA-256 of the base's graph file).
 ``pyramid`` 4 is 2 whose spec may name a context order (``context``: ``wavefront``,
 :mod:`archiver.codecs.pyramid.wave`); its graph is named by its base when ``base`` has ``graph``,
-else stored.
+else stored. ``pyramid`` 5 is 4 whose pixel checks were measured with the synthesis run without
+ONNX Runtime's layout optimizations (:func:`archiver.codecs.pyramid.read.synthesis_runtime`);
+every pack writes it.
 """
 
 from __future__ import annotations
 
-__all__ = ["READS", "GRAPH_FROM_BASE_SINCE", "CONTEXT_ORDER_SINCE", "validate"]
+__all__ = ["READS", "GRAPH_FROM_BASE_SINCE", "CONTEXT_ORDER_SINCE", "PLAIN_LAYOUT_SINCE", "WRITES", "validate"]
 
 #: Versions of the pyramid codec this archiver reads.
-READS: tuple[int, ...] = (1, 2, 3, 4)
+READS: tuple[int, ...] = (1, 2, 3, 4, 5)
 #: First version whose graph may come from its base instead of the archive.
 GRAPH_FROM_BASE_SINCE = 3
 #: First version whose spec may name a context order other than ``checkerboard``; from it on the
 #: graph comes from the base exactly when the base names one.
 CONTEXT_ORDER_SINCE = 4
+#: First version decoded without ONNX Runtime's layout optimizations (its pixel checks were made so).
+PLAIN_LAYOUT_SINCE = 5
+#: The version every pack writes (an append keeps its archive's).
+WRITES = PLAIN_LAYOUT_SINCE
 
 
 def validate(desc) -> str | None:
