@@ -4,7 +4,8 @@ on the same pixels.
     python benchmarks/effort.py --regime album --limit 8 --runs q4@1 q4@4 q4@16
 
 Each run ``qQ@E`` is ``python -m archiver pack SRC -o A.nca --quality Q --effort E --quiet`` in a
-fresh process on the ``heldout`` split (:mod:`benchmarks.regimes`; ``--limit``: its first N images).
+fresh process on the ``heldout`` split (:mod:`benchmarks.regimes`; ``--limit``: its first N images;
+``--split train`` to choose a setting, ``--pack-args "..."``: more pack options for every run).
 Reported per run: wall time (interpreter start and reading included), whole-archive bpp and mean
 PSNR (``archiver info``), how refinement was spent (images annealed, steps, seconds), and the
 archive's bytes over WebP's and AVIF's at the same mean PSNR (each classic codec's quality sweep on
@@ -39,12 +40,13 @@ RESULTS = REPO / "benchmarks" / "results"
 CLASSIC = ("webp", "avif")
 
 
-def measure(src: Path, work: Path, run: str) -> dict:
-    """One pack ``qQ@E`` in a fresh process: wall seconds, bpp, PSNR and how refinement went."""
+def measure(src: Path, work: Path, run: str, extra: list[str] | None = None) -> dict:
+    """One pack ``qQ@E`` in a fresh process (``extra``: more pack options): wall seconds, bpp, PSNR
+    and how refinement went."""
     quality, effort = run[1:].split("@")
     archive = work / f"{run}.nca"
     cmd = [sys.executable, "-m", "archiver", "pack", str(src), "-o", str(archive), "--quality", quality,
-           "--effort", effort, "--quiet", "--force"]  # fmt: skip
+           "--effort", effort, "--quiet", "--force", *(extra or [])]  # fmt: skip
     started = time.monotonic()
     subprocess.run(cmd, check=True)
     wall = time.monotonic() - started
@@ -69,7 +71,7 @@ def bytes_over(curve: list[dict], bpp: float, psnr: float) -> float | None:
 
 def markdown(regime: str, rows: list[dict], meta: dict) -> str:
     lines = [
-        f"# Bytes against compute: `--effort` on the heldout {regime} ({meta['images']} images, {meta['mpx']:.2f} Mpx)", "",
+        f"# Bytes against compute: `--effort` on the {meta.get('split', 'heldout')} {regime} ({meta['images']} images, {meta['mpx']:.2f} Mpx)", "",
         f"- command: `{meta['command']}`",
         f"- date: {meta['date']}, commit {meta['commit']}, machine: {meta['machine']['platform']}, "
         f"{meta['machine']['cores']} cores", "",
@@ -93,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--src", type=Path, default=DEFAULT_SRC_DIR)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--tag", default="", help="results as effort-<regime>-<tag>")
+    ap.add_argument("--split", default="heldout", choices=("heldout", "train"),
+                    help="train: for choosing a setting (never tune on heldout)")
+    ap.add_argument("--pack-args", default="", help="more pack options for every run, one string")
     args = ap.parse_args(argv)
     if not Path(args.src).is_dir():
         print(f"{args.src}: no source photos, nothing measured")
@@ -101,19 +106,19 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="effort-") as tmp:
         work = Path(tmp)
-        paths = build_regime(args.regime, args.src, work / "src", split="heldout", limit=args.limit)
+        paths = build_regime(args.regime, args.src, work / "src", split=args.split, limit=args.limit)
         from PIL import Image
 
         mpx = sum(np.prod(Image.open(p).size) for p in paths) / 1e6
         classic = sweep(paths, list(CLASSIC), with_msssim=False)["points"]
         rows = []
         for run in args.runs:
-            rows.append(measure(work / "src", work, run))
+            rows.append(measure(work / "src", work, run, args.pack_args.split()))
             for c in CLASSIC:
                 rows[-1][c] = bytes_over([p for p in classic if p["codec"] == c], rows[-1]["bpp"], rows[-1]["psnr"])
             print(json.dumps(rows[-1]), flush=True)
     meta = {"command": "python benchmarks/effort.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "commit": git_commit(), "machine": machine(), "images": len(paths), "mpx": mpx,
+            "commit": git_commit(), "machine": machine(), "images": len(paths), "mpx": mpx, "split": args.split,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"effort-{args.regime}" + (f"-{args.tag}" if args.tag else "")
