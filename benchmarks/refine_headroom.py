@@ -1,5 +1,5 @@
 """How much rate is left in the per-image latents, and which refinement finds it? The shipped base's
-encoder, then per-image refinement of several kinds and lengths, measured on the same heldout crops
+encoder, then per-image refinement of several kinds and lengths, measured on the same heldout (or, to choose a setting, train) crops
 with the real integer coder.
 
     python benchmarks/refine_headroom.py [--images 16] [--qualities 2,4,8] [--variants adam:30,search:30,...] [--tag T]
@@ -162,6 +162,8 @@ def main() -> int:
     ap.add_argument("--variants", default="adam:0,adam:30,adam:100,search:30,search:100")
     ap.add_argument("--classic", default="webp", help="classic codecs on the same crops (comma-separated; empty: none)")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--split", default="heldout", choices=("heldout", "train"),
+                    help="train: for choosing a setting (never tune on heldout)")
     args = ap.parse_args()
     spec = PYRAMID_PRESETS["default"]
     base = find_pyramid_base(spec)
@@ -170,9 +172,9 @@ def main() -> int:
     codec.eval()
     for p in codec.parameters():
         p.requires_grad_(False)
-    folder = Path("/tmp/regime-dataset-heldout")
+    folder = Path(f"/tmp/regime-dataset-{args.split}")
     if not folder.exists():
-        build_regime("dataset", None, folder, split="heldout")
+        build_regime("dataset", None, folder, split=args.split)
     paths = sorted(folder.glob("*.png"))[: args.images]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     qualities = [int(q) for q in args.qualities.split(",")]
@@ -188,7 +190,7 @@ def main() -> int:
         "command": "python benchmarks/refine_headroom.py " + " ".join(sys.argv[1:]),
         "commit": commit.stdout.strip(), "machine": machine(), "base": base.id,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "images": len(images),
-        "rows": rows, "classic": classic,
+        "rows": rows, "classic": classic, "split": args.split,
     }  # fmt: skip
     stem = "refine-headroom" + (f"-{args.tag}" if args.tag else "")
     out = REPO / "benchmarks" / "results"
@@ -217,7 +219,7 @@ def report(record: dict, variants: list[str]) -> str:
         "# Refinement headroom: the same crops' latents refined longer or differently", "",
         f"- command: `{record['command']}`",
         f"- date: {record['date']}, commit {record['commit']}, machine: {m['platform']}, {m['cores']} cores",
-        f"- base `{record['base']}` (no collection fine-tuning), {record['images']} heldout dataset crops of 128²;"
+        f"- base `{record['base']}` (no collection fine-tuning), {record['images']} {record.get('split', 'heldout')} dataset crops of 128²;"
         " bpp: the integer coder's ideal bits under tables counted from these latents", "",
         f"| variant | points (bpp @ dB) | seconds | BD-rate vs {ref_name} | BD-rate vs webp |", "|---|---|---|---|---|",
     ]  # fmt: skip
