@@ -4,17 +4,22 @@ machine's fp32 peak.
 
     python benchmarks/anneal_throughput.py [--images 16] [--side 128] [--steps 6]
 
-A step is the annealing's loss (:class:`archiver.codecs.pyramid.anneal._LossOf`, soft rounding,
-rate from kept context parameters) on a batch of ``--images`` crops of ``--side``², its backward
-to the latents, timed over ``--steps`` after one warm-up, three ways:
+A step is one step of the annealing's first stage (soft rounding, Kumaraswamy noise, soft rounding
+again; the loss of :class:`archiver.codecs.pyramid.anneal._LossOf` with the context's parameters
+kept between refreshes) on a batch of ``--images`` crops of ``--side``², its backward to the
+latents, timed over ``--steps`` after one warm-up, several ways:
 
 - ``before``: the synthesis as pack refined with it until 2026-12-06 (``PackedSynthesis``,
-  contiguous NCHW tensors);
+  contiguous NCHW tensors), the soft rounding and the rate through autograd, level by level
+  (:class:`AutogradLoss`: the annealing's code of session 10);
 - ``channels-last``: the same module and images in channels-last memory;
 - ``fast``: :class:`archiver.codecs.pyramid.fastsynth.OptimSynthesis` (upsampling as matrices, the
   1×1 layers as one GEMM chain with its own backward);
 - ``fast, memory kept``: the same after :func:`archiver.model.allocator.keep_freed_memory` (what
-  pack does), which cannot be undone in the process, so it runs last.
+  pack does), which cannot be undone in the process, so it and the next run last;
+- ``fused, memory kept``: what the annealing runs now: that synthesis, and the soft rounding with
+  its noise and the rate over the packed latent each one operation with a hand-written backward
+  (``anneal._SoftNoisy``, ``anneal._PackedBits``).
 
 MAC/s counts the synthesis and context network's multiply–accumulates per pixel
 (``PyramidReadSide.macs_per_pixel``: the spec's synthesis plus the context network) three times
@@ -40,7 +45,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
 from archiver.bench.compare import machine  # noqa: E402
-from archiver.codecs.pyramid.anneal import _LossOf, soft_round  # noqa: E402
+from archiver.codecs.pyramid.anneal import _LossOf, _SoftNoisy, kumaraswamy_noise, soft_round  # noqa: E402
+from archiver.codecs.pyramid.export import unpack_torch  # noqa: E402
+from archiver.codecs.pyramid.model import laplace_bits  # noqa: E402
 from archiver.codecs.pyramid.base import find_pyramid_base  # noqa: E402
 from archiver.codecs.pyramid.fastsynth import OptimSynthesis  # noqa: E402
 from archiver.codecs.pyramid.model import PyramidCodec  # noqa: E402
@@ -50,13 +57,32 @@ from archiver.model.allocator import keep_freed_memory  # noqa: E402
 from benchmarks.rd import git_commit  # noqa: E402
 
 
-def seconds_per_step(codec, synth, x, z, steps: int) -> float:
-    side = x.shape[-1]
-    loss = _LossOf(codec, synth, x, (side, side), 0.013)
+class AutogradLoss(_LossOf):
+    """The annealing's loss as session 10 computed it: the rate level by level through autograd."""
+
+    def __call__(self, y_hat, y, refresh):
+        if refresh or self.params is None:
+            with torch.no_grad():
+                self.params = self.codec.context([torch.round(g) for g in unpack_torch(self.codec.spec, y.detach())])
+        x_hat = self.synth(y_hat)
+        mse = ((x_hat[..., : self.h, : self.w] - self.targets[..., : self.h, : self.w]) ** 2).mean(dim=(1, 2, 3))
+        grids = unpack_torch(self.codec.spec, y_hat)
+        bits = sum(laplace_bits(g, mu, ls).sum(dim=(1, 2, 3)) for g, (mu, ls) in zip(grids, self.params))
+        return self.lmbda * 255.0**2 * mse + bits / (self.h * self.w)
+
+
+def seconds_per_step(codec, synth, x, z, steps: int, fused: bool) -> float:
+    side, t, a = x.shape[-1], 0.2, 1.5
+    loss = (_LossOf if fused else AutogradLoss)(codec, synth, x, (side, side), 0.013)
     y = z.clone().requires_grad_(True)
 
     def step(refresh: bool) -> None:
-        loss(soft_round(y, 0.2), y, refresh).sum().backward()
+        if fused:
+            y_hat = _SoftNoisy.apply(y, t, kumaraswamy_noise(y, a))
+        else:
+            y_hat = soft_round(y, t)
+            y_hat = soft_round(y_hat + kumaraswamy_noise(y_hat, a), t)
+        loss(y_hat, y, refresh).sum().backward()
 
     step(True)
     started = time.perf_counter()
@@ -93,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         "fast": (OptimSynthesis(synth), x),
     }  # fmt: skip
     ways["fast, memory kept"] = ways["fast"]  # last: keep_freed_memory cannot be undone
+    ways["fused, memory kept"] = ways["fast"]
     rows = []
     for name, (module, images) in ways.items():
         if name == "fast, memory kept":
             keep_freed_memory()
-        s = seconds_per_step(codec, module, images, z, args.steps)
+        s = seconds_per_step(codec, module, images, z, args.steps, fused=name.startswith("fused"))
         rate = 3 * macs * pixels / s
         rows.append({"way": name, "ms_per_step": round(1000 * s, 1), "mpx_per_s": round(pixels / s / 1e6, 3),
                      "gmac_per_s": round(rate / 1e9, 2), "of_peak": round(rate / peak, 4)})  # fmt: skip

@@ -82,6 +82,44 @@ def test_annealing_lowers_every_images_loss_and_gives_integers(codec):
     assert torch.equal(anneal_latents(codec, synth, targets, z, valid, LAMBDAS[4], 0), torch.round(z))
 
 
+def test_packed_bits_match_the_level_by_level_rate_and_its_gradient():
+    """One packed tensor with a hand-written backward gives the bits and gradient that autograd
+    gives through laplace_bits level by level (including bins at the mode, far tails clamped)."""
+    from archiver.codecs.pyramid.export import pack_torch, unpack_torch
+    from archiver.codecs.pyramid.model import laplace_bits
+    from archiver.codecs.pyramid.plan import PyramidSpec
+
+    spec = PyramidSpec(channels=(1, 1, 1, 1, 1, 1))
+    g = torch.Generator().manual_seed(3)
+    shape = (2, spec.packed_channels, 4, 5)
+    y = (torch.randn(shape, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    mu = torch.randn(shape, generator=g, dtype=torch.float64)
+    log_scale = torch.randn(shape, generator=g, dtype=torch.float64) * 3  # some beyond the clamp
+    y.data[0, 0, 0, :3] = mu[0, 0, 0, :3] + torch.tensor([0.0, 0.3, 60.0], dtype=torch.float64)  # mode, inside, clamped
+    levels = zip(unpack_torch(spec, y), unpack_torch(spec, mu), unpack_torch(spec, log_scale))
+    reference = sum(laplace_bits(a, m, ls).sum(dim=(1, 2, 3)) for a, m, ls in levels)
+    (ref_grad,) = torch.autograd.grad(reference.sum() * 1.0 + reference[1] * 2.0, y)
+    assert pack_torch(spec, unpack_torch(spec, mu)).equal(mu)
+    bits = anneal._PackedBits.apply(y, mu, torch.exp(-log_scale.clamp(-4.0, 8.0)))
+    (grad,) = torch.autograd.grad(bits.sum() * 1.0 + bits[1] * 2.0, y)
+    torch.testing.assert_close(bits, reference, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_soft_noisy_matches_soft_round_and_its_gradient(noisy):
+    g = torch.Generator().manual_seed(4)
+    y = (torch.randn(3, 5, 6, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    u = torch.rand(3, 5, 6, generator=g, dtype=torch.float64) - 0.5 if noisy else None
+    for t in (0.3, 0.1):
+        reference = soft_round(soft_round(y, t) + u, t) if noisy else soft_round(y, t)
+        out = anneal._SoftNoisy.apply(y, t, u)
+        torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12)
+        weights = torch.randn(y.shape, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(torch.autograd.grad((out * weights).sum(), y)[0],
+                                   torch.autograd.grad((reference * weights).sum(), y)[0], rtol=1e-9, atol=1e-12)
+
+
 def test_schedule_round_trips():
     s = AnnealSchedule(noise=False, lr=0.1)
     assert AnnealSchedule.from_dict(json.loads(json.dumps(s.to_dict()))) == s
