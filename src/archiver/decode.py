@@ -29,6 +29,10 @@ BATCH_PIXELS = 4_000_000
 #: 60 bytes a pixel (2 Mpx ≈ 120 MB). Measured on a 48-photo album (0.37 Mpx each, 2 cores): see
 #: the README's extraction speed.
 ENTROPY_PIXELS = 2_000_000
+#: The first round is this fraction of :data:`ENTROPY_PIXELS` (then twice that, up to all of it), so
+#: that the runtime starts on the first batch sooner. Fresh extracts of 48 crops of 256² (2 cores,
+#: alternating, median of 8): 1.748 s before, 1.745 s with it and the first round started before
+#: the session is built; in a timeline the first synthesis started 0.2 s earlier.
 FIRST_ROUND_SHARE = 4
 
 #: What :meth:`ArchiveDecoder.images` yields per image: a Pillow image (for writing files) or an
@@ -230,7 +234,7 @@ class ArchiveDecoder:
         for chunk in chunks:
             size = sum(math.prod(self.reader.latent_shape(e)) for e in chunk) * self._side.stride**2
             if not rounds or total + size > cap:
-                if rounds:  # the rounds grow: 1/FIRST_ROUND_SHARE of the cap, then twice that, … up to it
+                if rounds:  # the rounds grow: the first round's cap, then twice that, … up to ``pixels``
                     cap = min(pixels, 2 * cap)
                 rounds.append([])
                 total = 0

@@ -61,8 +61,9 @@ def _session(model: Model, providers: list[str], threads: int | None, spin: bool
     out ONNX Runtime's layout optimizations: by default its convolutions run in the blocked NCHWc
     layout (channels in blocks of 8 on AVX2), converted back and forth around every residual Add,
     a 3-channel 3×3 layer padded to 8 channels. A synthesis of three 1×1 layers and two 3×3
-    residual ones on 8 crops of 256² (one thread, 2 cores) ran 77–88 ms with them and 54–57 ms without. The same function summed in
-    another order: an output rounded at .5 may move by one, so a codec chooses per version."""
+    residual ones on 8 crops of 256² (one thread, 2 cores) ran 77–88 ms with them and 54–57 ms
+    without. The same function summed in another order: an output rounded at .5 may move by one,
+    so a codec chooses per version."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -12,8 +12,8 @@ per-image latent optimization's many forward and backward passes on a CPU.
   per layer forward, one product back, the leaky ReLUs applied in place and their slopes read back
   from the kept activations' signs.
 - The 3×3 residual refinement stays a convolution, on a channels-last copy of the chain's output.
-  Against the chain on a (pixels × channels) matrix and a channels-last view (session 10), one
-  annealing step of 16 crops of 128²: 46–50 ms against 53–55 ms.
+  One annealing step of 16 crops of 128²: 46–50 ms, against 53–55 ms with the chain on one
+  (pixels × channels) matrix (a transposed copy of the input) and a channels-last view after it.
 
 Measured on 16 crops of 128², a forward and backward pass of the annealing's loss, 2 cores: see
 :data:`archiver.codecs.pyramid.anneal` and benchmarks/results/anneal-throughput.md.
