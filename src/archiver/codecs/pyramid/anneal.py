@@ -266,10 +266,12 @@ MIN_STEPS = 100
 #: for 8 crops, 30 trials after their relaxation), three times theirs at q4; ``--refine 4`` and
 #: under anneal nothing.
 STEPS_PER_TRIAL = 20
-#: Seconds per pixel-step of annealing before any is measured: 46–47 ms a step for 16 crops of
-#: 128² on the 2-core machine (0.18 µs; the fused step with pack's allocator setting,
-#: benchmarks/results/anneal-throughput.md).
-SECONDS_PER_PIXEL_STEP = 1.8e-7
+#: Seconds per pixel-step of annealing before any is measured (the measured cost takes over after
+#: the first batch). With pack's allocator setting on the 2-core machine: 46–47 ms a step for 16
+#: crops of 128² (0.18 µs; benchmarks/results/anneal-throughput.md), 11.8–13.1 s for 150 steps of
+#: one 768×432 photo, context refreshes and the best-latent bookkeeping included (0.24–0.26 µs).
+#: The slower of the two: a first batch priced too cheaply takes more than its share.
+SECONDS_PER_PIXEL_STEP = 2.5e-7
 #: Most pixels annealed in one batch (32 crops of 128²), and the largest image annealed at all:
 #: a step holds about 1 kB of activations a pixel; larger images are searched tile by tile.
 BATCH_PIXELS = 1 << 19
