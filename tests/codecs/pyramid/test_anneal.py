@@ -170,3 +170,22 @@ def test_a_pack_anneals_its_images_and_extracts(tmp_path, monkeypatch):
     run("verify", tmp_path / "a.nca", "--decode")
     run("extract", tmp_path / "a.nca", "-o", tmp_path / "out", "--quiet")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_anneal_device_runs_the_batch_on_the_asked_device_and_returns_cpu_integers(codec):
+    """The pack's annealing goes through AnnealDevice (on CUDA when pack has one): on the CPU it
+    uses the pack's own modules and gives what anneal_latents gives."""
+    from archiver.codecs.pyramid.anneal import AnnealDevice
+
+    from archiver.codecs.pyramid.train import int8_synthesis, synthesis_arrays
+
+    c = codec
+    synth = int8_synthesis(c, synthesis_arrays(c, 4))
+    targets, z, valid = _batch(c, n=2, side=32)
+    torch.manual_seed(11)
+    want = anneal_latents(c, synth, targets, z, valid, 0.013, 12)
+    device = AnnealDevice(c, synth, "cpu")
+    torch.manual_seed(11)
+    got = device.anneal(targets, z, valid, 0.013, 12)
+    assert device.device == torch.device("cpu") and device.codec is c and device.synth is synth
+    assert got.device.type == "cpu" and torch.equal(got, want) and torch.equal(got, got.round())

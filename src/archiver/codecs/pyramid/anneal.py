@@ -23,11 +23,13 @@ alone (Adam is elementwise).
 
 Pack (:mod:`archiver.codecs.pyramid.pack`) anneals a batch when the refinement's fair share of the
 time left affords :data:`MIN_STEPS` (:class:`Annealer`), and otherwise runs the integer search
-(:mod:`archiver.model.refine`), which is cheaper per step and better below that.
+(:mod:`archiver.model.refine`), which is cheaper per step and better below that. The annealing runs
+on the pack's ``--device`` (:class:`AnnealDevice`); the search, the measuring and the coding on the CPU.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -38,7 +40,10 @@ from ...model.prior import quantize_ste
 from ...model.refine import _stopped
 from .export import pack_torch, unpack_torch
 
-__all__ = ["AnnealSchedule", "Annealer", "anneal_latents", "batches", "kumaraswamy_noise", "optimizable", "soft_round"]
+__all__ = [
+    "AnnealSchedule", "Annealer", "AnnealDevice", "anneal_latents", "batches", "kumaraswamy_noise", "optimizable",
+    "soft_round",
+]  # fmt: skip
 
 #: Share of the steps spent in the soft-rounding stage (C3: most of them).
 SOFT_SHARE = 0.8
@@ -140,6 +145,30 @@ def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: 
         better = final < best_loss
         best[better] = last[better]
     return best
+
+
+class AnnealDevice:
+    """:func:`anneal_latents` on the pack's ``--device`` (``auto``: CUDA when there is one). The codec
+    and the synthesis are copied there on first use, each batch's images and latents per batch, and
+    the integer latents come back to the CPU, where pack measures and codes them. On the CPU the
+    pack's own modules are used, nothing is copied."""
+
+    def __init__(self, codec, synth, device: str) -> None:
+        self.codec, self.synth, self.name = codec, synth, device
+        self.device: torch.device | None = None
+
+    def anneal(self, targets: torch.Tensor, z: torch.Tensor, valid: tuple[int, int], lmbda: float, steps: int,
+               on_step: Callable[[int, int, dict], None] | None = None) -> torch.Tensor:  # fmt: skip
+        """:func:`anneal_latents` of the batch on the device; the result on the CPU."""
+        if self.device is None:
+            from ...model.crops import resolve_device
+
+            self.device = resolve_device(self.name)
+            if self.device.type != "cpu":
+                self.codec, self.synth = copy.deepcopy(self.codec).to(self.device), copy.deepcopy(self.synth).to(self.device)
+        y = anneal_latents(self.codec, self.synth, targets.to(self.device), z.to(self.device), valid, lmbda, steps,
+                           on_step=on_step)  # fmt: skip
+        return y.cpu()
 
 
 def optimizable(synth):

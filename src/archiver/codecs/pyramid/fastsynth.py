@@ -84,12 +84,12 @@ class OptimSynthesis(nn.Module):
         self.chain = [t for k in ones for t in (synthesis.layers[k].weight.detach()[:, :, 0, 0].contiguous(),
                                                  synthesis.layers[k].bias.detach())]  # fmt: skip
         self.rest = [(layer, synthesis.layers[k]) for k, layer in enumerate(plan) if k not in ones]
-        self._ups: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._ups: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _matrices(self, h: int, w: int, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (h, w, factor)
+    def _matrices(self, h: int, w: int, factor: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (h, w, factor, device)
         if key not in self._ups:
-            self._ups[key] = (upsample_matrix(h, factor), upsample_matrix(w, factor).t().contiguous())
+            self._ups[key] = (upsample_matrix(h, factor).to(device), upsample_matrix(w, factor).t().contiguous().to(device))
         return self._ups[key]
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,7 @@ class OptimSynthesis(nn.Module):
         for level, g in enumerate(grids):
             g = g * self.steps[level]
             if level:
-                a_h, a_wt = self._matrices(g.shape[-2], g.shape[-1], height // g.shape[-2])
+                a_h, a_wt = self._matrices(g.shape[-2], g.shape[-1], height // g.shape[-2], g.device)
                 g = torch.matmul(torch.matmul(a_h, g), a_wt)
             columns.append(g.reshape(n, -1, height * width))
         out = _Chain.apply(torch.cat(columns, 1), self.slope, *self.chain)  # (N, C, H·W)

@@ -205,11 +205,12 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
 
     import torch
 
-    from .anneal import anneal_latents, batches
+    from .anneal import AnnealDevice, batches
     from .infer import encode_continuous, quantize_continuous, refine_within
     from ...model.refine import stop_at
 
     tile, halo = pyramid_tiling(codec.spec.stride)
+    on_device = AnnealDevice(codec, synth, cfg.train.device)
     for keys in batches({i: (s.height, s.width) for i, s in images.items()}):
         ims = [images[i].full() for i in keys]
         encoded = [encode_continuous(codec, im.rgb, cfg.quality) for im in ims]
@@ -218,9 +219,9 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
         if steps:
             started = time.monotonic()
             with stop_at(refine.stop_time()):
-                y = anneal_latents(codec, synth, torch.cat([e[0][0] for e in encoded]),
-                                   torch.cat([e[0][1] for e in encoded]), encoded[0][1], cfg.train.lmbda, steps,
-                                   on_step=lambda k, n, d: emit(progress, "anneal", k, n, d))  # fmt: skip
+                y = on_device.anneal(torch.cat([e[0][0] for e in encoded]), torch.cat([e[0][1] for e in encoded]),
+                                     encoded[0][1], cfg.train.lmbda, steps,
+                                     on_step=lambda k, n, d: emit(progress, "anneal", k, n, d))  # fmt: skip
             annealer.done(pixels, len(ims), steps, time.monotonic() - started)
             zs = [y[k : k + 1] for k in range(len(ims))]
         else:
