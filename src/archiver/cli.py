@@ -114,6 +114,7 @@ class _Bars:
             d = event.detail if isinstance(event.detail, dict) else {}
             info = f"{d['psnr']:.2f} dB" if "psnr" in d else ""
             info += f"  {d['bpp']:.3f} bpp" if "bpp" in d else ""
+            info += f"  ≤{max(d['left_s'], 0) / 60:.1f} min left" if "left_s" in d else ""
             self.progress.update(task, completed=event.done, total=event.total, info=info)
 
 

@@ -163,7 +163,10 @@ def test_a_pack_anneals_its_images_and_extracts(tmp_path, monkeypatch):
         rgb = np.stack([(x * 3 + 20 * k) % 256, (y * 5) % 256, (x * y) % 256], -1) + rng.normal(0, 4, (48, 48, 3))
         Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(src / f"{k}.png")
     cfg = config_for_quality(4, max_steps=20, refine_steps=5)
-    pack(src, tmp_path / "a.nca", cfg)
+    events = []
+    pack(src, tmp_path / "a.nca", cfg, progress=events.append)
+    steps = [e for e in events if e.stage == "anneal"]
+    assert steps and all({"psnr", "bpp", "left_s"} <= set(e.detail) for e in steps)
     info = json.loads(run("info", tmp_path / "a.nca", "--json").output)
     annealed = info["refine"]["annealed"]
     assert annealed["images"] == 3 and annealed["mean_steps"] == 10

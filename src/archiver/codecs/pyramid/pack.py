@@ -199,7 +199,8 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
     """(key, latent) of each image at the trained steps (its PSNR and CRC through ``runtime`` into
     ``out``): images of one size annealed together where the budget affords
     :data:`~archiver.codecs.pyramid.anneal.MIN_STEPS` (:mod:`archiver.codecs.pyramid.anneal`; its
-    steps reported as ``anneal`` progress events), else each searched
+    steps reported as ``anneal`` progress events: the batch's PSNR and bpp, and ``left_s``, the
+    seconds of refinement left for the collection), else each searched
     (:func:`~archiver.codecs.pyramid.infer.refine_within`)."""
     import time
 
@@ -221,7 +222,7 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
             with stop_at(refine.stop_time()):
                 y = on_device.anneal(torch.cat([e[0][0] for e in encoded]), torch.cat([e[0][1] for e in encoded]),
                                      encoded[0][1], cfg.train.lmbda, steps,
-                                     on_step=lambda k, n, d: emit(progress, "anneal", k, n, d))  # fmt: skip
+                                     on_step=lambda k, n, d: emit(progress, "anneal", k, n, {**d, "left_s": refine.time_left()}))  # fmt: skip
             annealer.done(pixels, len(ims), steps, time.monotonic() - started)
             zs = [y[k : k + 1] for k in range(len(ims))]
         else:
