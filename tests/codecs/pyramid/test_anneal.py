@@ -86,7 +86,7 @@ def test_packed_bits_match_the_level_by_level_rate_and_its_gradient():
     """One packed tensor with a hand-written backward gives the bits and gradient that autograd
     gives through laplace_bits level by level (including bins at the mode, far tails clamped)."""
     from archiver.codecs.pyramid.export import pack_torch, unpack_torch
-    from archiver.codecs.pyramid.model import laplace_bits
+    from archiver.codecs.pyramid.model import laplace_bits, laplace_inverse_scale
     from archiver.codecs.pyramid.plan import PyramidSpec
 
     spec = PyramidSpec(channels=(1, 1, 1, 1, 1, 1))
@@ -100,7 +100,7 @@ def test_packed_bits_match_the_level_by_level_rate_and_its_gradient():
     reference = sum(laplace_bits(a, m, ls).sum(dim=(1, 2, 3)) for a, m, ls in levels)
     (ref_grad,) = torch.autograd.grad(reference.sum() * 1.0 + reference[1] * 2.0, y)
     assert pack_torch(spec, unpack_torch(spec, mu)).equal(mu)
-    bits = anneal._PackedBits.apply(y, mu, torch.exp(-log_scale.clamp(-4.0, 8.0)))
+    bits = anneal._PackedBits.apply(y, mu, laplace_inverse_scale(log_scale))
     (grad,) = torch.autograd.grad(bits.sum() * 1.0 + bits[1] * 2.0, y)
     torch.testing.assert_close(bits, reference, rtol=1e-12, atol=1e-9)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)

@@ -39,6 +39,7 @@ import torch
 from ...model.prior import quantize_ste
 from ...model.refine import _stopped
 from .export import pack_torch, unpack_torch
+from .model import _LOG2, laplace_inverse_scale
 
 __all__ = [
     "AnnealSchedule", "Annealer", "AnnealDevice", "anneal_latents", "batches", "kumaraswamy_noise", "optimizable",
@@ -233,18 +234,17 @@ class _PackedBits(torch.autograd.Function):
         outer = torch.exp(-(d + 0.5) * inv_b)
         inner = torch.exp(-(d - 0.5).abs_() * inv_b)
         p = torch.where(d < 0.5, 1.0 - 0.5 * (inner + outer), 0.5 * (inner - outer))
-        if ctx.needs_input_grad[0]:
-            slope = (inner - outer).mul_(inv_b).div_(p.clamp_min(1e-9)).mul_(0.5 / _LOG2)
-            ctx.save_for_backward(slope.mul_(diff.sign_()).masked_fill_(p <= 1e-9, 0.0))
-        return torch.log(p.clamp_min_(1e-9)).sum(dim=(1, 2, 3)) * (-1.0 / _LOG2)
+        clamped = p <= 1e-9 if ctx.needs_input_grad[0] else None
+        p.clamp_min_(1e-9)
+        if clamped is not None:
+            slope = (inner - outer).mul_(inv_b).div_(p).mul_(0.5 / _LOG2)
+            ctx.save_for_backward(slope.mul_(diff.sign_()).masked_fill_(clamped, 0.0))
+        return torch.log(p).sum(dim=(1, 2, 3)) * (-1.0 / _LOG2)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         (slope,) = ctx.saved_tensors
         return slope * grad[:, None, None, None], None, None
-
-
-_LOG2 = math.log(2.0)
 
 
 class _LossOf:
@@ -262,8 +262,7 @@ class _LossOf:
                 spec = self.codec.spec
                 params = self.codec.context([torch.round(g) for g in unpack_torch(spec, y.detach())])
                 mu = pack_torch(spec, [m for m, _ in params])
-                # laplace_bits' clamp of the log-scale, applied once per refresh
-                inv_b = torch.exp(-pack_torch(spec, [ls for _, ls in params]).clamp(-4.0, 8.0))
+                inv_b = laplace_inverse_scale(pack_torch(spec, [ls for _, ls in params]))  # once per refresh
                 self.params = (mu, inv_b)
         x_hat = self.synth(y_hat)
         err = (x_hat[..., : self.h, : self.w] - self.targets[..., : self.h, : self.w]) ** 2

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from .plan import CAUSAL_NEIGHBOURS, PyramidSpec, context_features_count
 
-__all__ = ["PyramidEncoder", "PyramidSynthesis", "ContextModel", "PyramidCodec", "laplace_bits"]
+__all__ = ["PyramidEncoder", "PyramidSynthesis", "ContextModel", "PyramidCodec", "laplace_bits", "laplace_inverse_scale"]
 
 _LOG2 = math.log(2.0)
 
@@ -88,15 +88,21 @@ class PyramidSynthesis(nn.Module):
         return x + 0.5
 
 
+def laplace_inverse_scale(log_scale: torch.Tensor) -> torch.Tensor:
+    """1 / b of the context's Laplace for a predicted ln b, clamped to [−4, 8] as every rate here
+    reads it (:func:`laplace_bits`, the annealing's packed rate)."""
+    return torch.exp(-log_scale.clamp(-4.0, 8.0))
+
+
 def laplace_bits(y: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """Bits of integer-valued (or noisy) ``y`` under a Laplace(mu, exp(log_scale)) discretized to
     unit bins: −log2(F(y + ½) − F(y − ½))."""
-    inv_b = torch.exp(-log_scale.clamp(-4.0, 8.0))
+    inv_b = laplace_inverse_scale(log_scale)
     d = torch.abs(y - mu)
     # P = F(d + ½) − F(d − ½). On the far side of the mode (d ≥ ½): ½ (exp(−(d − ½)/b) − exp(−(d + ½)/b));
     # at the mode (d < ½) the bin straddles it: 1 − ½ exp(−(½ − d)/b) − ½ exp(−(d + ½)/b). Both
-    # read exp(−|d − ½|/b) and exp(−(d + ½)/b): two exponentials (the annealing's rate runs this on
-    # every latent at every step).
+    # read exp(−|d − ½|/b) and exp(−(d + ½)/b): two exponentials (the annealing's packed rate,
+    # anneal._PackedBits, computes the same two with its own gradient).
     outer = torch.exp(-(d + 0.5) * inv_b)
     inner = torch.exp(-torch.abs(d - 0.5) * inv_b)
     p = torch.where(d < 0.5, 1.0 - 0.5 * (inner + outer), 0.5 * (inner - outer))
