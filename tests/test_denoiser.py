@@ -17,11 +17,11 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("force_keep", [False, True])
 def test_pack_with_denoiser(tmp_path, monkeypatch, force_keep):
-    # The verdict is forced both ways so that both paths run whatever a 4-second training gains.
+    # The verdict is forced both ways so that both paths run whatever a 2-second training gains.
     monkeypatch.setattr("archiver.model.denoiser.worth_keeping", lambda *a: force_keep)
     build_mixed_tree(tmp_path / "src")
     out = tmp_path / "d.nca"
-    result = runner.invoke(app, ["pack", str(tmp_path / "src"), "-o", str(out), "--max-steps", "60", "--time-limit", "20", "--denoiser",
+    result = runner.invoke(app, ["pack", str(tmp_path / "src"), "-o", str(out), "--max-steps", "60", "--time-limit", "10", "--denoiser",
                                  "--quiet"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "denoiser: " in result.output

@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import build_mixed_tree, run_cli as run
 
-PSNR_FLOOR_DB = 20.0  # the synthetic images reach ~25-30 dB in 700 steps; a broken codec gives < 14
+PSNR_FLOOR_DB = 20.0  # the synthetic images reach ~25-30 dB in 300 steps; a broken codec gives < 14
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def packed(tmp_path_factory):
     kinds = build_mixed_tree(src)
     archive = base / "mixed.nca"
     # A step cap, not a time limit, so that a loaded machine gives the same archive, only later.
-    result = run("pack", src, "-o", archive, "--max-steps", "700", "--time-limit", "10m", "--quality", "6", "--refine", "10", "--quiet")
+    result = run("pack", src, "-o", archive, "--max-steps", "300", "--time-limit", "10m", "--quality", "6", "--refine", "10", "--quiet")
     return src, archive, kinds, result
 
 

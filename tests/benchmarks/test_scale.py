@@ -11,7 +11,7 @@ from benchmarks import scale
 def test_scale_benchmark_runs(tmp_path, monkeypatch):
     src = write_photos(tmp_path / "photos", 3)
     out = tmp_path / "results"
-    argv = ["--src", str(src), "--limit", "10", "--steps", "20", "--resume-steps", "150", "--every", "1s",
+    argv = ["--src", str(src), "--limit", "10", "--steps", "20", "--resume-steps", "80", "--every", "1s",
             "--time-limit", "3s", "--out", str(out)]  # fmt: skip
     assert scale.main(argv) == 0
     result = json.loads((out / "scale.json").read_text())
