@@ -155,6 +155,18 @@ def classic_points(paths: list[Path], names: list[str]) -> list[dict]:
     return [{"variant": p["codec"], "quality": p["setting"], "bpp": p["bpp"], "psnr": p["psnr"]} for p in result["points"]]
 
 
+def frozen_base():
+    """(the shipped base of the default spec, a :class:`PyramidCodec` with its weights, frozen)."""
+    spec = PYRAMID_PRESETS["default"]
+    base = find_pyramid_base(spec)
+    codec = PyramidCodec(spec)
+    codec.load_state_dict(base.state_dict())
+    codec.eval()
+    for p in codec.parameters():
+        p.requires_grad_(False)
+    return base, codec
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=16, help="heldout dataset crops (128²), the first N")
@@ -165,13 +177,7 @@ def main() -> int:
     ap.add_argument("--split", default="heldout", choices=("heldout", "train"),
                     help="train: for choosing a setting (never tune on heldout)")
     args = ap.parse_args()
-    spec = PYRAMID_PRESETS["default"]
-    base = find_pyramid_base(spec)
-    codec = PyramidCodec(spec)
-    codec.load_state_dict(base.state_dict())
-    codec.eval()
-    for p in codec.parameters():
-        p.requires_grad_(False)
+    base, codec = frozen_base()
     folder = Path(f"/tmp/regime-dataset-{args.split}")
     if not folder.exists():
         build_regime("dataset", None, folder, split=args.split)
