@@ -1,12 +1,14 @@
 """Would per-image parameters pay? A probe of issue 34's item 2 before any format work.
 
     python benchmarks/per_image_params.py [--images 4] [--qualities 4] [--steps 300]
-        [--variants latents,gains,tail,gains+tail] [--split train] [--tag T]
+        [--variants latents,gains,tail,gains+tail] [--split train] [--finetune S] [--tag T]
 
 Each image's packed latent is annealed as pack anneals it (C3's recipe, :mod:`archiver.codecs.pyramid.anneal`:
 soft rounding with noise, then straight-through), starting from the shipped base's encoder, through
-the base's int8 synthesis at the quality's trained steps (no collection fine-tuning), with the
-level's λ. Variants add per-image parameters, optimized jointly with the latent:
+the base's int8 synthesis at the quality's trained steps, with the level's λ; with ``--finetune S``
+the base is first fine-tuned on the photos for S seconds as pack fine-tunes it (every variant of a
+quality then shares that decoder: compare variants within one run, as the fine-tuning's step count
+depends on the machine's speed). Variants add per-image parameters, optimized jointly with the latent:
 
 - ``latents``: nothing else (the reference: what pack does);
 - ``gains``: one quantization gain per level (log2, coded in 1/16 octaves as ``--target-psnr``'s
@@ -18,6 +20,8 @@ level's λ. Variants add per-image parameters, optimized jointly with the latent
 - ``last``, ``refine``: the tail's last 1×1 layer alone (51 numbers), its 3×3 layers alone (168);
 - ``colour``: a 3×3 colour matrix and offset added after the synthesis (12 numbers: what a decoder
   could apply after the runtime, per image, at 12 multiply-adds a pixel);
+- ``fit``: the latent annealed alone, then the last layer fitted to it by least squares (what a
+  pack could do after any refinement);
 - ``a+b``: several of them.
 
 Measured per image with the real rounding of everything: PSNR of the synthesis' output, the
@@ -86,7 +90,7 @@ class PerImageSynth(nn.Module):
         self.o, self.parts = optim, parts
         self.levels = optim.spec.levels
         self.gains = "gains" in parts
-        last, refine = bool(parts & {"tail", "last"}), bool(parts & {"tail", "refine"})
+        last, refine = bool(parts & {"tail", "last", "fit"}), bool(parts & {"tail", "refine"})
         self.s = nn.Parameter(torch.zeros(self.levels), requires_grad=self.gains)
         w, b = optim.chain[-2], optim.chain[-1]
         self.dw = nn.Parameter(torch.zeros_like(w), requires_grad=last)
@@ -169,8 +173,29 @@ class _Loss:
         return self.lmbda * 255.0**2 * mse + bits / (self.h * self.w)
 
 
+def fit_last(optim: OptimSynthesis, latent: torch.Tensor, target, valid) -> PerImageSynth:
+    """The last layer's deltas that minimise the MSE of the fixed integer ``latent`` (least squares:
+    the layer is followed only by linear layers, so the loss is quadratic in them; L-BFGS)."""
+    synth = PerImageSynth(optim, {"last"})
+    h, w = valid
+    opt = torch.optim.LBFGS(synth.deltas(), lr=1.0, max_iter=50, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = ((synth(latent, False)[..., :h, :w] - target[..., :h, :w]) ** 2).mean() * 255.0**2
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return synth
+
+
 def optimize(codec, optim: OptimSynthesis, target, z, valid, lmbda: float, steps: int, parts: set[str]):
-    """The image's integer latent and its :class:`PerImageSynth` after ``steps`` annealed steps."""
+    """The image's integer latent and its :class:`PerImageSynth` after ``steps`` annealed steps
+    (``fit``: the latent annealed alone, then :func:`fit_last`)."""
+    if "fit" in parts:
+        latent, _ = optimize(codec, optim, target, z, valid, lmbda, steps, parts - {"fit"})
+        return latent, fit_last(optim, latent, target, valid)
     synth = PerImageSynth(optim, parts)
     loss_of = _Loss(codec, synth, target, valid, lmbda)
     y = z.detach().clone().requires_grad_(True)
@@ -269,9 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--src", default=None, help="source photos (default: the shared dev set)")
     ap.add_argument("--finetune", type=float, default=0.0,
                     help="seconds of pack's fine-tuning on the images first (per quality; 0: the base as shipped)")
+    ap.add_argument("--delta-step", type=float, default=DELTA_STEP,
+                    help="quantization step of the deltas (finer costs about 1 bit a number per halving)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args(argv)
+    globals()["DELTA_STEP"] = args.delta_step  # read by PerImageSynth
     base, codec = frozen_base()
     folder = Path(f"/tmp/regime-album-{args.split}")
     paths = build_regime("album", args.src, folder, split=args.split, limit=args.images)
@@ -285,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     record = {"command": "python benchmarks/per_image_params.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "commit": commit.stdout.strip(), "machine": machine(), "base": base.id, "split": args.split,
-              "finetune_s": args.finetune, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "finetune_s": args.finetune, "delta_step": args.delta_step, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "images": [p.name for p in paths], "rows": rows}  # fmt: skip
     stem = "per-image-params" + (f"-{args.tag}" if args.tag else "")
     out = Path(args.out)
@@ -303,7 +331,7 @@ def report(record: dict) -> str:
              f"cores; {len(record['images'])} album photos of the "
              f"{record['split']} split, base {record['base']}, "
              + (f"fine-tuned on them for {record['finetune_s']:g} s. " if record.get("finetune_s") else "no fine-tuning. ")
-             + "Loss = λ·MSE + bpp "
+             + f"Deltas quantized to {record.get('delta_step', 1 / 256):.6g}. Loss = λ·MSE + bpp "
              "(parameters' bits included).", "",
              "| quality | variant | steps | bpp | of which parameters | PSNR (dB) | loss | loss vs latents | s |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
