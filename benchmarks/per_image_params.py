@@ -51,13 +51,14 @@ from torch.nn import functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from archiver.bench.compare import machine  # noqa: E402
-from archiver.codecs.pyramid.anneal import _PackedBits, kumaraswamy_noise, soft_round  # noqa: E402
+from archiver.codecs.pyramid.anneal import (  # noqa: E402
+    LR as LR_LATENT, NOISE_A_END, REFRESH, SOFT_SHARE, T_END, T_START, _LossOf, kumaraswamy_noise, soft_round,
+)
 from archiver.codecs.pyramid.coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
-from archiver.codecs.pyramid.export import pack_torch, unpack_torch  # noqa: E402
+from archiver.codecs.pyramid.export import unpack_torch  # noqa: E402
 from archiver.codecs.pyramid.fastsynth import OptimSynthesis  # noqa: E402
 from archiver.codecs.pyramid.infer import encode_continuous  # noqa: E402
 from archiver.codecs.pyramid.levels import LAMBDAS  # noqa: E402
-from archiver.codecs.pyramid.model import laplace_inverse_scale  # noqa: E402
 from archiver.codecs.pyramid.train import context_net, int8_synthesis, synthesis_arrays  # noqa: E402
 from archiver.model.prior import quantize_ste  # noqa: E402
 from benchmarks.refine_headroom import frozen_base  # noqa: E402
@@ -67,9 +68,8 @@ from benchmarks.regimes import build_regime  # noqa: E402
 DELTA_STEP = 1.0 / 256
 #: Bits counted per level gain (a 1/16-octave code of ±6 octaves fits in 8).
 GAIN_BITS = 8
-#: Adam's steps: latents (quantization steps, as pack), log2 gains, tail deltas.
-LR_LATENT, LR_GAIN, LR_DELTA = 0.05, 0.01, 0.002
-SOFT_SHARE, T_START, T_END, NOISE_A_END, REFRESH = 0.8, 0.3, 0.1, 2.0, 10
+#: Adam's steps for the log2 gains and the deltas (the latent's and the schedule are the annealing's own).
+LR_GAIN, LR_DELTA = 0.01, 0.002
 
 
 def _round_ste(x: torch.Tensor, step: float) -> torch.Tensor:
@@ -152,25 +152,19 @@ class PerImageSynth(nn.Module):
         return x + 0.5
 
 
-class _Loss:
-    """λ·255²·MSE + (latent bits + parameter bits) / pixels of one image."""
+class _Loss(_LossOf):
+    """The annealing's own loss (:class:`~archiver.codecs.pyramid.anneal._LossOf`: λ·255²·MSE +
+    latent bits / pixel, the context refreshed as pack refreshes it) through the image's
+    :class:`PerImageSynth`, plus its parameters' bits / pixel."""
 
     def __init__(self, codec, synth: PerImageSynth, target, valid, lmbda) -> None:
-        self.codec, self.synth, self.target, self.lmbda = codec, synth, target, lmbda
-        self.h, self.w = valid
-        self.params = None
+        self.per_image, self.quantized = synth, False
+        super().__init__(codec, lambda y_hat: synth(y_hat, self.quantized), target, valid, lmbda)
 
-    def __call__(self, y_hat, y, refresh: bool, quantized: bool, hard_params: bool = False):
-        if refresh or self.params is None:
-            with torch.no_grad():
-                spec = self.codec.spec
-                params = self.codec.context([torch.round(g) for g in unpack_torch(spec, y.detach())])
-                self.params = (pack_torch(spec, [m for m, _ in params]),
-                               laplace_inverse_scale(pack_torch(spec, [ls for _, ls in params])))  # fmt: skip
-        x_hat = self.synth(y_hat, quantized)
-        mse = ((x_hat[..., : self.h, : self.w] - self.target[..., : self.h, : self.w]) ** 2).mean()
-        bits = _PackedBits.apply(y_hat, *self.params).sum() + self.synth.param_bits(hard_params)
-        return self.lmbda * 255.0**2 * mse + bits / (self.h * self.w)
+    def __call__(self, y_hat, y, refresh: bool, quantized: bool):  # type: ignore[override]
+        self.quantized = quantized
+        pixels = self.h * self.w
+        return super().__call__(y_hat, y, refresh)[0] + self.per_image.param_bits(False) / pixels
 
 
 def fit_last(optim: OptimSynthesis, latent: torch.Tensor, target, valid) -> PerImageSynth:
