@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Union
 
@@ -29,11 +30,23 @@ BATCH_PIXELS = 4_000_000
 #: 60 bytes a pixel (2 Mpx ≈ 120 MB). Measured on a 48-photo album (0.37 Mpx each, 2 cores): see
 #: the README's extraction speed.
 ENTROPY_PIXELS = 2_000_000
-#: The first round is this fraction of :data:`ENTROPY_PIXELS` (then twice that, up to all of it), so
-#: that the runtime starts on the first batch sooner. Fresh extracts of 48 crops of 256² (2 cores,
-#: alternating, median of 8): 1.748 s before, 1.745 s with it and the first round started before
-#: the session is built; in a timeline the first synthesis started 0.2 s earlier.
-FIRST_ROUND_SHARE = 4
+#: Rounds queued for the entropy thread: the one it decodes and the next, so that it goes on while
+#: the runtime synthesizes the round before (with one queued, a timeline showed it idle for 0.19 s
+#: of a 1.6 s extract, waiting while a round of 24 crops was synthesized). The decoded latents of a
+#: queued round wait in memory: 4 bytes a coded value, ≤ 8 MB a round of :data:`ENTROPY_PIXELS`.
+#: Measured with :data:`LAST_ROUND_SHARE` below, fresh extracts of 48 heldout crops of 256² (2 cores,
+#: alternating, median of 8; the machine's speed drifted between the two sessions of runs):
+#: rounds growing from the first with one queued (the code before) 1.996 s, shrinking to the last
+#: with two queued 1.737 s, shrinking with one queued 1.778 s, growing with two queued 1.774 s;
+#: an earlier set of 10: 1.659 s before, 1.574 s after.
+ENTROPY_AHEAD = 2
+#: The last round is this fraction of :data:`ENTROPY_PIXELS` (the one before twice that, …, up to
+#: all of it). Nothing overlaps the synthesis and writing of the last round, so a small last round
+#: keeps that tail short; a round's entropy decoding (about 13 ms a 256² crop plus 0.08 s a round,
+#: measured alone) outlasts the synthesis of the round before (about 8 ms a crop) even as the rounds
+#: shrink, so the runtime still keeps up. Measurements: :data:`ENTROPY_AHEAD`. One round for all 48
+#: crops, synthesized on both cores afterwards, took 1.93 s against 1.68 s.
+LAST_ROUND_SHARE = 4
 
 #: What :meth:`ArchiveDecoder.images` yields per image: a Pillow image (for writing files) or an
 #: H×W×C uint8 array (:func:`image_array`).
@@ -200,47 +213,59 @@ class ArchiveDecoder:
     def _images(self, entries, batch_size, batch_pixels, on_error, as_array):
         rounds = self._rounds(self._chunks(entries, batch_size, batch_pixels), min(batch_pixels, ENTROPY_PIXELS))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropy") as pool:
-            # The first round's entropy decoding runs while the runtime session is built.
-            pending = pool.submit(self._prepare_many, rounds[0])
+            # The first rounds' entropy decoding runs while the runtime session is built; the
+            # thread keeps ENTROPY_AHEAD rounds queued, so that it never waits for the synthesis.
+            pending = deque(pool.submit(self._prepare_many, r) for r in rounds[:ENTROPY_AHEAD])
             try:
-                self._ensure()
-            except ArchiverError as exc:
-                if on_error is None:
-                    raise
-                for entry in entries:
-                    on_error(entry, exc)
-                return
-            for k, chunks in enumerate(rounds):
-                prepared = pending.result()
-                if k + 1 < len(rounds):
-                    pending = pool.submit(self._prepare_many, rounds[k + 1])
-                for chunk, result in zip(chunks, prepared):
-                    if isinstance(result, ArchiverError):
-                        if on_error is None:
-                            raise result
-                        for entry in chunk:  # some record of the batch is damaged: go one by one
-                            try:
-                                yield (entry, *self.image(entry, as_array))
-                            except ArchiverError as exc:
-                                on_error(entry, exc)
-                        continue
-                    yield from self._finish_chunk(chunk, *result, on_error, as_array)
+                yield from self._consume(rounds, pending, pool, entries, on_error, as_array)
+            finally:
+                for future in pending:  # a consumer that stops early does not wait for them
+                    future.cancel()
+
+    def _consume(self, rounds, pending, pool, entries, on_error, as_array):
+        """:meth:`_images` once the rounds are queued: build the runtime, then run each round's
+        batches through it as the entropy thread delivers them, queueing the rounds after."""
+        try:
+            self._ensure()
+        except ArchiverError as exc:
+            if on_error is None:
+                raise
+            for entry in entries:
+                on_error(entry, exc)
+            return
+        for k, chunks in enumerate(rounds):
+            prepared = pending.popleft().result()
+            if k + ENTROPY_AHEAD < len(rounds):
+                pending.append(pool.submit(self._prepare_many, rounds[k + ENTROPY_AHEAD]))
+            for chunk, result in zip(chunks, prepared):
+                if isinstance(result, ArchiverError):
+                    if on_error is None:
+                        raise result
+                    for entry in chunk:  # some record of the batch is damaged: go one by one
+                        try:
+                            yield (entry, *self.image(entry, as_array))
+                        except ArchiverError as exc:
+                            on_error(entry, exc)
+                    continue
+                yield from self._finish_chunk(chunk, *result, on_error, as_array)
 
     def _rounds(self, chunks: list[list[Entry]], pixels: int) -> list[list[list[Entry]]]:
         """Consecutive batches cut into the entropy thread's rounds of at most ``pixels`` coded
-        pixels (one batch at least)."""
+        pixels (one batch at least), the rounds shrinking towards the end (see
+        :data:`LAST_ROUND_SHARE`): cut from the last batch backwards, the last round's cap is
+        ``pixels // LAST_ROUND_SHARE``, each earlier one twice the next, up to ``pixels``."""
         rounds: list[list[list[Entry]]] = []
-        total, cap = 0, max(1, pixels // FIRST_ROUND_SHARE)
-        for chunk in chunks:
+        total, cap = 0, max(1, pixels // LAST_ROUND_SHARE)
+        for chunk in reversed(chunks):
             size = sum(math.prod(self.reader.latent_shape(e)) for e in chunk) * self._side.stride**2
             if not rounds or total + size > cap:
-                if rounds:  # the rounds grow: the first round's cap, then twice that, … up to ``pixels``
+                if rounds:
                     cap = min(pixels, 2 * cap)
                 rounds.append([])
                 total = 0
-            rounds[-1].append(chunk)
+            rounds[-1].insert(0, chunk)
             total += size
-        return rounds
+        return rounds[::-1]
 
     def _finish_chunk(
         self,
