@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from archiver.bench.compare import machine  # noqa: E402
 from archiver.codecs.pyramid.anneal import (  # noqa: E402
-    LR as LR_LATENT, NOISE_A_END, REFRESH, SOFT_SHARE, T_END, T_START, _LossOf, kumaraswamy_noise, soft_round,
+    LR as LR_LATENT, REFRESH, AnnealSchedule, _LossOf, anneal_step, kumaraswamy_noise, soft_round,
 )
 from archiver.codecs.pyramid.coder import HistogramCounter, PackedPyramidCoder  # noqa: E402
 from archiver.codecs.pyramid.export import unpack_torch  # noqa: E402
@@ -85,9 +85,9 @@ class PerImageSynth(nn.Module):
     """The int8 synthesis (:class:`OptimSynthesis`' weights) of one image with its own level gains
     and tail deltas (zero at the start)."""
 
-    def __init__(self, optim: OptimSynthesis, parts: set[str]) -> None:
+    def __init__(self, optim: OptimSynthesis, parts: set[str], step: float = DELTA_STEP) -> None:
         super().__init__()
-        self.o, self.parts = optim, parts
+        self.o, self.parts, self.step = optim, parts, step  # step: the deltas' quantization step
         self.levels = optim.spec.levels
         self.gains = "gains" in parts
         last, refine = bool(parts & {"tail", "last", "fit"}), bool(parts & {"tail", "refine"})
@@ -115,9 +115,9 @@ class PerImageSynth(nn.Module):
             bits = bits + GAIN_BITS * self.levels
         for d in self.deltas():
             if hard:
-                bits = bits + exp_golomb_bits(torch.round(d.detach() / DELTA_STEP))
+                bits = bits + exp_golomb_bits(torch.round(d.detach() / self.step))
             else:
-                bits = bits + (1 + 2 * torch.log2(1 + d.abs() / DELTA_STEP)).sum()
+                bits = bits + (1 + 2 * torch.log2(1 + d.abs() / self.step)).sum()
         return bits
 
     def forward(self, packed: torch.Tensor, quantized: bool) -> torch.Tensor:
@@ -136,18 +136,18 @@ class PerImageSynth(nn.Module):
         chain = o.chain
         for k in range(0, len(chain) - 2, 2):
             h = F.leaky_relu(torch.matmul(chain[k], h) + chain[k + 1][:, None], o.slope)
-        dw, db = (_round_ste(self.dw, DELTA_STEP), _round_ste(self.db, DELTA_STEP)) if quantized else (self.dw, self.db)
+        dw, db = (_round_ste(self.dw, self.step), _round_ste(self.db, self.step)) if quantized else (self.dw, self.db)
         x = (torch.matmul(chain[-2] + dw, h) + (chain[-1] + db)[:, None]).reshape(n, -1, height, width)
         for k, (layer, conv) in enumerate(o.rest):
             dcw, dcb = self.dconv[2 * k], self.dconv[2 * k + 1]
             if quantized:
-                dcw, dcb = _round_ste(dcw, DELTA_STEP), _round_ste(dcb, DELTA_STEP)
+                dcw, dcb = _round_ste(dcw, self.step), _round_ste(dcb, self.step)
             y = F.conv2d(x, conv.weight + dcw, conv.bias + dcb, padding=conv.padding)
             if layer.act:
                 y = F.leaky_relu(y, o.slope)
             x = x + y if layer.residual else y
         if self.dm.requires_grad:
-            dm, dc = (_round_ste(self.dm, DELTA_STEP), _round_ste(self.dc, DELTA_STEP)) if quantized else (self.dm, self.dc)
+            dm, dc = (_round_ste(self.dm, self.step), _round_ste(self.dc, self.step)) if quantized else (self.dm, self.dc)
             x = x + torch.einsum("oc,nchw->nohw", dm, x) + dc[None, :, None, None]
         return x + 0.5
 
@@ -167,10 +167,11 @@ class _Loss(_LossOf):
         return super().__call__(y_hat, y, refresh)[0] + self.per_image.param_bits(False) / pixels
 
 
-def fit_last(optim: OptimSynthesis, latent: torch.Tensor, target, valid) -> PerImageSynth:
+def fit_last(optim: OptimSynthesis, latent: torch.Tensor, target, valid,
+             delta_step: float = DELTA_STEP) -> PerImageSynth:
     """The last layer's deltas that minimise the MSE of the fixed integer ``latent`` (least squares:
     the layer is followed only by linear layers, so the loss is quadratic in them; L-BFGS)."""
-    synth = PerImageSynth(optim, {"last"})
+    synth = PerImageSynth(optim, {"last"}, delta_step)
     h, w = valid
     opt = torch.optim.LBFGS(synth.deltas(), lr=1.0, max_iter=50, history_size=20, line_search_fn="strong_wolfe")
 
@@ -184,13 +185,14 @@ def fit_last(optim: OptimSynthesis, latent: torch.Tensor, target, valid) -> PerI
     return synth
 
 
-def optimize(codec, optim: OptimSynthesis, target, z, valid, lmbda: float, steps: int, parts: set[str]):
+def optimize(codec, optim: OptimSynthesis, target, z, valid, lmbda: float, steps: int, parts: set[str],
+             delta_step: float = DELTA_STEP):
     """The image's integer latent and its :class:`PerImageSynth` after ``steps`` annealed steps
     (``fit``: the latent annealed alone, then :func:`fit_last`)."""
     if "fit" in parts:
-        latent, _ = optimize(codec, optim, target, z, valid, lmbda, steps, parts - {"fit"})
-        return latent, fit_last(optim, latent, target, valid)
-    synth = PerImageSynth(optim, parts)
+        latent, _ = optimize(codec, optim, target, z, valid, lmbda, steps, parts - {"fit"}, delta_step)
+        return latent, fit_last(optim, latent, target, valid, delta_step)
+    synth = PerImageSynth(optim, parts, delta_step)
     loss_of = _Loss(codec, synth, target, valid, lmbda)
     y = z.detach().clone().requires_grad_(True)
     groups = [{"params": [y], "lr": LR_LATENT, "base": LR_LATENT}]
@@ -199,19 +201,15 @@ def optimize(codec, optim: OptimSynthesis, target, z, valid, lmbda: float, steps
     if synth.deltas():
         groups.append({"params": synth.deltas(), "lr": LR_DELTA, "base": LR_DELTA})
     opt = torch.optim.Adam(groups)
-    soft = int(round(steps * SOFT_SHARE))
     best, best_loss, best_state = torch.round(y.detach()), float("inf"), None
     for step in range(steps):
-        if step < soft:
-            frac = step / max(soft - 1, 1)
-            t, a = T_START + (T_END - T_START) * frac, 1.0 + (NOISE_A_END - 1.0) * frac
-            scale = 0.5 * (1 + math.cos(math.pi * step / soft))
-            y_hat = soft_round(soft_round(y, t) + kumaraswamy_noise(y, a), t)
-            loss = loss_of(y_hat, y, step % REFRESH == 0, quantized=False)
+        at = anneal_step(AnnealSchedule(), step, steps)  # pack's schedule, every group scaled alike
+        scale = at.lr_scale
+        if at.soft:
+            y_hat = soft_round(soft_round(y, at.t) + kumaraswamy_noise(y, at.a), at.t)
+            loss = loss_of(y_hat, y, at.k % REFRESH == 0, quantized=False)
         else:
-            k = step - soft
-            scale = 0.1 * 0.5 * (1 + math.cos(math.pi * k / max(steps - soft, 1)))
-            loss = loss_of(quantize_ste(y), y, k % REFRESH == 0, quantized=True)
+            loss = loss_of(quantize_ste(y), y, at.k % REFRESH == 0, quantized=True)
             if loss.item() < best_loss:  # the rounded latent with the rounded parameters
                 best_loss, best = loss.item(), torch.round(y.detach())
                 best_state = {n: p.detach().clone() for n, p in synth.named_parameters()}
@@ -227,7 +225,7 @@ def optimize(codec, optim: OptimSynthesis, target, z, valid, lmbda: float, steps
     return best, synth
 
 
-def measure(codec, quality: int, images, variant: str, steps: int) -> dict:
+def measure(codec, quality: int, images, variant: str, steps: int, delta_step: float = DELTA_STEP) -> dict:
     """One variant's bpp (latent ideal bits + parameter bits), mean PSNR and loss over ``images``."""
     synth8 = int8_synthesis(codec, synthesis_arrays(codec, quality))
     for p in synth8.parameters():
@@ -240,7 +238,7 @@ def measure(codec, quality: int, images, variant: str, steps: int) -> dict:
     for rgb in images:
         torch.manual_seed(0)
         (padded, z), valid = encode_continuous(codec, rgb, quality)
-        latent, synth = optimize(codec, optim, padded, z, valid, lmbda, steps, parts)
+        latent, synth = optimize(codec, optim, padded, z, valid, lmbda, steps, parts, delta_step)
         with torch.no_grad():
             out = synth(latent, quantized=True)[0].clamp(0, 1)
         out = torch.round(out * 255).permute(1, 2, 0).numpy()[: rgb.shape[0], : rgb.shape[1]]
@@ -293,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args(argv)
-    globals()["DELTA_STEP"] = args.delta_step  # read by PerImageSynth
     base, codec = frozen_base()
     folder = Path(f"/tmp/regime-album-{args.split}")
     paths = build_regime("album", args.src, folder, split=args.split, limit=args.images)
@@ -302,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in (int(v) for v in args.qualities.split(",")):
         tuned = finetuned(codec, codec.spec, images, q, args.finetune) if args.finetune > 0 else codec
         for variant in args.variants.split(","):
-            rows.append(measure(tuned, q, images, variant, args.steps))
+            rows.append(measure(tuned, q, images, variant, args.steps, args.delta_step))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "gains"}), flush=True)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     record = {"command": "python benchmarks/per_image_params.py " + " ".join(argv if argv is not None else sys.argv[1:]),

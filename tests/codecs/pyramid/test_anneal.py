@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from archiver.codecs.pyramid import anneal
-from archiver.codecs.pyramid.anneal import AnnealSchedule, Annealer, anneal_latents, batches, kumaraswamy_noise, soft_round
+from archiver.codecs.pyramid.anneal import (
+    AnnealSchedule, Annealer, anneal_latents, anneal_step, batches, kumaraswamy_noise, soft_round,
+)  # fmt: skip
 from archiver.model.refine import RefineBudget
 from conftest import run_cli as run
 
@@ -118,6 +120,18 @@ def test_soft_noisy_matches_soft_round_and_its_gradient(noisy):
         weights = torch.randn(y.shape, generator=g, dtype=torch.float64)
         torch.testing.assert_close(torch.autograd.grad((out * weights).sum(), y)[0],
                                    torch.autograd.grad((reference * weights).sum(), y)[0], rtol=1e-9, atol=1e-12)
+
+
+def test_anneal_step_follows_the_recipe_over_both_stages():
+    schedule = AnnealSchedule(soft_share=0.8, t_start=0.3, t_end=0.1, noise_a_end=2.0)
+    at = [anneal_step(schedule, step, 100) for step in range(100)]
+    assert [a.soft for a in at] == [True] * 80 + [False] * 20
+    assert (at[0].t, at[0].a, at[0].lr_scale) == (0.3, 1.0, 1.0)
+    assert at[79].t == pytest.approx(0.1) and at[79].a == pytest.approx(2.0)
+    assert [a.k for a in at[78:82]] == [78, 79, 0, 1]  # the index restarts with the second stage
+    assert at[40].lr_scale == pytest.approx(0.5)  # a cosine over the first stage
+    assert at[80].lr_scale == pytest.approx(0.1) and at[90].lr_scale == pytest.approx(0.05)  # a tenth, then its cosine
+    assert all(a.t > b.t for a, b in zip(at[:79], at[1:80]))
 
 
 def test_schedule_round_trips():

@@ -42,8 +42,8 @@ from .export import pack_torch, unpack_torch
 from .model import _LOG2, laplace_inverse_scale
 
 __all__ = [
-    "AnnealSchedule", "Annealer", "AnnealDevice", "anneal_latents", "batches", "kumaraswamy_noise", "optimizable",
-    "soft_round",
+    "AnnealSchedule", "AnnealStep", "Annealer", "AnnealDevice", "anneal_latents", "anneal_step", "batches",
+    "kumaraswamy_noise", "optimizable", "soft_round",
 ]  # fmt: skip
 
 #: Share of the steps spent in the soft-rounding stage (C3: most of them).
@@ -83,6 +83,33 @@ class AnnealSchedule:
         return cls(**d)
 
 
+@dataclass(frozen=True)
+class AnnealStep:
+    """Where one step of an annealing of ``steps`` steps stands (:func:`anneal_step`): in the soft
+    stage or not, its index ``k`` within its stage, the temperature ``t`` and noise shape ``a`` (soft
+    stage), and ``lr_scale``: Adam's step as a fraction of the schedule's ``lr`` (a cosine over each
+    stage, a tenth in the straight-through one)."""
+
+    soft: bool
+    k: int
+    t: float
+    a: float
+    lr_scale: float
+
+
+def anneal_step(schedule: AnnealSchedule, step: int, steps: int) -> AnnealStep:
+    """Temperature, noise and step size of ``step`` of ``steps`` (the module docstring's recipe), for
+    :func:`anneal_latents` and the studies that vary what is optimized along with the latents."""
+    soft = int(round(steps * schedule.soft_share))
+    if step < soft:
+        frac = step / max(soft - 1, 1)
+        t = schedule.t_start + (schedule.t_end - schedule.t_start) * frac
+        a = 1.0 + (schedule.noise_a_end - 1.0) * frac
+        return AnnealStep(True, step, t, a, 0.5 * (1 + math.cos(math.pi * step / soft)))
+    k = step - soft
+    return AnnealStep(False, k, 0.0, 1.0, 0.1 * 0.5 * (1 + math.cos(math.pi * k / max(steps - soft, 1))))
+
+
 def soft_round(y: torch.Tensor, t: float) -> torch.Tensor:
     """``floor(y) + ½ + tanh(Δ / t) / (2 tanh(1 / (2t)))`` with Δ = y − floor(y) − ½ (see the
     module docstring): rounding as t → 0, the identity as t grows."""
@@ -113,22 +140,17 @@ def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: 
     losses = _LossOf(codec, optimizable(synth), targets, valid, lmbda)
     best_loss = losses.hard(best)
     y = z.detach().clone().requires_grad_(True)
-    soft = int(round(steps * schedule.soft_share))
     optimizer = torch.optim.Adam([y], lr=schedule.lr)
     for step in range(steps):
         if _stopped():
             break
-        if step < soft:
-            frac = step / max(soft - 1, 1)
-            t = schedule.t_start + (schedule.t_end - schedule.t_start) * frac
-            a = 1.0 + (schedule.noise_a_end - 1.0) * frac
-            lr = schedule.lr * 0.5 * (1 + math.cos(math.pi * step / soft))
-            y_hat = _SoftNoisy.apply(y, t, kumaraswamy_noise(y, a) if schedule.noise else None)
-            per_image = losses(y_hat, y, step % schedule.refresh == 0)
+        at = anneal_step(schedule, step, steps)
+        lr = schedule.lr * at.lr_scale
+        if at.soft:
+            y_hat = _SoftNoisy.apply(y, at.t, kumaraswamy_noise(y, at.a) if schedule.noise else None)
+            per_image = losses(y_hat, y, at.k % schedule.refresh == 0)
         else:
-            k = step - soft
-            lr = 0.1 * schedule.lr * 0.5 * (1 + math.cos(math.pi * k / max(steps - soft, 1)))
-            per_image = losses(quantize_ste(y), y, k % schedule.refresh == 0)
+            per_image = losses(quantize_ste(y), y, at.k % schedule.refresh == 0)
             with torch.no_grad():  # the rounded latent's loss: keep the best per image
                 better = per_image.detach() < best_loss
                 best[better] = torch.round(y.detach()[better])
