@@ -263,9 +263,9 @@ class ArchiveDecoder:
                     cap = min(pixels, 2 * cap)
                 rounds.append([])
                 total = 0
-            rounds[-1].insert(0, chunk)
+            rounds[-1].append(chunk)
             total += size
-        return rounds[::-1]
+        return [r[::-1] for r in reversed(rounds)]  # cut from the end: back in the batches' order
 
     def _finish_chunk(
         self,

@@ -145,12 +145,12 @@ def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: 
         if _stopped():
             break
         at = anneal_step(schedule, step, steps)
-        lr = schedule.lr * at.lr_scale
+        lr, refresh = schedule.lr * at.lr_scale, at.k % schedule.refresh == 0
         if at.soft:
             y_hat = _SoftNoisy.apply(y, at.t, kumaraswamy_noise(y, at.a) if schedule.noise else None)
-            per_image = losses(y_hat, y, at.k % schedule.refresh == 0)
+            per_image = losses(y_hat, y, refresh)
         else:
-            per_image = losses(quantize_ste(y), y, at.k % schedule.refresh == 0)
+            per_image = losses(quantize_ste(y), y, refresh)
             with torch.no_grad():  # the rounded latent's loss: keep the best per image
                 better = per_image.detach() < best_loss
                 best[better] = torch.round(y.detach()[better])
