@@ -147,7 +147,7 @@ def _copy_entries(writer: ArchiveWriter, reader: ArchiveReader) -> None:
             if entry.block >= 0:  # version 3: the group stays whole, with its pixel check
                 group = entry.block
                 writer.keep_group(group, reader.blocks[group].pixel_crc32, len(reader.group_members(entry)))
-            writer.add_image(entry, latent, record.info, record.blobs, group=group, gain=record.gain)
+            writer.add_image(entry, latent, record.info, record.blobs, group=group, gain=record.gain, codec=record.codec)
         else:
             writer.add(entry, reader.read_record(entry))
 

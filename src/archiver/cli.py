@@ -210,6 +210,10 @@ def pack(
         False, "--self-contained",
         help="Store the whole model even when training started from a shipped base codec (default: only the difference from it).",
     ),
+    image_tails: bool = typer.Option(
+        True, "--image-tails/--no-image-tails",
+        help="Let large images carry their own small change to the decoder's last layer where it saves bytes.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Learn a codec for the images under SOURCE and write one archive."""
@@ -221,7 +225,7 @@ def pack(
             quality, time_limit=parse_duration(time_limit or "15m"), effort=_effort(effort, time_limit), seed=seed, device=device, max_steps=max_steps,
             denoiser=denoiser, model_size=model_size, gan=gan, perceptual=perceptual, appendable=appendable,
             refine_steps=refine, refine_time=_optional_duration(refine_time), warm_start=warm_start, codec=codec.value,
-            self_contained=self_contained, target_psnr=target_psnr,
+            self_contained=self_contained, target_psnr=target_psnr, image_tails=image_tails,
             max_bytes=parse_size(max_bytes) if max_bytes is not None else 0,
         )  # fmt: skip
         with _bars(quiet, 0.0 if cfg.train.effort else cfg.train.time_limit) as bars:

@@ -128,6 +128,9 @@ class TrainConfig(_Serializable):
         warm_start: start from the general codec shipped for this architecture when there is one
             (the codec's shipped warm start; weights trained here on photos, see its recipe) instead
             of random weights. The archive stores its own fine-tuned decoder either way.
+        image_tails: let large images learn their own delta to the synthesis' last layer while
+            their latents are annealed, each kept only where it saves more than it costs (codecs
+            that have them: the default's version 6).
         seed: seed of every random number generator used by pack.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
     """
@@ -156,6 +159,7 @@ class TrainConfig(_Serializable):
     gan_margin_db: float = 1.0
     disc_width: int = 64
     warm_start: bool = True
+    image_tails: bool = True
     seed: int = 0
     device: str = "auto"
 

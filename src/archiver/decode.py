@@ -145,7 +145,7 @@ class ArchiveDecoder:
         records, latents = [], []
         for entry, (latent, record) in zip(entries, read):
             try:
-                latents.append(self._side.synthesis_input(latent, record.gain))
+                latents.append(self._side.synthesis_input(latent, record))
             except CorruptArchiveError as exc:
                 raise CorruptArchiveError(f"{self.reader.path}: entry {entry.name!r}: {exc}") from None
             records.append(record)

@@ -130,6 +130,10 @@ class CodedImages:
     entropy_blob: tuple[bytes, list[dict]] | None = None  #: its entropy model's arrays (/model/entropy)
     coder: object = None  #: its coder (encode_many / decode_many), for the writer's groups
     gains: dict[int, int] = field(default_factory=dict)  #: image number -> gain code (``--target-psnr``)
+    #: image number -> its per-image codec data (absent or empty: none), and the codec's graphs
+    #: besides the decoder's (``/model/<name>``: ONNX without weights) that such data needs
+    image_codec: dict[int, bytes] = field(default_factory=dict)
+    more_graphs: dict[str, bytes] = field(default_factory=dict)
     #: ``--max-bytes``: the bytes the fit predicted for the model and latents, and ``refit(rest)``,
     #: which codes everything again for a budget leaving ``rest`` bytes to the rest of the archive
     predicted_bytes: int = 0

@@ -41,7 +41,8 @@ def _add_image(writer: ArchiveWriter, entry: Entry, image: SourceImage, coded: C
     entry.kind = EntryKind.IMAGE
     entry.width, entry.height, entry.mode, entry.format = im.width, im.height, im.mode, im.format
     entry.psnr, entry.pixel_crc32 = coded.psnrs[i], coded.crcs[i]
-    writer.add_image(entry, coded.latents(i), im.info, im.blobs, gain=coded.gains.get(i, 0))
+    writer.add_image(entry, coded.latents(i), im.info, im.blobs, gain=coded.gains.get(i, 0),
+                     codec=coded.image_codec.get(i, b""))  # fmt: skip
 
 
 def write_items(
@@ -107,6 +108,8 @@ def _write_archive(path: Path, cfg: PackConfig, items: list[ScanItem], classes: 
                 writer.write_model(*coded.encoder_blob, name="encoder")
             if coded.codec is None or "graph" not in coded.codec.base:  # else the base ships it
                 writer.write_onnx(coded.onnx_graph, OPSET, cfg.zstd_level)
+            for name, graph in coded.more_graphs.items():
+                writer.write_onnx(graph, OPSET, cfg.zstd_level, name=name)
             if coded.codec is not None:  # a codec with its own entropy model (archiver.codecs)
                 writer.write_entropy(*coded.entropy_blob, coded.coder)  # type: ignore[misc]
                 writer.set_json("codec", coded.codec.to_dict())

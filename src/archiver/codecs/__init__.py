@@ -13,7 +13,7 @@ format version 3 on); archives without it use :data:`LEGACY_CODEC` version 1, de
   ``stride`` (pixels per latent position), ``min_size``, ``coder()`` (``decode(bitstream, h, w)``),
   ``runtime(provider, threads, spin)`` (an :class:`archiver.runtime.session.OnnxDecoder`),
   ``check_decodable()``, ``model_arrays(name)``, ``model_names`` (the ``/model`` blobs it stores),
-  ``synthesis_input(latent, gain)``, ``graph()`` and ``macs_per_pixel()`` (decoder and entropy model);
+  ``synthesis_input(latent, record)``, ``graph()`` and ``macs_per_pixel()`` (decoder and entropy model);
 - ``LAMBDAS`` (λ per ``--quality``), ``DEFAULT_QUALITY`` (``--quality`` when none is given);
   ``REFINE_TIME_FACTOR``, ``MEASURE_SECONDS_PER_MPX``, ``WRITE_SECONDS_PER_MPX`` and optionally
   ``REFINE_SECONDS_PER_MPX_STEP`` (how :mod:`archiver.time_budget` splits ``--time-limit``);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import CorruptArchiveError, MissingDependencyError
 
-__all__ = ["no_gain", "runtime_imports"]
+__all__ = ["no_gain", "no_codec_data", "runtime_imports"]
 
 
 def no_gain(latent, gain: int):
@@ -12,6 +12,13 @@ def no_gain(latent, gain: int):
     if gain:
         raise CorruptArchiveError("the image has a quantization gain, which its codec does not have")
     return latent
+
+
+def no_codec_data(record) -> None:
+    """Refuse an image record (:class:`archiver.container.records.ImageRecord`) with per-image codec
+    data, for a codec (version) that has none."""
+    if record.codec:
+        raise CorruptArchiveError("the image has per-image codec data, which its codec version does not have")
 
 
 def runtime_imports():

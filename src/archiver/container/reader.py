@@ -30,7 +30,7 @@ from .columns import Cursor
 from .index import Block, Index, decode_index
 from .probe import probe_damaged
 from .reader_model import ModelReading
-from .records import MAX_EXTRAS_BYTES, ImageRecord, decode_image_record, encode_image_record
+from .records import CODEC_BLOB, MAX_EXTRAS_BYTES, ImageRecord, decode_image_record, encode_image_record
 
 __all__ = ["ArchiveReader"]
 
@@ -291,7 +291,8 @@ class ArchiveReader(ModelReading):
                 raise CorruptArchiveError("extras header does not parse") from None
             for name, block in shared.items():
                 blobs[name] = self._shared_blob(block, entry)
-            out.append(ImageRecord(b"", header.get("info", {}), blobs, check_gain(header.get("gain", 0))))
+            codec = blobs.pop(CODEC_BLOB, b"")
+            out.append(ImageRecord(b"", header.get("info", {}), blobs, check_gain(header.get("gain", 0)), codec))
         cur.done()
         return out
 

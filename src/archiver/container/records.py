@@ -19,11 +19,13 @@ import zstandard
 
 from ..errors import CorruptArchiveError
 
-__all__ = ["ImageRecord", "encode_image_record", "decode_image_record", "MAX_EXTRAS_BYTES"]
+__all__ = ["ImageRecord", "encode_image_record", "decode_image_record", "MAX_EXTRAS_BYTES", "CODEC_BLOB"]
 
 _U32 = struct.Struct("<I")
 #: Upper bound on the decompressed extras of one record, in bytes (alpha of a 256-megapixel image).
 MAX_EXTRAS_BYTES = 1 << 28
+#: Name of the inline blob of a version-3 image's extras that holds its per-image codec data.
+CODEC_BLOB = "codec"
 
 
 @dataclass
@@ -35,6 +37,9 @@ class ImageRecord:
     blobs: dict[str, bytes] = field(default_factory=dict)
     #: the image's quantization gain code (version 3 group extras only, :mod:`archiver.codec.gain`)
     gain: int = 0
+    #: the image's own data for its codec (version 3 group extras only: the blob named
+    #: :data:`CODEC_BLOB`; what it means is the codec's, e.g. a pyramid tail); empty when none
+    codec: bytes = b""
 
 
 def encode_image_record(record: ImageRecord, level: int = 19) -> bytes:

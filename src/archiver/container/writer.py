@@ -32,6 +32,7 @@ from .digest import index_digest, write_file_digest
 from .entries import Entry
 from .format import FORMAT_VERSION, MAGIC, RECORD_CHUNK_BYTES, SHARED_BLOBS, USERBLOCK_BYTES, EntryKind, text
 from .index import Block, Index, encode_index
+from .records import CODEC_BLOB
 
 __all__ = ["ArchiveWriter", "partial_path", "GROUP_IMAGES", "GROUP_VALUES", "PENDING_VALUES"]
 
@@ -162,20 +163,23 @@ class ArchiveWriter:
 
     def add_image(
         self, entry: Entry, latent: np.ndarray, info: dict | None = None, blobs: dict | None = None, group=None,
-        gain: int = 0,
+        gain: int = 0, codec: bytes = b"",
     ) -> None:
         """Append an image entry: its integer latent (C, h, w) joins the group of its shape; ``info``
         and ``blobs`` are its extras (metadata blobs named in :data:`SHARED_BLOBS` are stored once
         per archive and referenced). Needs :meth:`write_tables` first. ``group``: a group announced
         with :meth:`keep_group` instead (``append`` keeps a version-3 archive's groups whole). ``gain``:
-        the image's quantization gain code (:mod:`archiver.codec.gain`; 0 is not stored)."""
+        the image's quantization gain code (:mod:`archiver.codec.gain`; 0 is not stored); ``codec``:
+        its per-image codec data (stored as the blob :data:`~archiver.container.records.CODEC_BLOB`)."""
         if self._coder is None:
             raise ValueError("write_tables must come before the first image")
         latent = np.ascontiguousarray(latent, dtype=np.int32)
         key = latent.shape if group is None else ("kept", group)
         if group is not None and key not in self._kept:
             raise ValueError(f"group {group!r} was not announced with keep_group")
-        extras = self._extras(info or {}, blobs or {}, gain)
+        if blobs and CODEC_BLOB in blobs:
+            raise ValueError(f"an image's metadata blob cannot be named {CODEC_BLOB!r}")
+        extras = self._extras(info or {}, {**(blobs or {}), **({CODEC_BLOB: codec} if codec else {})}, gain)
         row = self._append(entry, -1)
         members = self._pending.setdefault(key, [])
         members.append((row, latent, extras[0], extras[1]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import CodecDescription
-from ..readside import no_gain, runtime_imports
+from ..readside import no_codec_data, no_gain, runtime_imports
 
 __all__ = ["AutoencoderReadSide"]
 
@@ -36,9 +36,11 @@ class AutoencoderReadSide:
         """The arrays of ``/model/<name>`` (stored whole)."""
         return self.reader.model_arrays(name)
 
-    def synthesis_input(self, latent, gain: int = 0):
-        """The latent itself (this codec has no per-image gains)."""
-        return no_gain(latent, gain)
+    def synthesis_input(self, latent, record):
+        """The latent itself (this codec has no per-image gains or codec data; ``record``: the
+        image's :class:`~archiver.container.records.ImageRecord`)."""
+        no_codec_data(record)
+        return no_gain(latent, record.gain)
 
     def coder(self):
         from ...codec.entropy import LatentCoder

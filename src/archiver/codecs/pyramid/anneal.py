@@ -126,47 +126,73 @@ def kumaraswamy_noise(like: torch.Tensor, a: float) -> torch.Tensor:
 
 def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: tuple[int, int], lmbda: float,
                    steps: int, schedule: AnnealSchedule = AnnealSchedule(),
-                   on_step: Callable[[int, int, dict], None] | None = None) -> torch.Tensor:  # fmt: skip
+                   on_step: Callable[[int, int, dict], None] | None = None, tails=None) -> torch.Tensor:  # fmt: skip
     """Integer latents (N, C, h, w, as float) of ``N`` images after ``steps`` annealed steps from
     the continuous ``z`` (see the module docstring). ``targets``: the padded images (N, 3, H, W) in
     [0, 1]; ``valid``: their own (height, width), the same for all (the rest is padding).
     ``on_step(step, steps, {"psnr", "bpp"})`` every :data:`REPORT_EVERY` steps: the batch's mean
-    PSNR (dB) and bits per pixel under the stage's quantization proxy."""
+    PSNR (dB) and bits per pixel under the stage's quantization proxy. ``tails``: an
+    :class:`~archiver.codecs.pyramid.tail_fit.ImageTails` of the batch, learned beside the latents
+    (:mod:`archiver.codecs.pyramid.tail_fit`); its ``kept`` says which images keep theirs."""
     for p in list(synth.parameters()) + list(codec.context.parameters()):
         p.requires_grad_(False)
     best = torch.round(z.detach())
     if steps <= 0:
         return best
-    losses = _LossOf(codec, optimizable(synth), targets, valid, lmbda)
-    best_loss = losses.hard(best)
+    run = optimizable(synth)
+    if tails is not None:
+        from .tail_fit import LR_TAIL, TailedSynthesis
+
+        if not getattr(run, "takes_tails", False):
+            raise ValueError("this synthesis cannot take per-image tails")
+        run = TailedSynthesis(run, tails)
+    pixels = valid[0] * valid[1]
+    losses = _LossOf(codec, run, targets, valid, lmbda)
+    loss_of = losses if tails is None else lambda *a: losses(*a) + tails.proxy_bits() / pixels
+    with torch.no_grad():
+        best_loss = losses.hard(best) if tails is None else loss_of(best, best, True)
     y = z.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([y], lr=schedule.lr)
+    groups = [{"params": [y], "base": schedule.lr}]
+    if tails is not None:
+        groups.append({"params": list(tails.parameters()), "base": LR_TAIL})
+    optimizer = torch.optim.Adam(groups, lr=schedule.lr)
     for step in range(steps):
         if _stopped():
             break
         at = anneal_step(schedule, step, steps)
-        lr, refresh = schedule.lr * at.lr_scale, at.k % schedule.refresh == 0
+        refresh = at.k % schedule.refresh == 0
+        if tails is not None:
+            run.quantized = not at.soft
         if at.soft:
             y_hat = _SoftNoisy.apply(y, at.t, kumaraswamy_noise(y, at.a) if schedule.noise else None)
-            per_image = losses(y_hat, y, refresh)
+            per_image = loss_of(y_hat, y, refresh)
         else:
-            per_image = losses(quantize_ste(y), y, refresh)
+            per_image = loss_of(quantize_ste(y), y, refresh)
             with torch.no_grad():  # the rounded latent's loss: keep the best per image
                 better = per_image.detach() < best_loss
                 best[better] = torch.round(y.detach()[better])
                 best_loss = torch.where(better, per_image.detach(), best_loss)
+                if tails is not None:
+                    tails.keep_best(better)
         if on_step is not None and step % REPORT_EVERY == 0:
             on_step(step, steps, losses.report())
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = group["base"] * at.lr_scale
         optimizer.zero_grad(set_to_none=True)
         per_image.sum().backward()
         optimizer.step()
     with torch.no_grad():  # the last step's latent, if it is the best
         last = torch.round(y.detach())
-        final = losses.hard(last)
+        if tails is not None:
+            run.quantized = True
+        final = losses.hard(last) if tails is None else loss_of(last, last, True)
         better = final < best_loss
         best[better] = last[better]
+        if tails is not None:
+            from .tail_fit import choose_tails
+
+            tails.keep_best(better)
+            choose_tails(losses, run, best, pixels)
     return best
 
 
@@ -181,16 +207,18 @@ class AnnealDevice:
         self.device: torch.device | None = None
 
     def anneal(self, targets: torch.Tensor, z: torch.Tensor, valid: tuple[int, int], lmbda: float, steps: int,
-               on_step: Callable[[int, int, dict], None] | None = None) -> torch.Tensor:  # fmt: skip
-        """:func:`anneal_latents` of the batch on the device; the result on the CPU."""
+               on_step: Callable[[int, int, dict], None] | None = None, tails=None) -> torch.Tensor:  # fmt: skip
+        """:func:`anneal_latents` of the batch on the device (``tails`` too); the result on the CPU."""
         if self.device is None:
             from ...model.crops import resolve_device
 
             self.device = resolve_device(self.name)
             if self.device.type != "cpu":
                 self.codec, self.synth = copy.deepcopy(self.codec).to(self.device), copy.deepcopy(self.synth).to(self.device)
+        if tails is not None:
+            tails.to(self.device)
         y = anneal_latents(self.codec, self.synth, targets.to(self.device), z.to(self.device), valid, lmbda, steps,
-                           on_step=on_step)  # fmt: skip
+                           on_step=on_step, tails=tails)  # fmt: skip
         return y.cpu()
 
 

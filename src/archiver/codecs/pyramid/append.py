@@ -43,6 +43,7 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
     from ...container.format import EntryKind
     from ...pack import CodedImages
     from ...runtime.graph import OPSET, attach_weights
+    from .versions import TAIL_GRAPH, TAIL_SINCE
 
     side = reader.codec
     spec = side.spec
@@ -52,6 +53,8 @@ def code_new_pyramid(writer: ArchiveWriter, reader: ArchiveReader, cfg: PackConf
     writer.write_model(*pack_arrays(stored_decoder, cfg.zstd_level))
     if "graph" not in side.desc.base:  # else the base ships it (codec version 3)
         writer.write_onnx(graph, OPSET, cfg.zstd_level)
+    if side.desc.version >= TAIL_SINCE:  # its images' tails decode through the archive's tail graph
+        writer.write_onnx(reader.onnx_graph(TAIL_GRAPH), OPSET, cfg.zstd_level, name=TAIL_GRAPH)
     writer.set_json("codec", side.desc.to_dict())
     counting = side.coder()  # the archive's context network (and its old tables, replaced below)
     net = counting.inner.net

@@ -26,19 +26,20 @@ def fit_pyramid_denoiser(out, cfg: PackConfig, spec, arrays: dict, images: dict[
     int8 synthesis), decide on it against ``latent_bits`` (their estimated coded size) plus the
     stored models, and record it in ``out`` (``postfilter``; ``training["denoiser"]``; the PSNRs and
     CRCs when kept)."""
-    from ...codec.gain import apply_gain
     from ...collection.pool import PairPool
     from ...postfilter import fit_postfilter
     from ...runtime.graph import attach_weights
+    from .pack import measure_input, measuring_runtime
     from .read import synthesis_runtime
 
-    runtime = synthesis_runtime(attach_weights(out.onnx_graph, arrays), spec.stride, out.codec.version)
+    plain = synthesis_runtime(attach_weights(out.onnx_graph, arrays), spec.stride, out.codec.version)
+    runtime = measuring_runtime(spec, arrays, plain)
     ids = list(images)
 
     def decoded():  # every image as extract decodes it (without a post-filter), with its source
         for i in ids:
             im = images[i].full()
-            yield runtime.decode(apply_gain(out.latents(i), out.gains.get(i, 0)), im.height, im.width), im
+            yield runtime.decode(measure_input(out, i, spec), im.height, im.width), im
 
     emit(progress, "denoise", 0, 1)
     pairs = PairPool([images[i].height * images[i].width for i in ids], cfg.train.seed)

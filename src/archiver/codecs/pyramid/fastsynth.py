@@ -83,6 +83,9 @@ class OptimSynthesis(nn.Module):
             raise ValueError("OptimSynthesis: the plan must start with its 1×1 layers")
         self.chain = [t for k in ones for t in (synthesis.layers[k].weight.detach()[:, :, 0, 0].contiguous(),
                                                  synthesis.layers[k].bias.detach())]  # fmt: skip
+        #: :meth:`forward` takes per-image tails (:mod:`archiver.codecs.pyramid.tail_fit`): the last
+        #: 1×1 layer has a hidden layer before it
+        self.takes_tails = len(self.chain) >= 4
         self.rest = [(layer, synthesis.layers[k]) for k, layer in enumerate(plan) if k not in ones]
         self._ups: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -92,7 +95,9 @@ class OptimSynthesis(nn.Module):
             self._ups[key] = (upsample_matrix(h, factor).to(device), upsample_matrix(w, factor).t().contiguous().to(device))
         return self._ups[key]
 
-    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+    def forward(self, packed: torch.Tensor, tail: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """RGB + ½ of ``packed``; ``tail``: per-image (ΔW (N, 3, C), Δb (N, 3)) added to the last
+        1×1 layer's (autograd through them and that layer's input)."""
         grids = unpack_torch(self.spec, packed)
         n, _, height, width = grids[0].shape
         columns = []
@@ -102,7 +107,12 @@ class OptimSynthesis(nn.Module):
                 a_h, a_wt = self._matrices(g.shape[-2], g.shape[-1], height // g.shape[-2], g.device)
                 g = torch.matmul(torch.matmul(a_h, g), a_wt)
             columns.append(g.reshape(n, -1, height * width))
-        out = _Chain.apply(torch.cat(columns, 1), self.slope, *self.chain)  # (N, C, H·W)
+        x = torch.cat(columns, 1)
+        if tail is None:
+            out = _Chain.apply(x, self.slope, *self.chain)  # (N, C, H·W)
+        else:  # the last layer with each image's own deltas
+            h = F.leaky_relu(_Chain.apply(x, self.slope, *self.chain[:-2]), self.slope)
+            out = torch.matmul(self.chain[-2] + tail[0], h) + (self.chain[-1] + tail[1])[..., None]
         x = out.reshape(n, -1, height, width).contiguous(memory_format=torch.channels_last)
         for layer, conv in self.rest:
             y = conv(x)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import CodecDescription
 from .read import pyramid_tiling, synthesis_runtime
-from .versions import WRITES
+from .versions import TAIL_GRAPH, TAIL_SINCE, WRITES
 from ...collection.images import SourceImage, measure_decoded
 from ...collection.pool import training_set
 from ...config import PackConfig
@@ -160,6 +160,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
 
     tile, halo = pyramid_tiling(spec.stride)
     runtime = synthesis_runtime(attach_weights(out.onnx_graph, arrays), spec.stride, out.codec.version)
+    measuring = measuring_runtime(spec, arrays, runtime)
     synth = int8_synthesis(codec, arrays)
     spool = LatentSpool(spool_dir)
     refine = time_budget(cfg, _pixels(images)).refine_budget(cfg.train.refine_steps, _pixels(images))
@@ -169,7 +170,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
     unreached: list[tuple[SourceImage, float]] = []
     annealer = Annealer(refine, effort=cfg.train.effort)
     coded = _targeted(target, images, out, unreached) if target is not None else \
-        _refined(cfg, codec, synth, images, refine, annealer, runtime, out, progress)  # fmt: skip
+        _refined(cfg, codec, synth, images, refine, annealer, measuring, out, progress)  # fmt: skip
     for n, (i, latent) in enumerate(coded, 1):
         coder.count(latent, counter)
         spool.put(i, latent)
@@ -180,6 +181,7 @@ def _code_each(out, cfg: PackConfig, spec, codec, arrays: dict, images: dict[int
         if cfg.target_baseline:
             _compare_uniform(out, cfg, target, images, coder, counter)
     out.latents = spool.latent  # the writer codes the latents in groups
+    _with_tails(out, spec)
     tables = counter.tables()
     return coder.with_tables(tables), counter.ideal_bits(tables)
 
@@ -201,7 +203,10 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
     :data:`~archiver.codecs.pyramid.anneal.MIN_STEPS` (:mod:`archiver.codecs.pyramid.anneal`; its
     steps reported as ``anneal`` progress events: the batch's PSNR and bpp, and ``left_s``, the
     seconds of refinement left for the collection), else each searched
-    (:func:`~archiver.codecs.pyramid.infer.refine_within`)."""
+    (:func:`~archiver.codecs.pyramid.infer.refine_within`). Annealed images of at least
+    :data:`~archiver.codecs.pyramid.tail_fit.TAIL_MIN_PIXELS` learn tails (``TrainConfig.image_tails``;
+    not with ``--target-psnr`` or ``--max-bytes``): those kept go into ``out.image_codec``, and
+    ``runtime`` (:func:`measuring_runtime`) decodes each image with its own."""
     import time
 
     import torch
@@ -210,28 +215,77 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
     from .infer import encode_continuous, quantize_continuous, refine_within
     from ...model.refine import stop_at
 
-    tile, halo = pyramid_tiling(codec.spec.stride)
+    from .tail import tail_input
+    from .tail_fit import ImageTails, learns_tails
+
+    spec = codec.spec
+    tile, halo = pyramid_tiling(spec.stride)
+    tails_on = cfg.train.image_tails and not (cfg.target_psnr or cfg.max_bytes)
     on_device = AnnealDevice(codec, synth, cfg.train.device)
     for keys in batches({i: (s.height, s.width) for i, s in images.items()}):
         ims = [images[i].full() for i in keys]
         encoded = [encode_continuous(codec, im.rgb, cfg.quality) for im in ims]
         pixels = sum(im.height * im.width for im in ims)
         steps = annealer.steps_for(pixels, len(ims))
+        datas = [b""] * len(ims)
         if steps:
             started = time.monotonic()
+            tails = ImageTails(len(ims), spec.hidden[-1]) if learns_tails(tails_on, pixels // len(ims), spec) else None
             with stop_at(refine.stop_time()):
                 y = on_device.anneal(torch.cat([e[0][0] for e in encoded]), torch.cat([e[0][1] for e in encoded]),
                                      encoded[0][1], cfg.train.lmbda, steps,
-                                     on_step=lambda k, n, d: emit(progress, "anneal", k, n, {**d, "left_s": refine.time_left()}))  # fmt: skip
+                                     on_step=lambda k, n, d: emit(progress, "anneal", k, n, {**d, "left_s": refine.time_left()}),
+                                     tails=tails)  # fmt: skip
             annealer.done(pixels, len(ims), steps, time.monotonic() - started)
             zs = [y[k : k + 1] for k in range(len(ims))]
+            datas = tails.kept if tails is not None else datas
         else:
             zs = [refine_within(refine, codec, synth, padded, z, valid, cfg.train.lmbda, tile, halo)[0]
                   for (padded, z), valid in encoded]  # fmt: skip
-        for i, im, z in zip(keys, ims, zs):
+        for i, im, z, data in zip(keys, ims, zs, datas):
             latent = quantize_continuous(z)
-            out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(latent, im.height, im.width), im)
+            if data:
+                out.image_codec[i] = data
+            x = tail_input(latent, data, spec.hidden[-1])
+            out.psnrs[i], out.crcs[i] = measure_decoded(runtime.decode(x, im.height, im.width), im)
             yield i, latent
+
+
+def measuring_runtime(spec, arrays: dict, plain):
+    """The runtime pack measures images through, tails or not (inputs from
+    :func:`archiver.codecs.pyramid.tail.tail_input`): ``plain`` (the synthesis session) for images
+    without one, the tail graph's session, built when first needed, for the others."""
+    from .graph import build_pyramid_graph
+    from .tail import TailRuntime
+    from ...runtime.graph import attach_weights, graph_only
+
+    def tailed():
+        model = attach_weights(graph_only(build_pyramid_graph(spec, tail=True)), arrays)
+        return synthesis_runtime(model, spec.stride, TAIL_SINCE)
+
+    return TailRuntime(plain, tailed, spec.packed_channels)
+
+
+def measure_input(out, i: int, spec) -> np.ndarray:
+    """Image ``i``'s input to :func:`measuring_runtime`: its latent with its gain and its tail."""
+    from ...codec.gain import apply_gain
+    from .tail import tail_input
+
+    return tail_input(apply_gain(out.latents(i), out.gains.get(i, 0)), out.image_codec.get(i, b""), spec.hidden[-1])
+
+
+def _with_tails(out, spec) -> None:
+    """When some image keeps a tail: the archive is codec version 6 and stores the tail graph."""
+    import dataclasses
+
+    from .graph import build_pyramid_graph
+    from ...runtime.graph import graph_only
+
+    if any(out.image_codec.values()):
+        out.codec = dataclasses.replace(out.codec, version=TAIL_SINCE)
+        out.more_graphs[TAIL_GRAPH] = graph_only(build_pyramid_graph(spec, tail=True))
+        out.training["tails"] = {"images": sum(1 for d in out.image_codec.values() if d),
+                                 "bytes": sum(len(d) for d in out.image_codec.values())}  # fmt: skip
 
 
 def _target_summary(out, cfg: PackConfig, target, unreached: list) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .. import CodecDescription
 from ...errors import CorruptArchiveError, InputError, MissingBaseError
-from ..readside import no_gain, runtime_imports
-from .versions import CONTEXT_ORDER_SINCE, PLAIN_LAYOUT_SINCE
+from ..readside import no_codec_data, no_gain, runtime_imports
+from .versions import CONTEXT_ORDER_SINCE, PLAIN_LAYOUT_SINCE, TAIL_GRAPH, TAIL_SINCE
 
 __all__ = [
     "PyramidReadSide", "PYRAMID_TILE_PX", "PYRAMID_HALO_PX", "pyramid_tiling", "synthesis_threads",
@@ -91,13 +91,21 @@ class PyramidReadSide:
         except MissingBaseError as exc:
             raise MissingBaseError(f"{self.reader.path}: {exc}") from None
 
-    def synthesis_input(self, latent, gain: int = 0):
-        """``latent`` scaled by its gain (version 2; :func:`archiver.codec.gain.apply_gain`)."""
+    def synthesis_input(self, latent, record):
+        """``latent`` scaled by its ``record``'s gain (version 2; :func:`archiver.codec.gain.apply_gain`);
+        from version 6 on followed by its tail's channels (:func:`archiver.codecs.pyramid.tail.tail_input`)."""
+        if self.desc.version < TAIL_SINCE:
+            no_codec_data(record)
         if self.desc.version < 2:
-            return no_gain(latent, gain)
+            return no_gain(latent, record.gain)
         from ...codec.gain import apply_gain
 
-        return apply_gain(latent, gain)
+        x = apply_gain(latent, record.gain)
+        if self.desc.version < TAIL_SINCE:
+            return x
+        from .tail import tail_input
+
+        return tail_input(x, record.codec, self.spec.hidden[-1])
 
     def coder(self):
         from .coder import PackedPyramidCoder
@@ -105,11 +113,22 @@ class PyramidReadSide:
         return PackedPyramidCoder.from_arrays(self.spec, self.model_arrays("entropy"))
 
     def runtime(self, provider: str, threads: int | None, spin: bool = True):
-        """The synthesis session; ``threads`` None: :func:`synthesis_threads`."""
+        """The synthesis session; ``threads`` None: :func:`synthesis_threads`. From version 6 on a
+        :class:`~archiver.codecs.pyramid.tail.TailRuntime` (the tail graph's session built when an
+        image with a tail first needs it)."""
         attach_weights, _ = runtime_imports()
-        model = attach_weights(self.graph(), self.model_arrays("decoder"))
+        arrays = self.model_arrays("decoder")
         threads = synthesis_threads() if threads is None else threads
-        return synthesis_runtime(model, self.spec.stride, self.desc.version, provider, threads, spin)
+        plain = synthesis_runtime(attach_weights(self.graph(), arrays), self.spec.stride, self.desc.version, provider,
+                                  threads, spin)  # fmt: skip
+        if self.desc.version < TAIL_SINCE:
+            return plain
+        from .tail import TailRuntime
+
+        graph = self.reader.onnx_graph(TAIL_GRAPH)
+        version, stride = self.desc.version, self.spec.stride
+        make = lambda: synthesis_runtime(attach_weights(graph, arrays), stride, version, provider, threads, spin)  # noqa: E731
+        return TailRuntime(plain, make, self.spec.packed_channels)
 
 
 def synthesis_runtime(model, stride: int, version: int, provider: str = "cpu", threads: int | None = None,

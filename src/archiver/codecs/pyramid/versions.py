@@ -7,15 +7,17 @@ graph is not stored but named by its base (``base.graph``: the SHA-256 of the ba
 :mod:`archiver.codecs.pyramid.wave`); its graph is named by its base when ``base`` has ``graph``,
 else stored. ``pyramid`` 5 is 4 whose pixel checks were measured with the synthesis run without
 ONNX Runtime's layout optimizations (:func:`archiver.codecs.pyramid.read.synthesis_runtime`);
-every pack writes it.
+a pack writes it when no image keeps a tail. ``pyramid`` 6 is 5 whose images may carry tails (their
+own delta to the synthesis' last 1×1 layer, :mod:`archiver.codecs.pyramid.tail`): the archive then
+stores the tail graph at ``/model/tail_onnx``; a pack writes 6 only when some image keeps one.
 """
 
 from __future__ import annotations
 
-__all__ = ["READS", "GRAPH_FROM_BASE_SINCE", "CONTEXT_ORDER_SINCE", "PLAIN_LAYOUT_SINCE", "WRITES", "validate"]
+__all__ = ["READS", "GRAPH_FROM_BASE_SINCE", "CONTEXT_ORDER_SINCE", "PLAIN_LAYOUT_SINCE", "TAIL_SINCE", "WRITES", "TAIL_GRAPH", "validate"]
 
 #: Versions of the pyramid codec this archiver reads.
-READS: tuple[int, ...] = (1, 2, 3, 4, 5)
+READS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 #: First version whose graph may come from its base instead of the archive.
 GRAPH_FROM_BASE_SINCE = 3
 #: First version whose spec may name a context order other than ``checkerboard``; from it on the
@@ -23,7 +25,11 @@ GRAPH_FROM_BASE_SINCE = 3
 CONTEXT_ORDER_SINCE = 4
 #: First version decoded without ONNX Runtime's layout optimizations (its pixel checks were made so).
 PLAIN_LAYOUT_SINCE = 5
-#: The version every pack writes (an append keeps its archive's).
+#: First version whose images may carry tails (per-image codec data).
+TAIL_SINCE = 6
+#: The ``/model`` name of the tail graph (without weights: it reads ``/model/decoder``'s).
+TAIL_GRAPH = "tail_onnx"
+#: The version a pack writes when no image keeps a tail (an append keeps its archive's).
 WRITES = PLAIN_LAYOUT_SINCE
 
 
