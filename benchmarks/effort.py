@@ -7,7 +7,8 @@ Each run ``qQ@E`` is ``python -m archiver pack SRC -o A.nca --quality Q --effort
 fresh process on the ``heldout`` split (:mod:`benchmarks.regimes`; ``--limit``: its first N images;
 ``--split train`` to choose a setting, ``--pack-args "..."``: more pack options for every run).
 Reported per run: wall time (interpreter start and reading included), whole-archive bpp and mean
-PSNR (``archiver info``), how refinement was spent (images annealed, steps, seconds), and the
+PSNR (``archiver info``), how refinement was spent (images annealed, steps, seconds), the
+per-image tails kept (images, bytes; ``--pack-args=--no-image-tails`` turns them off), and the
 archive's bytes over WebP's and AVIF's at the same mean PSNR (each classic codec's quality sweep on
 the same images, log-bpp interpolated in PSNR; "–" outside its sweep). Results go to
 ``benchmarks/results/effort-<regime>.{json,md}`` with command, commit, machine and date. Run it on
@@ -56,7 +57,7 @@ def measure(src: Path, work: Path, run: str, extra: list[str] | None = None) -> 
         "run": run, "quality": int(quality), "effort": float(effort), "wall_s": round(wall, 1),
         "bpp": round(info["bpp"], 4), "psnr": round(info["mean_psnr"], 3),
         "limit_s": (info.get("time_budget") or {}).get("limit_s"), "annealed": refine.get("annealed"),
-        "searched_steps": refine.get("mean_steps"),
+        "searched_steps": refine.get("mean_steps"), "tails": info.get("tails"),
     }  # fmt: skip
 
 
@@ -75,15 +76,17 @@ def markdown(regime: str, rows: list[dict], meta: dict) -> str:
         f"- command: `{meta['command']}`",
         f"- date: {meta['date']}, commit {meta['commit']}, machine: {meta['machine']['platform']}, "
         f"{meta['machine']['cores']} cores", "",
-        "| run | wall s | limit s | bpp | PSNR dB | annealed (images, steps, s) | × WebP bytes | × AVIF bytes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | wall s | limit s | bpp | PSNR dB | annealed (images, steps, s) | tails (images, bytes) | × WebP bytes | × AVIF bytes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in rows:
         a = r["annealed"] or {}
         ann = f"{a.get('images', 0)}, {a.get('mean_steps', 0):.0f}, {a.get('seconds', 0):.0f}" if a.get("images") else "none (searched)"
         ratios = [f"{r[c]:.2f}" if r.get(c) else "–" for c in CLASSIC]
+        t = r.get("tails") or {}
+        tails = f"{t['images']}, {t['bytes']}" if t else "none"
         lines.append(f"| {r['run']} | {r['wall_s']:.0f} | {r['limit_s']:.0f} | {r['bpp']:.3f} | {r['psnr']:.2f} | "
-                     f"{ann} | {' | '.join(ratios)} |")  # fmt: skip
+                     f"{ann} | {tails} | {' | '.join(ratios)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

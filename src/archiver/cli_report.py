@@ -80,6 +80,8 @@ def _print_time(out, t: dict) -> None:
         searched = r.get("searched", 0)
         out.print(f"    annealed {annealed['images']} images, {annealed['mean_steps']:.0f} steps per batch on average "
                   f"({annealed['seconds']:.0f} s)" + (f"; {searched} searched" if searched else ""))  # fmt: skip
+    if t.get("tails"):
+        out.print(f"    {t['tails']['images']} images keep their own tail (last-layer delta, {t['tails']['bytes']} bytes in all)")
     for cut in b["cut"]:
         out.print(f"    cut: {cut}", markup=False, highlight=False)
 

@@ -10,6 +10,9 @@
                                                                # -c5-: codec version 5 and later, named)
     python tests/golden/make_golden.py --codec pyramid --delta --target 30  # per-image gains (pyramid
                                                                # version 2): v<N>-<codec>-target-mixed.nca
+    python tests/golden/make_golden.py --codec pyramid --delta --tails  # per-image tails (pyramid
+                                                               # version 6), every annealed image keeping
+                                                               # its own: v<N>-<codec>-c6-tails-…
 
 Old versions' files must stay as they are: tests/container/test_golden.py checks that they still open,
 list and decode to exactly the pixels measured when they were written. The tree grew with version 3
@@ -52,6 +55,21 @@ def build(root: Path) -> None:
     Image.fromarray(smooth_image(rng, 31, 28)).save(root / "sub" / "icc_b.png", icc_profile=icc)
 
 
+def _force_tails() -> None:
+    """The golden's images are far too small for a tail to pay: anneal them anyway and keep every
+    tail learned, so that the file holds tails."""
+    from archiver.codecs.pyramid import anneal, tail_fit
+
+    anneal.MIN_STEPS, anneal.STEPS_PER_TRIAL, tail_fit.TAIL_MIN_PIXELS = 4, 2, 0
+    choose = tail_fit.choose_tails
+
+    def keep_all(losses, run, y, pixels):
+        choose(losses, run, y, pixels)
+        run.tails.kept = [run.tails.data(i) for i in range(len(y))]
+
+    tail_fit.choose_tails = keep_all
+
+
 def main() -> None:
     if "--codec" in sys.argv:  # python tests/golden/make_golden.py --codec pyramid
         codec = sys.argv[sys.argv.index("--codec") + 1]
@@ -79,7 +97,12 @@ def main() -> None:
                     kind = f"-{spec.context}{kind}"
                 from archiver.codecs.pyramid.versions import PLAIN_LAYOUT_SINCE, WRITES
 
-                if WRITES >= PLAIN_LAYOUT_SINCE:  # v<N>-pyramid-c5-…: the codec version it writes
+                if "--tails" in sys.argv:  # v<N>-pyramid-c6-tails-…: every image anneals and keeps a tail
+                    from archiver.codecs.pyramid.versions import TAIL_SINCE
+
+                    _force_tails()
+                    kind = f"-c{TAIL_SINCE}-tails{kind}"
+                elif WRITES >= PLAIN_LAYOUT_SINCE:  # v<N>-pyramid-c5-…: the codec version it writes
                     kind = f"-c{WRITES}{kind}"
             out = HERE / f"v{FORMAT_VERSION}-{codec}{kind}-mixed.nca"
             if out.exists():

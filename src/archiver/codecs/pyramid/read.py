@@ -45,6 +45,9 @@ class PyramidReadSide:
             raise CorruptArchiveError(
                 f"{reader.path}: pyramid codec version {desc.version} cannot use the {self.spec.context} context order"
             )
+        if desc.version >= TAIL_SINCE and not reader.has_model(TAIL_GRAPH):
+            raise CorruptArchiveError(f"{reader.path}: pyramid codec version {desc.version} needs its tail graph "
+                                      f"(/model/{TAIL_GRAPH}), which is missing")  # fmt: skip
         self.stride, self.min_size = self.spec.stride, 0
         self.tile, self.halo = pyramid_tiling(self.stride)
         self._reference: dict | None = None
