@@ -21,6 +21,8 @@ latent's, each holding one of the numbers ``q · 2**-k`` (float32, exact) at eve
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ...errors import CorruptArchiveError
@@ -113,18 +115,23 @@ class TailRuntime:
 
     def __init__(self, plain, make_tailed, channels: int) -> None:
         self.plain, self._make, self._tailed = plain, make_tailed, None
+        self._lock = threading.Lock()  # callers may decode from several threads (archiver.api)
         self.channels = channels  # the packed latent's channels
         self.stride, self.tile, self.halo = plain.stride, plain.tile, plain.halo
 
     def _has_tail(self, x: np.ndarray) -> bool:
         return bool(np.any(x[self.channels :, :1, :1]))
 
+    def _tail_runtime(self):
+        with self._lock:
+            if self._tailed is None:
+                self._tailed = self._make()
+            return self._tailed
+
     def _runtime(self, x: np.ndarray):
         if not self._has_tail(x):
             return self.plain, x[: self.channels]
-        if self._tailed is None:
-            self._tailed = self._make()
-        return self._tailed, x
+        return self._tail_runtime(), x
 
     def decode_batch(self, latents: np.ndarray) -> np.ndarray:
         """(N, C + T, h, w) inputs → (N, stride·h, stride·w, 3) uint8; each image through its graph."""
@@ -136,9 +143,7 @@ class TailRuntime:
         tailed = [i for i, f in enumerate(flags) if f]
         if plain:
             out[plain] = self.plain.decode_batch(latents[plain][:, : self.channels])
-        if self._tailed is None:
-            self._tailed = self._make()
-        out[tailed] = self._tailed.decode_batch(latents[tailed])
+        out[tailed] = self._tail_runtime().decode_batch(latents[tailed])
         return out
 
     def decode(self, latent: np.ndarray, height: int, width: int) -> np.ndarray:
