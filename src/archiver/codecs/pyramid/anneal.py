@@ -39,7 +39,8 @@ import torch
 from ...model.prior import quantize_ste
 from ...model.refine import _stopped
 from .export import pack_torch, unpack_torch
-from .model import _LOG2, laplace_inverse_scale
+from .anneal_ops import _PackedBits, _SoftNoisy
+from .model import laplace_inverse_scale
 
 __all__ = [
     "AnnealSchedule", "AnnealStep", "Annealer", "AnnealDevice", "anneal_latents", "anneal_step", "batches",
@@ -139,61 +140,86 @@ def anneal_latents(codec, synth, targets: torch.Tensor, z: torch.Tensor, valid: 
     best = torch.round(z.detach())
     if steps <= 0:
         return best
-    run = optimizable(synth)
-    if tails is not None:
-        from .tail_fit import LR_TAIL, TailedSynthesis
-
-        if not getattr(run, "takes_tails", False):
-            raise ValueError("this synthesis cannot take per-image tails")
-        run = TailedSynthesis(run, tails)
-    pixels = valid[0] * valid[1]
-    losses = _LossOf(codec, run, targets, valid, lmbda)
-    loss_of = losses if tails is None else lambda *a: losses(*a) + tails.proxy_bits() / pixels
-    with torch.no_grad():
-        best_loss = losses.hard(best) if tails is None else loss_of(best, best, True)
+    objective = _Objective(codec, synth, targets, valid, lmbda, tails)
+    best_loss = objective.hard(best)
     y = z.detach().clone().requires_grad_(True)
-    groups = [{"params": [y], "base": schedule.lr}]
-    if tails is not None:
-        groups.append({"params": list(tails.parameters()), "base": LR_TAIL})
-    optimizer = torch.optim.Adam(groups, lr=schedule.lr)
+    optimizer = torch.optim.Adam(objective.groups(y, schedule.lr), lr=schedule.lr)
     for step in range(steps):
         if _stopped():
             break
         at = anneal_step(schedule, step, steps)
         refresh = at.k % schedule.refresh == 0
-        if tails is not None:
-            run.quantized = not at.soft
         if at.soft:
             y_hat = _SoftNoisy.apply(y, at.t, kumaraswamy_noise(y, at.a) if schedule.noise else None)
-            per_image = loss_of(y_hat, y, refresh)
+            per_image = objective(y_hat, y, refresh, quantized=False)
         else:
-            per_image = loss_of(quantize_ste(y), y, refresh)
+            per_image = objective(quantize_ste(y), y, refresh, quantized=True)
             with torch.no_grad():  # the rounded latent's loss: keep the best per image
                 better = per_image.detach() < best_loss
                 best[better] = torch.round(y.detach()[better])
                 best_loss = torch.where(better, per_image.detach(), best_loss)
-                if tails is not None:
-                    tails.keep_best(better)
+                objective.keep_best(better)
         if on_step is not None and step % REPORT_EVERY == 0:
-            on_step(step, steps, losses.report())
+            on_step(step, steps, objective.losses.report())
         for group in optimizer.param_groups:
             group["lr"] = group["base"] * at.lr_scale
         optimizer.zero_grad(set_to_none=True)
         per_image.sum().backward()
         optimizer.step()
-    with torch.no_grad():  # the last step's latent, if it is the best
-        last = torch.round(y.detach())
+    last = torch.round(y.detach())  # the last step's latent, if it is the best
+    better = objective.hard(last) < best_loss
+    best[better] = last[better]
+    objective.keep_best(better)
+    objective.finish(best)
+    return best
+
+
+class _Objective:
+    """The annealing's per-image loss (:class:`_LossOf`) through the optimizable synthesis, plus,
+    when the batch learns tails (:mod:`archiver.codecs.pyramid.tail_fit`), their proxy bits per
+    pixel; the parameter groups Adam moves and the tails' bookkeeping."""
+
+    def __init__(self, codec, synth, targets, valid, lmbda, tails) -> None:
+        run = optimizable(synth)
         if tails is not None:
-            run.quantized = True
-        final = losses.hard(last) if tails is None else loss_of(last, last, True)
-        better = final < best_loss
-        best[better] = last[better]
-        if tails is not None:
+            from .tail_fit import TailedSynthesis
+
+            if not getattr(run, "takes_tails", False):
+                raise ValueError("this synthesis cannot take per-image tails")
+            run = TailedSynthesis(run, tails)
+        self.run, self.tails, self.pixels = run, tails, valid[0] * valid[1]
+        self.losses = _LossOf(codec, run, targets, valid, lmbda)
+
+    def __call__(self, y_hat: torch.Tensor, y: torch.Tensor, refresh: bool, quantized: bool) -> torch.Tensor:
+        if self.tails is None:
+            return self.losses(y_hat, y, refresh)
+        self.run.quantized = quantized
+        return self.losses(y_hat, y, refresh) + self.tails.proxy_bits() / self.pixels
+
+    def hard(self, y: torch.Tensor) -> torch.Tensor:
+        """Per-image loss of the integer latents ``y`` (tails rounded)."""
+        with torch.no_grad():
+            return self(y, y, True, quantized=True)
+
+    def groups(self, y: torch.Tensor, lr: float) -> list[dict]:
+        """Adam's parameter groups, each with its ``base`` step (the schedule scales them alike)."""
+        groups = [{"params": [y], "base": lr}]
+        if self.tails is not None:
+            from .tail_fit import LR_TAIL
+
+            groups.append({"params": list(self.tails.parameters()), "base": LR_TAIL})
+        return groups
+
+    def keep_best(self, better: torch.Tensor) -> None:
+        if self.tails is not None:
+            self.tails.keep_best(better)
+
+    def finish(self, best: torch.Tensor) -> None:
+        """Decide which images keep their tails (:func:`~archiver.codecs.pyramid.tail_fit.choose_tails`)."""
+        if self.tails is not None:
             from .tail_fit import choose_tails
 
-            tails.keep_best(better)
-            choose_tails(losses, run, best, pixels)
-    return best
+            choose_tails(self.losses, self.run, best, self.pixels)
 
 
 class AnnealDevice:
@@ -235,66 +261,6 @@ def optimizable(synth):
         return OptimSynthesis(synth)
     except ValueError:
         return synth
-
-
-class _SoftNoisy(torch.autograd.Function):
-    """``sr_t(sr_t(y) + u)`` (``u`` None: ``sr_t(y)``; :func:`soft_round`) with its derivative
-    made in the forward pass, ``sr_t'(x) = (1 − tanh²(Δ/t)) / (2t·tanh(1/(2t)))``: a dozen
-    elementwise operations a step instead of about thirty through autograd."""
-
-    @staticmethod
-    def forward(ctx, y, t: float, u):  # noqa: D102
-        c = 1.0 / (2.0 * math.tanh(0.5 / t))
-        out, slope = _soft_round_slope(y, t, c)
-        if u is not None:
-            out, outer = _soft_round_slope(out.add_(u), t, c)
-            slope.mul_(outer)
-        ctx.save_for_backward(slope)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        (slope,) = ctx.saved_tensors
-        return grad * slope, None, None
-
-
-def _soft_round_slope(x: torch.Tensor, t: float, c: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(:func:`soft_round` of ``x``, its derivative), ``c`` = 1 / (2 tanh(1 / (2t)))."""
-    f = torch.floor(x)
-    th = torch.tanh((x - f).sub_(0.5).div_(t))
-    slope = (1.0 - th * th).mul_(c / t)
-    return th.mul_(c).add_(f).add_(0.5), slope
-
-
-class _PackedBits(torch.autograd.Function):
-    """Per-image bits of the packed latent ``y`` (N, C, h, w) under Laplace bins of means ``mu`` and
-    inverse scales ``inv_b`` in the same packed layout (:func:`archiver.codecs.pyramid.model.laplace_bits`,
-    summed per image), with a hand-written backward to ``y`` only.
-
-    With d = |y − μ| and β the inverse scale, the bin's probability is p = 1 − ½(e⁻ⁱ + e⁻ᵒ) at the
-    mode (d < ½) and ½(e⁻ⁱ − e⁻ᵒ) beyond it, i = |d − ½|β, o = (d + ½)β; in both cases
-    dp/dd = −β(e⁻ⁱ − e⁻ᵒ)/2, so d bits/dy = sign(y − μ)·β(e⁻ⁱ − e⁻ᵒ)/(2p ln 2) (0 where p is clamped
-    at 1e-9). One tensor for every level, and the gradient made in the forward pass: some 15
-    elementwise operations a step instead of about 200 through autograd, level by level."""
-
-    @staticmethod
-    def forward(ctx, y, mu, inv_b):  # noqa: D102
-        diff = y - mu
-        d = diff.abs()
-        outer = torch.exp(-(d + 0.5) * inv_b)
-        inner = torch.exp(-(d - 0.5).abs_() * inv_b)
-        p = torch.where(d < 0.5, 1.0 - 0.5 * (inner + outer), 0.5 * (inner - outer))
-        clamped = p <= 1e-9 if ctx.needs_input_grad[0] else None
-        p.clamp_min_(1e-9)
-        if clamped is not None:
-            slope = (inner - outer).mul_(inv_b).div_(p).mul_(0.5 / _LOG2)
-            ctx.save_for_backward(slope.mul_(diff.sign_()).masked_fill_(clamped, 0.0))
-        return torch.log(p).sum(dim=(1, 2, 3)) * (-1.0 / _LOG2)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        (slope,) = ctx.saved_tensors
-        return slope * grad[:, None, None, None], None, None
 
 
 class _LossOf:

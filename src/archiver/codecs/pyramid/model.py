@@ -102,7 +102,7 @@ def laplace_bits(y: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> 
     # P = F(d + ½) − F(d − ½). On the far side of the mode (d ≥ ½): ½ (exp(−(d − ½)/b) − exp(−(d + ½)/b));
     # at the mode (d < ½) the bin straddles it: 1 − ½ exp(−(½ − d)/b) − ½ exp(−(d + ½)/b). Both
     # read exp(−|d − ½|/b) and exp(−(d + ½)/b): two exponentials (the annealing's packed rate,
-    # anneal._PackedBits, computes the same two with its own gradient).
+    # anneal_ops._PackedBits, computes the same two with its own gradient).
     outer = torch.exp(-(d + 0.5) * inv_b)
     inner = torch.exp(-torch.abs(d - 0.5) * inv_b)
     p = torch.where(d < 0.5, 1.0 - 0.5 * (inner + outer), 0.5 * (inner - outer))
