@@ -215,6 +215,7 @@ def verify(
             try:
                 reader.model_arrays()
                 reader.codec.graph()  # stored, or the one the archive's base ships
+                reader.codec.check_decodable()  # whatever else the codec needs (its base, more graphs)
                 reader.codec.coder()  # the codec's entropy model, validated
                 if reader.has_denoiser:
                     reader.model_arrays("denoiser")

@@ -246,3 +246,22 @@ def test_tails_where_the_codec_version_has_none_are_refused():
         side.synthesis_input(latent, ImageRecord(b"", codec=encode_tail(np.zeros(tail_values(CIN), np.int64))))
     with pytest.raises(CorruptArchiveError, match="tail graph"):
         PyramidReadSide(reader, CodecDescription("pyramid", 6, spec, {}))
+
+
+def test_check_decodable_checks_the_tail_graph():
+    """extract and verify ask check_decodable before any output: a version-6 archive's tail graph
+    is read then (its SHA-256 checked by the reader)."""
+    from types import SimpleNamespace
+
+    from archiver.codecs import CodecDescription
+    from archiver.codecs.pyramid.plan import PYRAMID_PRESETS
+    from archiver.codecs.pyramid.read import PyramidReadSide
+
+    def damaged(name):
+        raise CorruptArchiveError(f"x.nca: checksum mismatch in /model/{name}")
+
+    spec = PYRAMID_PRESETS["default"].to_dict()
+    reader = SimpleNamespace(path="x.nca", has_model=lambda name: True, onnx_graph=damaged)
+    with pytest.raises(CorruptArchiveError, match="tail_onnx"):
+        PyramidReadSide(reader, CodecDescription("pyramid", 6, spec, {})).check_decodable()
+    PyramidReadSide(reader, CodecDescription("pyramid", 5, spec, {})).check_decodable()  # no tail graph read

@@ -78,10 +78,13 @@ class PyramidReadSide:
         return from_delta(arrays, self._reference[name])
 
     def check_decodable(self) -> None:
-        """Raise :class:`MissingBaseError` now if the archive's base codec is not shipped here."""
+        """Raise :class:`MissingBaseError` now if the archive's base codec is not shipped here, and
+        :class:`CorruptArchiveError` if a version-6 archive's tail graph fails its SHA-256."""
         if self.desc.base:
             self.model_arrays("decoder")
             self.graph()
+        if self.desc.version >= TAIL_SINCE:
+            self.reader.onnx_graph(TAIL_GRAPH)
 
     def graph(self) -> bytes:
         """The synthesis graph: stored in the archive, or (version 3) the one its base ships."""
