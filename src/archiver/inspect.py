@@ -137,7 +137,7 @@ def archive_info(path: Path) -> dict:
             "refine": training.get("refine"),  # per-image latent refinement: steps, seconds
             "target": training.get("target"),  # --target-psnr: what the search did, images below it
             "budget": training.get("budget"),  # --max-bytes: the gain found, the rest assumed, trials
-            "tails": training.get("tails"),  # per-image tails kept (pyramid version 6): images, bytes
+            "tails": training.get("tails"),  # images that keep per-image codec data (tails): images, bytes
             "appends": training.get("appends", []),  # one record per append
             "appendable": bool(reader.config.get("appendable", False)),
             # S<s>K<k> context tables (see archiver.codec.context), or "channel" (version 1)

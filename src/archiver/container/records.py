@@ -38,7 +38,7 @@ class ImageRecord:
     #: the image's quantization gain code (version 3 group extras only, :mod:`archiver.codec.gain`)
     gain: int = 0
     #: the image's own data for its codec (version 3 group extras only: the blob named
-    #: :data:`CODEC_BLOB`; what it means is the codec's, e.g. a pyramid tail); empty when none
+    #: :data:`CODEC_BLOB`; what it means is the codec's alone); empty when none
     codec: bytes = b""
 
 

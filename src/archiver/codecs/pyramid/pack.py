@@ -11,6 +11,7 @@ Trained from a released base, an archive stores both models as their difference 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -253,17 +254,20 @@ def _refined(cfg: PackConfig, codec, synth, images: dict[int, SourceImage], refi
 
 def measuring_runtime(spec, arrays: dict, plain):
     """The runtime pack measures images through, tails or not (inputs from
-    :func:`archiver.codecs.pyramid.tail.tail_input`): ``plain`` (the synthesis session) for images
-    without one, the tail graph's session, built when first needed, for the others."""
+    :func:`archiver.codecs.pyramid.tail.tail_input`): extract's
+    (:func:`~archiver.codecs.pyramid.read.tail_runtime`) over ``plain``, the synthesis session."""
+    from .read import tail_runtime
+
+    return tail_runtime(plain, tail_graph(spec), arrays, spec, TAIL_SINCE)
+
+
+@functools.lru_cache(maxsize=4)
+def tail_graph(spec) -> bytes:
+    """The tail graph of ``spec`` without weights (what ``/model/tail_onnx`` stores), built once."""
     from .graph import build_pyramid_graph
-    from .tail import TailRuntime
-    from ...runtime.graph import attach_weights, graph_only
+    from ...runtime.graph import graph_only
 
-    def tailed():
-        model = attach_weights(graph_only(build_pyramid_graph(spec, tail=True)), arrays)
-        return synthesis_runtime(model, spec.stride, TAIL_SINCE)
-
-    return TailRuntime(plain, tailed, spec.packed_channels)
+    return graph_only(build_pyramid_graph(spec, tail=True))
 
 
 def measure_input(out, i: int, spec) -> np.ndarray:
@@ -278,12 +282,9 @@ def _with_tails(out, spec) -> None:
     """When some image keeps a tail: the archive is codec version 6 and stores the tail graph."""
     import dataclasses
 
-    from .graph import build_pyramid_graph
-    from ...runtime.graph import graph_only
-
     if any(out.image_codec.values()):
         out.codec = dataclasses.replace(out.codec, version=TAIL_SINCE)
-        out.more_graphs[TAIL_GRAPH] = graph_only(build_pyramid_graph(spec, tail=True))
+        out.more_graphs[TAIL_GRAPH] = tail_graph(spec)
         out.training["tails"] = {"images": sum(1 for d in out.image_codec.values() if d),
                                  "bytes": sum(len(d) for d in out.image_codec.values())}  # fmt: skip
 

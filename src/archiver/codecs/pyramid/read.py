@@ -9,7 +9,7 @@ from .versions import CONTEXT_ORDER_SINCE, PLAIN_LAYOUT_SINCE, TAIL_GRAPH, TAIL_
 
 __all__ = [
     "PyramidReadSide", "PYRAMID_TILE_PX", "PYRAMID_HALO_PX", "pyramid_tiling", "synthesis_threads",
-    "synthesis_runtime",
+    "synthesis_runtime", "tail_runtime",
 ]  # fmt: skip
 
 
@@ -102,8 +102,8 @@ class PyramidReadSide:
         from version 6 on followed by its tail's channels (:func:`archiver.codecs.pyramid.tail.tail_input`)."""
         if self.desc.version < TAIL_SINCE:
             no_codec_data(record)
-        if self.desc.version < 2:
-            return no_gain(latent, record.gain)
+            if self.desc.version < 2:
+                return no_gain(latent, record.gain)
         from ...codec.gain import apply_gain
 
         x = apply_gain(latent, record.gain)
@@ -129,12 +129,8 @@ class PyramidReadSide:
                                   threads, spin)  # fmt: skip
         if self.desc.version < TAIL_SINCE:
             return plain
-        from .tail import TailRuntime
-
-        graph = self.reader.onnx_graph(TAIL_GRAPH)
-        version, stride = self.desc.version, self.spec.stride
-        make = lambda: synthesis_runtime(attach_weights(graph, arrays), stride, version, provider, threads, spin)  # noqa: E731
-        return TailRuntime(plain, make, self.spec.packed_channels)
+        return tail_runtime(plain, self.reader.onnx_graph(TAIL_GRAPH), arrays, self.spec, self.desc.version, provider,
+                            threads, spin)  # fmt: skip
 
 
 def synthesis_runtime(model, stride: int, version: int, provider: str = "cpu", threads: int | None = None,
@@ -145,6 +141,22 @@ def synthesis_runtime(model, stride: int, version: int, provider: str = "cpu", t
     _, OnnxDecoder = runtime_imports()
     tile, halo = pyramid_tiling(stride)
     return OnnxDecoder(model, provider, threads, stride, tile, halo, spin, layout=version < PLAIN_LAYOUT_SINCE)
+
+
+def tail_runtime(plain, graph: bytes, arrays: dict, spec, version: int, provider: str = "cpu",
+                 threads: int | None = None, spin: bool = True):  # fmt: skip
+    """A :class:`~archiver.codecs.pyramid.tail.TailRuntime`: ``plain`` (the synthesis session) for
+    images without a tail, and the session of the tail ``graph`` (without weights) with the
+    synthesis' ``arrays``, made as :func:`synthesis_runtime` makes ``plain`` when an image with a
+    tail first needs it. Pack (measuring) and extract both decode through it."""
+    from .tail import TailRuntime
+
+    attach_weights, _ = runtime_imports()
+
+    def tailed():
+        return synthesis_runtime(attach_weights(graph, arrays), spec.stride, version, provider, threads, spin)
+
+    return TailRuntime(plain, tailed, spec.packed_channels)
 
 
 def synthesis_threads() -> int:

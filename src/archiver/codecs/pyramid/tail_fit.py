@@ -61,8 +61,9 @@ class ImageTails(nn.Module):
         """Remember the rounded tails of the images in ``better`` (bool (n,)) as their best."""
         with torch.no_grad():
             dw, db = self.values(True)
-            self.best[0][better.cpu()] = dw.detach().cpu()[better.cpu()]
-            self.best[1][better.cpu()] = db.detach().cpu()[better.cpu()]
+            mask = better.cpu()
+            self.best[0][mask] = dw.cpu()[mask]
+            self.best[1][mask] = db.cpu()[mask]
 
     def restore_best(self) -> None:
         """Set the deltas to each image's best rounded ones."""
