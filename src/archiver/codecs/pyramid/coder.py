@@ -289,32 +289,47 @@ class PyramidCoder:
         return [g.astype(np.int32) for g in grids]  # type: ignore[union-attr]
 
     def _decode_phase(self, decoders: list, mean: np.ndarray, bucket: np.ndarray,
-                      stream_keys: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+                      stream_keys: np.ndarray | None = None, calls: dict | None = None) -> np.ndarray:  # fmt: skip
         """Values of one phase's (or wavefront step's) positions: bucket by bucket, each in raster
         order, from ``decoders[0]``; with ``stream_keys`` (each position's stream · BUCKETS), every
         stream's positions that way from its own decoder. The symbols of every run are decoded
-        first, then offset and put in place in one vectorised step."""
+        into one array in coding order, then put in place and offset by ``mean + low`` at once.
+        ``calls``: :meth:`decode_runs`' cache, kept by a caller that decodes many steps."""
         if stream_keys is None:
             order, runs = bucket_runs(bucket)
         else:
             order, runs = bucket_runs(stream_keys + bucket, len(decoders) * BUCKETS)
-        parts = []
-        lengths, models = self._lengths, self._models
-        for key, start, stop in runs:
-            s, k = divmod(key, BUCKETS)
-            try:
-                if lengths[k] == 1:  # a one-symbol table costs no bits
-                    parts.append(np.zeros(stop - start, dtype=np.int32))
-                else:
-                    parts.append(decoders[s].decode(models.get(k) or self._model(k), stop - start))
-            except CorruptArchiveError:
-                raise
-            except Exception as exc:  # constriction raises plain ValueError/RuntimeError
-                raise CorruptArchiveError(f"pyramid bitstream does not decode: {exc}") from None
-        values = np.empty(bucket.size, dtype=np.int64)
-        if parts:
-            values.put(order, np.concatenate(parts).astype(np.int64) + self._lows[bucket[order]] + mean[order])
+        symbols = self.decode_runs(decoders, runs, np.empty(bucket.size, dtype=np.int32), {} if calls is None else calls)
+        values = self._lows.take(bucket)
+        values += mean
+        residual = np.empty(bucket.size, dtype=np.int32)
+        residual.put(order, symbols)
+        values += residual
         return values
+
+    def decode_runs(self, decoders: list, runs, out: np.ndarray, calls: dict) -> np.ndarray:
+        """The symbols of ``runs`` (``(key, start, stop)``, key = stream · BUCKETS + bucket, in
+        coding order) into ``out[start:stop]`` (int32): each from its stream's decoder with its
+        bucket's table; a one-symbol table's runs are 0 (no bits). Returns ``out``.
+
+        ``calls``: a dict the caller keeps for these ``decoders`` (one pass), filled here with each
+        key's ``(decoder.decode, model)`` as keys appear (a table the archive lacks is an error
+        only when a run uses it); not shared between threads."""
+        try:
+            for key, start, stop in runs:
+                call = calls.get(key)
+                if call is None:
+                    s, k = divmod(key, BUCKETS)
+                    call = calls[key] = (decoders[s].decode, None if self._lengths[k] == 1 else self._model(k))
+                if call[1] is None:
+                    out[start:stop] = 0
+                else:
+                    out[start:stop] = call[0](call[1], stop - start)
+        except CorruptArchiveError:
+            raise
+        except Exception as exc:  # constriction raises plain ValueError/RuntimeError
+            raise CorruptArchiveError(f"pyramid bitstream does not decode: {exc}") from None
+        return out
 
     @cached_property
     def _lengths(self) -> list[int]:

@@ -34,6 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import native
 from .net import BUCKETS, FEATURE_CLIP, SCRATCH, padded
 from .plan import CAUSAL_NEIGHBOURS, NEIGHBOURS, PyramidSpec
 
@@ -241,8 +242,14 @@ class _Block:
 
 
 def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
-    """Decode every level of ``blocks`` in lockstep (see :func:`decode_streams`)."""
+    """Decode every level of ``blocks`` in lockstep (see :func:`decode_streams`): each step's
+    arithmetic compiled (:func:`archiver.codecs.pyramid.native.decode_pass`) where the library was
+    built, else in numpy (below); the same integers either way."""
+    if native.takes(coder):
+        native.decode_pass(coder, decoders, blocks)
+        return
     spec: PyramidSpec = coder.spec
+    calls: dict = {}  # coder.decode_runs' cache for these decoders
     for level in reversed(range(spec.levels)):
         plans = [b.start(level, spec.context_tile) for b in blocks]
         bounds = [p.bounds.tolist() for p in plans]  # Python ints: slices are made per step
@@ -262,7 +269,7 @@ def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
             keys = None
             if len(decoders) > 1:
                 keys = np.concatenate([np.repeat(b.keys, sl.stop - sl.start) for b, _, sl in here])
-            v = coder._decode_phase(decoders, mean, bucket, keys)
+            v = coder._decode_phase(decoders, mean, bucket, keys, calls)
             clipped = _clip_feature(v)
             first = 0
             for (b, p, sl), size, own_at in zip(here, sizes, at):
@@ -273,5 +280,5 @@ def _decode_pass(coder, decoders: list, blocks: list[_Block]) -> None:
 
 
 def _clip_feature(v: np.ndarray) -> np.ndarray:
-    """``v`` clipped to ±FEATURE_CLIP as :data:`FEATURE_DTYPE` (what the features read)."""
-    return np.clip(v, -FEATURE_CLIP, FEATURE_CLIP).astype(FEATURE_DTYPE)
+    """``v`` clipped to ±FEATURE_CLIP as :data:`FEATURE_DTYPE` (what the features read), one pass."""
+    return np.clip(v, -FEATURE_CLIP, FEATURE_CLIP, out=np.empty(v.shape, dtype=FEATURE_DTYPE), casting="unsafe")
