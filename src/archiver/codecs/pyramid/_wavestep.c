@@ -67,9 +67,6 @@ static net_fn choose_net(void) {
     return run_net_base;
 }
 
-/* Chosen on the first call (every thread would choose the same). */
-static net_fn run_net = 0;
-
 /* One image-size block of a wavefront step: features, network, sort keys.
  *
  * The step's positions of image i (0 <= i < count) are plan positions j (0 <= j < k); position
@@ -87,7 +84,7 @@ void wave_features_net(int64_t count, int64_t k, const int64_t *own_pos, const i
     double x[FEATURES * CHUNK];
     int64_t m[CHUNK], b[CHUNK];
     if (hidden > MAX_HIDDEN || hidden % 4) return; /* the caller checks; never reached */
-    if (!run_net) run_net = choose_net();
+    const net_fn run_net = choose_net(); /* a few instructions; no state shared between threads */
     for (int64_t i = 0; i < count; i++) {
         for (int64_t j0 = 0; j0 < k; j0 += CHUNK) {
             const int64_t n = k - j0 < CHUNK ? k - j0 : CHUNK;
