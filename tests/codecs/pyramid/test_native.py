@@ -115,6 +115,27 @@ def test_network_outputs_equal_contextnet_run(weights, hidden):
 
 
 @needs_library
+@pytest.mark.parametrize("weights", [0.05, 1.0, 200.0, 4000.0])
+def test_both_network_builds_equal_contextnet_run(weights):
+    """The network as this CPU runs it and the 2-wide build every CPU can run (SSE2, NEON) give
+    ContextNet.run's outputs, whichever of them the machine testing would use."""
+    spec = PyramidSpec(channels=(1, 1, 1), context_hidden=12, context="wavefront", context_tile=64)
+    net = test_pyramid_coder.random_net(7, spec, weights)
+    coder = type("C", (), {"net": net})()
+    rng = np.random.default_rng(7)
+    x = rng.integers(-1023, 1024, (9, 64)).astype(np.float64)
+    for level in range(spec.levels):
+        weights_, hidden = native._level_net(coder, level)
+        want_mean, want_bucket = net.run(0, level, x)
+        for base in (0, 1):
+            mean, bucket = np.empty(64, np.int64), np.empty(64, np.int64)
+            assert native.LIBRARY.wave_run_net(base, x.ctypes.data, weights_.ctypes.data, hidden,
+                                               mean.ctypes.data, bucket.ctypes.data) == 64  # fmt: skip
+            np.testing.assert_array_equal(mean, want_mean)
+            np.testing.assert_array_equal(bucket, want_bucket)
+
+
+@needs_library
 def test_sort_is_stable_by_key():
     rng = np.random.default_rng(3)
     n, nkeys = 5000, 7 * BUCKETS

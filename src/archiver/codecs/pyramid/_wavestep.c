@@ -67,6 +67,15 @@ static net_fn choose_net(void) {
     return run_net_base;
 }
 
+/* The network alone on CHUNK positions (features x[f * CHUNK + q], as wave_features_net gathers
+ * them): ``base`` 0 runs what this CPU is given, 1 the 2-wide code every CPU runs. For the tests,
+ * which so check both on any machine; returns CHUNK. */
+int64_t wave_run_net(int64_t base, const double *x, const double *net, int64_t hidden, int64_t *mean, int64_t *bucket) {
+    if (hidden > MAX_HIDDEN || hidden % 4) return 0;
+    (base ? run_net_base : choose_net())(x, net, hidden, mean, bucket);
+    return CHUNK;
+}
+
 /* One image-size block of a wavefront step: features, network, sort keys.
  *
  * The step's positions of image i (0 <= i < count) are plan positions j (0 <= j < k); position

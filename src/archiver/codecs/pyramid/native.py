@@ -41,6 +41,8 @@ _SIGNATURES = {
     "wave_values": (None, [_I, _P, _P, _P, _P, _P, _P]),
     # count, k, values, own_pos, own_size, own, coded, coded_stride, start
     "wave_store": (None, [_I, _I, _P, _P, _I, _P, _P, _I, _I]),
+    # base, x, net, hidden, mean, bucket -> positions (the network alone, for the tests)
+    "wave_run_net": (_I, [_I, _P, _P, _I, _P, _P]),
 }
 
 
