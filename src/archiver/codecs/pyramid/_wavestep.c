@@ -94,29 +94,32 @@ void wave_features_net(int64_t count, int64_t k, const int64_t *own_pos, const i
     int64_t m[CHUNK], b[CHUNK];
     if (hidden > MAX_HIDDEN || hidden % 4) return; /* the caller checks; never reached */
     const net_fn run_net = choose_net(); /* a few instructions; no state shared between threads */
-    for (int64_t i = 0; i < count; i++) {
-        for (int64_t j0 = 0; j0 < k; j0 += CHUNK) {
-            const int64_t n = k - j0 < CHUNK ? k - j0 : CHUNK;
-            for (int64_t q = 0; q < n; q++) {
-                const int64_t j = j0 + q, at = own_pos[j] + i * own_size;
-                if (parent) {
-                    const int64_t pat = parent_pos[j] + i * parent_size;
-                    for (int f = 0; f < PARENT_FEATURES; f++) x[f * CHUNK + q] = parent[pat + parent_off[f]];
-                } else {
-                    for (int f = 0; f < PARENT_FEATURES; f++) x[f * CHUNK + q] = 0.0;
-                }
-                for (int c = 0; c < FEATURES - PARENT_FEATURES; c++)
-                    x[(PARENT_FEATURES + c) * CHUNK + q] = inside[c * inside_stride + j] ? own[at + own_off[c]] : 0;
+    /* The chunks run over all the block's positions, image after image: a step of a few
+     * positions an image (a tile's first and last steps) still fills them. */
+    for (int64_t p0 = 0; p0 < count * k; p0 += CHUNK) {
+        const int64_t n = count * k - p0 < CHUNK ? count * k - p0 : CHUNK;
+        int64_t i = p0 / k, j = p0 - i * k; /* position p0 + q's image and plan index */
+        int64_t ib[CHUNK];
+        for (int64_t q = 0; q < n; q++) {
+            const int64_t at = own_pos[j] + i * own_size;
+            if (parent) {
+                const int64_t pat = parent_pos[j] + i * parent_size;
+                for (int f = 0; f < PARENT_FEATURES; f++) x[f * CHUNK + q] = parent[pat + parent_off[f]];
+            } else {
+                for (int f = 0; f < PARENT_FEATURES; f++) x[f * CHUNK + q] = 0.0;
             }
-            for (int64_t q = n; q < CHUNK; q++)
-                for (int f = 0; f < FEATURES; f++) x[f * CHUNK + q] = 0.0;
-            run_net(x, net, hidden, m, b);
-            for (int64_t q = 0; q < n; q++) {
-                const int64_t p = i * k + j0 + q;
-                mean[p] = (int32_t)m[q];
-                bucket[p] = (int32_t)b[q];
-                key[p] = (uint16_t)(key_base[i] + b[q]);
-            }
+            for (int c = 0; c < FEATURES - PARENT_FEATURES; c++)
+                x[(PARENT_FEATURES + c) * CHUNK + q] = inside[c * inside_stride + j] ? own[at + own_off[c]] : 0;
+            ib[q] = i;
+            if (++j == k) j = 0, i++;
+        }
+        for (int64_t q = n; q < CHUNK; q++)
+            for (int f = 0; f < FEATURES; f++) x[f * CHUNK + q] = 0.0;
+        run_net(x, net, hidden, m, b);
+        for (int64_t q = 0; q < n; q++) {
+            mean[p0 + q] = (int32_t)m[q];
+            bucket[p0 + q] = (int32_t)b[q];
+            key[p0 + q] = (uint16_t)(key_base[ib[q]] + b[q]);
         }
     }
 }
