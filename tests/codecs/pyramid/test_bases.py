@@ -134,6 +134,12 @@ def test_find_pyramid_base_matches_the_spec_only(tmp_path):
     assert found.sha256 == hashlib.sha256((tmp_path / "pyramid-t1.npz").read_bytes()).hexdigest()
     assert find_pyramid_base(PyramidSpec(hidden=(16, 16)), tmp_path) is None
     assert find_pyramid_base(PyramidSpec(context="wavefront"), tmp_path) is None  # another context order
+    # the wavefront's tile shapes no weight: a base serves every tile, and nothing else changes
+    wave = PyramidSpec(context="wavefront", context_tile=64)
+    save_pyramid_base(tmp_path / "pyramid-t2.npz", PyramidCodec(wave), {})
+    for tile in (8, 128, 4096):
+        assert find_pyramid_base(PyramidSpec(context="wavefront", context_tile=tile), tmp_path).id == "pyramid-t2"
+    assert find_pyramid_base(PyramidSpec(context="wavefront", context_hidden=12, context_tile=128), tmp_path) is None
 
 
 @pytest.mark.parametrize("spec,base_id", [

@@ -53,16 +53,23 @@ class PyramidBase:
 
 
 def find_pyramid_base(spec: PyramidSpec, folder: Path | None = None) -> PyramidBase | None:
-    """The newest shipped base made for exactly ``spec`` (by id order), or None."""
+    """The newest shipped base made for ``spec`` (by id order), or None: the same spec, but for
+    the wavefront's ``context_tile``, which changes which neighbours the context network reads
+    (those outside a tile read 0), not the shape of any weight."""
     folder = folder or bases.WEIGHTS_DIR
-    wanted = json.loads(json.dumps(spec.to_dict()))  # tuples as the stored JSON has them (lists)
+    wanted = _weights_spec(spec.to_dict())
     found = None
     for path in sorted(folder.glob(_PREFIX + "*.npz")):
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-        if meta.get("spec") == wanted:
+        if isinstance(meta.get("spec"), dict) and _weights_spec(meta["spec"]) == wanted:
             found = PyramidBase(path.stem, path, hashlib.sha256(path.read_bytes()).hexdigest(), meta)
     return found
+
+
+def _weights_spec(spec: dict) -> dict:
+    """A spec document without ``context_tile``, tuples as the stored JSON has them (lists)."""
+    return {k: v for k, v in json.loads(json.dumps(spec)).items() if k != "context_tile"}
 
 
 def save_pyramid_base(path: Path, codec: torch.nn.Module, trained: dict) -> int:
