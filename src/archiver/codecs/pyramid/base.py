@@ -9,7 +9,8 @@ Files are ``weights/pyramid-<id>.npz``: float32 arrays ``codec.<state key>`` of
 :class:`archiver.codecs.pyramid.model.PyramidCodec` and ``meta``, a JSON string with ``codec``
 ("pyramid"), ``spec`` (the :class:`~archiver.codecs.pyramid.plan.PyramidSpec` they fit) and
 ``trained`` (command, date, commit, data, steps, seconds, held-back PSNR and bpp of every level).
-A base is used only for exactly its spec; anything else trains from scratch.
+A base is used only for its spec (the wavefront's tile aside: it shapes no weight); anything else
+trains from scratch.
 """
 
 from __future__ import annotations
