@@ -16,7 +16,6 @@
  *     bucket = clip(floor((o1 - SCALE_LOW) / SCALE_STEP), 0, BUCKETS - 1)
  * with |x| <= 1023, |W|, |B| < 2**20 and at most MAX_HIDDEN hidden units every sum stays below 2**50.
  */
-#include <math.h>
 #include <stdint.h>
 
 #define MAX_HIDDEN 64
@@ -83,7 +82,8 @@ int64_t wave_run_net(int64_t base, const double *x, const double *net, int64_t h
  * parent's parent_pos[j] + i * parent_size. Features: parent[parent_at + parent_off[0..4]] (0 when
  * parent is NULL: the coarsest level), then own[own_at + own_off[c]] where inside[c * inside_stride
  * + j] (else 0). net (doubles, exact): W1's 9 feature columns (hidden x 9), B1 plus W1's column of
- * the level's one-hot (hidden), W2 / 2**8 (hidden x hidden), B2, W3 / 2**8 (2 x hidden), B3.
+ * the level's one-hot (hidden), W2 / 2**8 (hidden x hidden), B2, W3 / 2**8 (4 x hidden: its 2 rows, then
+ * zeros), B3 (4), with ``hidden`` a multiple of 4 (native._level_net pads the network).
  * Writes mean[p], bucket[p] and key[p] = key_base[i] + bucket[p]. */
 void wave_features_net(int64_t count, int64_t k, const int64_t *own_pos, const int64_t *parent_pos,
                        int64_t own_size, int64_t parent_size, const uint8_t *inside, int64_t inside_stride,

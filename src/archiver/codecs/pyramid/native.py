@@ -26,8 +26,8 @@ __all__ = ["LIBRARY", "MAX_HIDDEN", "takes", "decode_pass"]
 
 #: Most hidden units the compiled network takes (its work arrays are on the stack).
 MAX_HIDDEN = 64
-#: Features the compiled network reads (wave.FEATURES: the parent and its four neighbours, then
-#: the four causal neighbours).
+#: Features the compiled network reads, ``FEATURES`` in ``_wavestep.c`` (wave.FEATURES: the parent
+#: and its four neighbours, then the four causal neighbours).
 FEATURES = 9
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
@@ -69,11 +69,14 @@ LIBRARY = _load()
 def takes(coder) -> bool:
     """Whether the compiled step can decode for ``coder`` (a wavefront
     :class:`~archiver.codecs.pyramid.coder.PyramidCoder`): the library is here and the network is
-    of the shape it computes (9 features, at most :data:`MAX_HIDDEN` hidden units)."""
+    of the shape it computes (:data:`FEATURES` features and the levels' one-hot, at most
+    :data:`MAX_HIDDEN` hidden units)."""
     if LIBRARY is None:
         return False
     (w1, _), (w2, _), (w3, _) = coder.net.layers[0]
-    return w1.shape[0] <= MAX_HIDDEN and w1.shape[1] > FEATURES and w2.shape == (w1.shape[0],) * 2 and w3.shape[0] == 2
+    hidden = w1.shape[0]
+    return (hidden <= MAX_HIDDEN and w1.shape[1] == FEATURES + coder.spec.levels and w2.shape == (hidden, hidden)
+            and w3.shape == (2, hidden))  # fmt: skip
 
 
 def _level_net(coder, level: int) -> tuple[np.ndarray, int]:
@@ -100,7 +103,7 @@ class _Arrays:
     tile mask, its grids, its neighbours' offsets. Holds the arrays it points into."""
 
     def __init__(self, block, plan) -> None:
-        self.n, self.plan, self.block = block.n, plan, block
+        self.n = block.n
         self.own_pos = _contiguous(plan.own, np.int64)
         self.parent_pos = _contiguous(plan.parent, np.int64)
         self.inside = _contiguous(plan.inside, np.bool_)
